@@ -1,1 +1,46 @@
-Console.WriteLine("placeholder");
+using Checkpoint.Sidecar.Configuration;
+using Checkpoint.Sidecar.Hosting;
+using Microsoft.Extensions.Options;
+
+// The sidecar runs in Linux containers and relies on POSIX calls (fsync, posix_fadvise, signals).
+[assembly: System.Runtime.Versioning.SupportedOSPlatform("linux")]
+
+namespace Checkpoint.Sidecar;
+
+public static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        WebApplication app;
+        try
+        {
+            app = SidecarHost.Build(args);
+        }
+        catch (Exception e) when (e is InvalidOperationException or FileNotFoundException or InvalidDataException or FormatException)
+        {
+            // Configuration values that cannot even be parsed (CHECKPOINT_KEEP=abc) or a missing JSON file.
+            return ConfigurationError(e.Message);
+        }
+
+        try
+        {
+            await app.RunAsync().ConfigureAwait(false);
+            return Environment.ExitCode;
+        }
+        catch (OptionsValidationException e)
+        {
+            return ConfigurationError(string.Join(Environment.NewLine, e.Failures.Select(f => "  " + f)));
+        }
+        catch (InvalidOperationException e) when (e.InnerException is FormatException or InvalidOperationException)
+        {
+            return ConfigurationError(e.Message);
+        }
+    }
+
+    private static int ConfigurationError(string details)
+    {
+        Console.Error.WriteLine("checkpoint-sidecar: invalid configuration; not starting:");
+        Console.Error.WriteLine(details);
+        return 2;
+    }
+}

@@ -1,0 +1,69 @@
+using Microsoft.Extensions.Configuration;
+
+namespace Checkpoint.Sidecar.Configuration;
+
+/// <summary>
+/// Every setting of the sidecar. Keys are the environment variable names a pod spec sets, so the
+/// same name appears in the pod spec, the optional JSON file, the README and every error message.
+/// </summary>
+public sealed class SidecarOptions
+{
+    public const string DefaultSocketPath = "/var/run/checkpoint/sidecar.sock";
+
+    [ConfigurationKeyName("CHECKPOINT_SOCKET_PATH")]
+    public string SocketPath { get; set; } = DefaultSocketPath;
+
+    /// <summary>Where trainers dump their files (fast local disk or memory, shared with the trainer).</summary>
+    [ConfigurationKeyName("CHECKPOINT_STAGING_DIR")]
+    public string StagingDir { get; set; } = "";
+
+    /// <summary>The shared checkpoint volume (an NFS PVC in a cluster).</summary>
+    [ConfigurationKeyName("CHECKPOINT_STORAGE_DIR")]
+    public string StorageDir { get; set; } = "";
+
+    [ConfigurationKeyName("CHECKPOINT_METRICS_PORT")]
+    public int MetricsPort { get; set; } = 9400;
+
+    /// <summary>Used when the pod spec cannot be read through the Kubernetes API.</summary>
+    [ConfigurationKeyName("CHECKPOINT_GRACE_PERIOD_SECONDS")]
+    public double GracePeriodSeconds { get; set; } = 30;
+
+    /// <summary>Time kept back from the grace period for the process to exit before SIGKILL.</summary>
+    [ConfigurationKeyName("CHECKPOINT_SAFETY_MARGIN_SECONDS")]
+    public double SafetyMarginSeconds { get; set; } = 2;
+
+    /// <summary>Committed checkpoints retained; older ones are deleted after each commit.</summary>
+    [ConfigurationKeyName("CHECKPOINT_KEEP")]
+    public int Keep { get; set; } = 3;
+
+    /// <summary>Files copied at once; several files in flight keep NFS busy.</summary>
+    [ConfigurationKeyName("CHECKPOINT_COPY_PARALLELISM")]
+    public int CopyParallelism { get; set; } = 4;
+
+    [ConfigurationKeyName("CHECKPOINT_COPY_BUFFER_KIB")]
+    public int CopyBufferKiB { get; set; } = 4096;
+
+    /// <summary>Re-hash every file of the latest checkpoint before handing it to a resuming trainer.</summary>
+    [ConfigurationKeyName("CHECKPOINT_VERIFY_ON_RESUME")]
+    public bool VerifyOnResume { get; set; } = true;
+
+    /// <summary>Names the job's directory on storage: &lt;storage&gt;/&lt;namespace&gt;/&lt;job&gt;.</summary>
+    [ConfigurationKeyName("CHECKPOINT_JOB_NAME")]
+    public string JobName { get; set; } = "default";
+
+    [ConfigurationKeyName("POD_NAME")]
+    public string PodName { get; set; } = "";
+
+    [ConfigurationKeyName("POD_NAMESPACE")]
+    public string PodNamespace { get; set; } = "default";
+
+    /// <summary>Read the grace period from the pod spec when running in a cluster.</summary>
+    [ConfigurationKeyName("CHECKPOINT_KUBERNETES_ENABLED")]
+    public bool KubernetesEnabled { get; set; } = true;
+
+    public TimeSpan GracePeriod => TimeSpan.FromSeconds(GracePeriodSeconds);
+
+    public TimeSpan SafetyMargin => TimeSpan.FromSeconds(SafetyMarginSeconds);
+
+    public int CopyBufferBytes => CopyBufferKiB * 1024;
+}

@@ -1,0 +1,107 @@
+using Microsoft.Extensions.Options;
+
+namespace Checkpoint.Sidecar.Configuration;
+
+/// <summary>
+/// Rejects a bad setting at start, naming it, rather than at the first preemption when the
+/// checkpoint it would have saved is lost.
+/// </summary>
+public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
+{
+    public ValidateOptionsResult Validate(string? name, SidecarOptions options)
+    {
+        var errors = new List<string>();
+
+        RequireWritableDirectory(errors, "CHECKPOINT_STAGING_DIR", options.StagingDir);
+        RequireWritableDirectory(errors, "CHECKPOINT_STORAGE_DIR", options.StorageDir);
+
+        if (string.IsNullOrWhiteSpace(options.SocketPath))
+        {
+            errors.Add("CHECKPOINT_SOCKET_PATH: must name the Unix socket file to serve on.");
+        }
+        else if (!Path.IsPathFullyQualified(options.SocketPath))
+        {
+            errors.Add($"CHECKPOINT_SOCKET_PATH: '{options.SocketPath}' must be an absolute path.");
+        }
+        else if (System.Text.Encoding.UTF8.GetByteCount(options.SocketPath) > 107)
+        {
+            errors.Add($"CHECKPOINT_SOCKET_PATH: '{options.SocketPath}' is longer than the 107 bytes a Unix socket path may have.");
+        }
+        else
+        {
+            var socketDir = Path.GetDirectoryName(options.SocketPath)!;
+            RequireWritableDirectory(errors, "CHECKPOINT_SOCKET_PATH", socketDir, "the directory of ");
+        }
+
+        if (options.MetricsPort is < 1 or > 65535)
+        {
+            errors.Add($"CHECKPOINT_METRICS_PORT: {options.MetricsPort} is not a TCP port (1-65535).");
+        }
+
+        if (!double.IsFinite(options.GracePeriodSeconds) || options.GracePeriodSeconds < 0)
+        {
+            errors.Add($"CHECKPOINT_GRACE_PERIOD_SECONDS: {options.GracePeriodSeconds} must be zero or more seconds.");
+        }
+
+        if (!double.IsFinite(options.SafetyMarginSeconds) || options.SafetyMarginSeconds < 0)
+        {
+            errors.Add($"CHECKPOINT_SAFETY_MARGIN_SECONDS: {options.SafetyMarginSeconds} must be zero or more seconds.");
+        }
+
+        if (options.Keep < 1)
+        {
+            errors.Add($"CHECKPOINT_KEEP: {options.Keep} must be at least 1 (the latest committed checkpoint is always kept).");
+        }
+
+        if (options.CopyParallelism is < 1 or > 64)
+        {
+            errors.Add($"CHECKPOINT_COPY_PARALLELISM: {options.CopyParallelism} must be between 1 and 64.");
+        }
+
+        if (options.CopyBufferKiB is < 64 or > 65536)
+        {
+            errors.Add($"CHECKPOINT_COPY_BUFFER_KIB: {options.CopyBufferKiB} must be between 64 and 65536.");
+        }
+
+        RequirePathSegment(errors, "CHECKPOINT_JOB_NAME", options.JobName);
+        RequirePathSegment(errors, "POD_NAMESPACE", options.PodNamespace);
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    private static void RequireWritableDirectory(List<string> errors, string setting, string path, string what = "")
+    {
+        if (string.IsNullOrWhiteSpace(path))
+        {
+            errors.Add($"{setting}: is not set; it must name an existing writable directory.");
+            return;
+        }
+
+        if (!Directory.Exists(path))
+        {
+            errors.Add($"{setting}: {what}'{path}' does not exist or is not a directory.");
+            return;
+        }
+
+        // Permission bits do not tell the whole truth (read-only mounts, root squash on NFS): try it.
+        var probe = Path.Combine(path, $".checkpoint-write-probe-{Environment.ProcessId}");
+        try
+        {
+            using (File.Create(probe, 1, FileOptions.DeleteOnClose))
+            {
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            errors.Add($"{setting}: {what}'{path}' is not writable: {e.Message}");
+        }
+    }
+
+    private static void RequirePathSegment(List<string> errors, string setting, string value)
+    {
+        if (string.IsNullOrWhiteSpace(value) || value is "." or ".." || value.Contains('/') || value.Contains('\0'))
+        {
+            errors.Add($"{setting}: '{value}' must be a single directory name (no '/', not '.' or '..').");
+        }
+    }
+}

@@ -1,0 +1,108 @@
+using Checkpoint.Sidecar.Storage;
+
+namespace Checkpoint.Sidecar.Flush;
+
+/// <summary>
+/// One checkpoint from the moment it is asked for until it is committed, fails or is superseded:
+/// which trainers must report, what they reported, and the timestamps the phases are measured from.
+/// Mutated only under the coordinator's lock.
+/// </summary>
+internal sealed class CheckpointSession(
+    string id,
+    CheckpointReason reason,
+    string stagingDirectory,
+    DateTimeOffset triggeredAt,
+    DateTimeOffset? deadline,
+    IReadOnlyDictionary<string, int> expectedRanks)
+{
+    private readonly Dictionary<string, RankReport> _reports = new(StringComparer.Ordinal);
+    private readonly TaskCompletionSource<CheckpointOutcome> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public string Id { get; } = id;
+
+    public CheckpointReason Reason { get; } = reason;
+
+    public string StagingDirectory { get; } = stagingDirectory;
+
+    public DateTimeOffset TriggeredAt { get; } = triggeredAt;
+
+    public DateTimeOffset? Deadline { get; } = deadline;
+
+    /// <summary>Trainer id to rank, fixed when the checkpoint is asked for.</summary>
+    public IReadOnlyDictionary<string, int> ExpectedRanks { get; } = expectedRanks;
+
+    public DateTimeOffset? NotifiedAt { get; set; }
+
+    public DateTimeOffset? DumpedAt { get; private set; }
+
+    /// <summary>The step a trainer named when it asked for this checkpoint (not for preemptions).</summary>
+    public long? PendingStep { get; set; }
+
+    /// <summary>Why the copy was cancelled; null with a cancelled token means a newer checkpoint superseded it.</summary>
+    public FlushFailureCause? CancelledBecause { get; set; }
+
+    /// <summary>The step the first report named; every rank must agree.</summary>
+    public long? Step { get; private set; }
+
+    public SessionState State { get; set; } = SessionState.Collecting;
+
+    /// <summary>Cancels the copy when the deadline passes or a preemption supersedes it.</summary>
+    public CancellationTokenSource Cancellation { get; } = new();
+
+    /// <summary>Bytes persisted so far; read for progress and to plan a preemption against it.</summary>
+    public long BytesPersisted;
+
+    public Task<CheckpointOutcome> Outcome => _outcome.Task;
+
+    public bool IsFinished => _outcome.Task.IsCompleted;
+
+    public int ReportCount => _reports.Count;
+
+    public bool AllReported => _reports.Count == ExpectedRanks.Count;
+
+    public IReadOnlyCollection<RankReport> Reports => _reports.Values;
+
+    public long TotalBytes => _reports.Values.Sum(r => r.Files.Sum(f => f.Size));
+
+    public IReadOnlySet<string> ReportedPaths =>
+        _reports.Values.SelectMany(r => r.Files).Select(f => f.RelativePath).ToHashSet(StringComparer.Ordinal);
+
+    public bool HasReported(string trainerId) => _reports.ContainsKey(trainerId);
+
+    public void AddReport(string trainerId, RankReport report, DateTimeOffset now)
+    {
+        _reports.Add(trainerId, report);
+        Step ??= report.Step;
+        if (AllReported)
+        {
+            DumpedAt = now;
+        }
+    }
+
+    public CheckpointOutcome SupersededOutcome() =>
+        new(Id, CheckpointStatus.Superseded, null, Step, "superseded by a newer checkpoint", null, null);
+
+    public CheckpointOutcome FailedOutcome(FlushFailureCause cause, string error) =>
+        new(Id, CheckpointStatus.Failed, null, Step, error, cause, null);
+
+    public bool TryFinish(CheckpointOutcome outcome)
+    {
+        State = SessionState.Finished;
+        return _outcome.TrySetResult(outcome);
+    }
+}
+
+internal enum SessionState
+{
+    /// <summary>Waiting for every expected rank to report.</summary>
+    Collecting,
+
+    /// <summary>Every rank reported; waiting for the storage writer.</summary>
+    Queued,
+
+    Persisting,
+
+    Finished,
+}
+
+internal sealed record RankReport(int Rank, long Step, IReadOnlyList<StagedFile> Files, IReadOnlyDictionary<string, string> Metadata);

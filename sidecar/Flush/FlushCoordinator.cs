@@ -1,0 +1,506 @@
+using System.Threading.Channels;
+using Checkpoint.Sidecar.Configuration;
+using Checkpoint.Sidecar.Metrics;
+using Checkpoint.Sidecar.Storage;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Checkpoint.Sidecar.Flush;
+
+/// <summary>
+/// The heart of the sidecar: knows the attached trainers and every checkpoint in progress, turns
+/// termination triggers into one preemption flush, and feeds fully reported checkpoints to the
+/// storage writer one at a time, newest first.
+/// </summary>
+/// <remarks>
+/// All state changes happen under one lock; file I/O (copying) happens outside it, in
+/// <see cref="ExecuteAsync"/>. Finished sessions are kept a while so a late WaitForCheckpoint still
+/// learns the outcome.
+/// </remarks>
+internal sealed class FlushCoordinator : BackgroundService
+{
+    private const int FinishedSessionsKept = 32;
+
+    private readonly object _gate = new();
+    private readonly Dictionary<string, AttachedTrainer> _trainers = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, CheckpointSession> _sessions = new(StringComparer.Ordinal);
+    private readonly Queue<string> _finishedOrder = new();
+    private readonly Channel<CheckpointSession> _ready;
+    private readonly TaskCompletionSource<CheckpointOutcome?> _terminated = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly SidecarOptions _options;
+    private readonly FlushPlanner _planner;
+    private readonly FlushPipeline _pipeline;
+    private readonly CheckpointMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly ILogger<FlushCoordinator> _logger;
+    private readonly CheckpointIdGenerator _ids;
+
+    private CheckpointSession? _preemption;
+    private CheckpointSession? _persisting;
+    private ITimer? _deadlineTimer;
+    private int _nextTrainer;
+
+    public FlushCoordinator(
+        IOptions<SidecarOptions> options,
+        FlushPlanner planner,
+        FlushPipeline pipeline,
+        CheckpointStore store,
+        CheckpointMetrics metrics,
+        TimeProvider time,
+        ILogger<FlushCoordinator> logger)
+    {
+        _options = options.Value;
+        _planner = planner;
+        _pipeline = pipeline;
+        _metrics = metrics;
+        _time = time;
+        _logger = logger;
+        _ids = new CheckpointIdGenerator(time, store.Layout);
+        // Newest wins: a checkpoint waiting for the writer is dropped (superseded) when a newer one is ready.
+        _ready = Channel.CreateBounded<CheckpointSession>(
+            new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true },
+            dropped => Finish(dropped, Superseded(dropped)));
+    }
+
+    /// <summary>Completes when a preemption flush has ended (null: there was nothing to flush).</summary>
+    public Task<CheckpointOutcome?> Terminated => _terminated.Task;
+
+    public bool IsTerminating
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _preemption is not null || _terminated.Task.IsCompleted;
+            }
+        }
+    }
+
+    public FlushTimings? LastFlush { get; private set; }
+
+    public string? LastCommittedId { get; private set; }
+
+    public AttachedTrainer Attach(int rank, string description)
+    {
+        if (rank < 0)
+        {
+            throw new FlushRequestException(FlushRequestError.InvalidArgument, $"rank {rank} must be zero or more");
+        }
+
+        AttachedTrainer trainer;
+        lock (_gate)
+        {
+            if (_trainers.Values.Any(t => t.Rank == rank))
+            {
+                throw new FlushRequestException(FlushRequestError.AlreadyExists, $"a trainer with rank {rank} is already attached");
+            }
+
+            trainer = new AttachedTrainer($"trainer-{++_nextTrainer}-rank-{rank}", rank, description);
+            _trainers.Add(trainer.Id, trainer);
+            _metrics.SetTrainersAttached(_trainers.Count);
+        }
+
+        FlushLog.Attached(_logger, trainer.Id, rank, description);
+        return trainer;
+    }
+
+    /// <summary>A trainer's stream closed. Checkpoints still waiting for its report cannot complete.</summary>
+    public void Detach(string trainerId)
+    {
+        lock (_gate)
+        {
+            if (!_trainers.Remove(trainerId, out var trainer))
+            {
+                return;
+            }
+
+            trainer.Commands.Writer.TryComplete();
+            _metrics.SetTrainersAttached(_trainers.Count);
+            FlushLog.Detached(_logger, trainerId, trainer.Rank);
+            foreach (var session in _sessions.Values.Where(s => s.State == SessionState.Collecting
+                         && s.ExpectedRanks.ContainsKey(trainerId) && !s.HasReported(trainerId)).ToList())
+            {
+                Finish(session, Failed(session, FlushFailureCause.TrainerLost,
+                    $"rank {trainer.Rank} detached before reporting its files"));
+            }
+        }
+    }
+
+    /// <summary>
+    /// Starts the preemption flush, or joins the one under way: hooks are at-least-once and several
+    /// triggers (signal, preStop, pod watch, trainer) arrive for one termination.
+    /// </summary>
+    public TerminationTicket Terminate(TerminationSource source, DateTimeOffset? deletionTimestamp = null)
+    {
+        lock (_gate)
+        {
+            if (_preemption is { } running)
+            {
+                FlushLog.TriggerJoined(_logger, source);
+                return new TerminationTicket(running.Id, running.Deadline);
+            }
+
+            if (_terminated.Task.IsCompleted)
+            {
+                FlushLog.TriggerJoined(_logger, source);
+                return new TerminationTicket(null, null);
+            }
+
+            var now = _time.GetUtcNow();
+            if (_trainers.Count == 0)
+            {
+                FlushLog.NothingToFlush(_logger, source);
+                _terminated.TrySetResult(null);
+                return new TerminationTicket(null, null);
+            }
+
+            var deadline = _planner.PreemptionDeadline(now, deletionTimestamp);
+            var session = NewSession(CheckpointReason.Preemption, now, deadline);
+            _preemption = session;
+            SupersedeOlderThan(session, deadline - now);
+
+            var command = new DumpCommand(session.Id, session.Reason, deadline, session.StagingDirectory);
+            foreach (var trainer in _trainers.Values)
+            {
+                trainer.Commands.Writer.TryWrite(command);
+            }
+
+            session.NotifiedAt = _time.GetUtcNow();
+            _deadlineTimer = _time.CreateTimer(_ => OnDeadline(session), null, Max(deadline - now, TimeSpan.Zero), Timeout.InfiniteTimeSpan);
+            FlushLog.PreemptionStarted(_logger, session.Id, source, deadline, (deadline - now).TotalSeconds,
+                _planner.GracePeriod.TotalSeconds, _trainers.Count);
+            return new TerminationTicket(session.Id, deadline);
+        }
+    }
+
+    /// <summary>The trainer asks for a checkpoint itself; ranks asking at the same step share one.</summary>
+    public DumpCommand BeginCheckpoint(string trainerId, long step, CheckpointReason reason)
+    {
+        if (reason == CheckpointReason.Preemption)
+        {
+            throw new FlushRequestException(FlushRequestError.InvalidArgument,
+                "reason must be periodic or manual; a preemption is announced with NotifyTermination");
+        }
+
+        if (step < 0)
+        {
+            throw new FlushRequestException(FlushRequestError.InvalidArgument, $"step {step} must be zero or more");
+        }
+
+        lock (_gate)
+        {
+            RequireTrainer(trainerId);
+            if (_preemption is not null || _terminated.Task.IsCompleted)
+            {
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                    "the pod is terminating; dump the preemption checkpoint requested on the Attach stream instead");
+            }
+
+            var open = _sessions.Values.FirstOrDefault(s => s.State == SessionState.Collecting && s.Reason != CheckpointReason.Preemption);
+            if (open is not null && open.ExpectedRanks.ContainsKey(trainerId) && !open.HasReported(trainerId)
+                && (open.Step is null || open.Step == step) && open.PendingStep == step)
+            {
+                return new DumpCommand(open.Id, open.Reason, null, open.StagingDirectory);
+            }
+
+            if (open is not null && open.PendingStep > step)
+            {
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                    $"a newer checkpoint (step {open.PendingStep}) is being collected; this one would be superseded at once");
+            }
+
+            var now = _time.GetUtcNow();
+            var session = NewSession(reason, now, deadline: null);
+            session.PendingStep = step;
+            session.NotifiedAt = now;
+            if (open is not null)
+            {
+                Finish(open, Superseded(open));
+            }
+
+            return new DumpCommand(session.Id, session.Reason, null, session.StagingDirectory);
+        }
+    }
+
+    /// <summary>Validates a trainer's report; when every rank has reported, queues the checkpoint for storage.</summary>
+    /// <exception cref="FlushRequestException">What was wrong with the report; nothing is committed.</exception>
+    public (int Reported, int Expected) Report(
+        string trainerId, string checkpointId, long step, IReadOnlyList<string> files, IReadOnlyDictionary<string, string> metadata)
+    {
+        lock (_gate)
+        {
+            var trainer = RequireTrainer(trainerId);
+            if (!_sessions.TryGetValue(checkpointId, out var session))
+            {
+                throw new FlushRequestException(FlushRequestError.NotFound, $"checkpoint '{checkpointId}' is not known to this sidecar");
+            }
+
+            if (session.State != SessionState.Collecting)
+            {
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                    $"checkpoint '{checkpointId}' no longer accepts reports ({session.State.ToString().ToLowerInvariant()})");
+            }
+
+            if (!session.ExpectedRanks.ContainsKey(trainerId))
+            {
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                    $"rank {trainer.Rank} attached after checkpoint '{checkpointId}' was requested and is not part of it");
+            }
+
+            if (session.HasReported(trainerId))
+            {
+                throw new FlushRequestException(FlushRequestError.AlreadyExists,
+                    $"rank {trainer.Rank} already reported checkpoint '{checkpointId}'");
+            }
+
+            if (step < 0 || (session.Step ?? session.PendingStep ?? step) != step)
+            {
+                throw new FlushRequestException(FlushRequestError.InvalidArgument,
+                    $"step {step} differs from step {session.Step ?? session.PendingStep} that this checkpoint holds");
+            }
+
+            IReadOnlyList<StagedFile> staged;
+            try
+            {
+                staged = StagingValidator.Validate(session.StagingDirectory, files, session.ReportedPaths);
+            }
+            catch (InvalidReportException e)
+            {
+                throw new FlushRequestException(FlushRequestError.InvalidArgument, e.Message);
+            }
+
+            session.AddReport(trainerId, new RankReport(trainer.Rank, step, staged, metadata), _time.GetUtcNow());
+            FlushLog.Reported(_logger, checkpointId, trainer.Rank, staged.Count, step, session.ReportCount, session.ExpectedRanks.Count);
+            if (session.AllReported)
+            {
+                session.State = SessionState.Queued;
+                _ready.Writer.TryWrite(session);
+            }
+
+            return (session.ReportCount, session.ExpectedRanks.Count);
+        }
+    }
+
+    public Task<CheckpointOutcome> WaitAsync(string checkpointId, CancellationToken cancellationToken)
+    {
+        lock (_gate)
+        {
+            if (!_sessions.TryGetValue(checkpointId, out var session))
+            {
+                throw new FlushRequestException(FlushRequestError.NotFound, $"checkpoint '{checkpointId}' is not known to this sidecar");
+            }
+
+            return session.Outcome.WaitAsync(cancellationToken);
+        }
+    }
+
+    public IReadOnlyList<AttachedTrainer> Trainers()
+    {
+        lock (_gate)
+        {
+            return _trainers.Values.OrderBy(t => t.Rank).ToList();
+        }
+    }
+
+    /// <summary>The storage writer: one checkpoint at a time, so flushes never compete for bandwidth.</summary>
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        try
+        {
+            await foreach (var session in _ready.Reader.ReadAllAsync(stoppingToken).ConfigureAwait(false))
+            {
+                lock (_gate)
+                {
+                    if (session.IsFinished)
+                    {
+                        continue;
+                    }
+
+                    session.State = SessionState.Persisting;
+                    _persisting = session;
+                }
+
+                using var stop = stoppingToken.Register(() =>
+                {
+                    session.CancelledBecause = FlushFailureCause.StorageError;
+                    session.Cancellation.Cancel();
+                });
+                var outcome = await _pipeline.PersistAsync(session).ConfigureAwait(false);
+                lock (_gate)
+                {
+                    _persisting = null;
+                    Finish(session, outcome);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Host shutdown.
+        }
+    }
+
+    public override void Dispose()
+    {
+        _deadlineTimer?.Dispose();
+        base.Dispose();
+    }
+
+    private CheckpointSession NewSession(CheckpointReason reason, DateTimeOffset now, DateTimeOffset? deadline)
+    {
+        var id = _ids.Next(reason);
+        var staging = Path.Combine(_options.StagingDir, id);
+        Directory.CreateDirectory(staging);
+        var session = new CheckpointSession(id, reason, staging, now, deadline,
+            _trainers.Values.ToDictionary(t => t.Id, t => t.Rank, StringComparer.Ordinal));
+        _sessions.Add(id, session);
+        return session;
+    }
+
+    /// <summary>
+    /// A preemption makes every older checkpoint obsolete, except an upload that can still finish
+    /// alongside it before the deadline.
+    /// </summary>
+    private void SupersedeOlderThan(CheckpointSession preemption, TimeSpan timeLeft)
+    {
+        foreach (var session in _sessions.Values.Where(s => s != preemption && !s.IsFinished).ToList())
+        {
+            if (session == _persisting)
+            {
+                var left = session.TotalBytes - Interlocked.Read(ref session.BytesPersisted);
+                if (_planner.MayFinishInFlightUpload(left, session.TotalBytes, timeLeft))
+                {
+                    FlushLog.InFlightKept(_logger, session.Id);
+                    continue;
+                }
+
+                // No cause: the writer reports the cancelled upload as superseded.
+                session.Cancellation.Cancel();
+                continue;
+            }
+
+            Finish(session, Superseded(session));
+        }
+    }
+
+    private void OnDeadline(CheckpointSession session)
+    {
+        lock (_gate)
+        {
+            if (session.IsFinished)
+            {
+                return;
+            }
+
+            session.CancelledBecause = FlushFailureCause.DeadlineExceeded;
+            if (session.State == SessionState.Collecting)
+            {
+                var missing = session.ExpectedRanks.Where(r => !session.HasReported(r.Key)).Select(r => r.Value).Order();
+                Finish(session, Failed(session, FlushFailureCause.DeadlineExceeded,
+                    $"the deadline passed before rank(s) {string.Join(", ", missing)} reported"));
+                return;
+            }
+
+            // Queued or persisting: the writer sees the cancellation and reports the miss.
+            session.Cancellation.Cancel();
+        }
+    }
+
+    /// <summary>Records the outcome once: metrics, log, staging cleanup, waiting callers.</summary>
+    private void Finish(CheckpointSession session, CheckpointOutcome outcome)
+    {
+        lock (_gate)
+        {
+            if (!session.TryFinish(outcome))
+            {
+                return;
+            }
+
+            RecordOutcome(session, outcome);
+            RemoveStaging(session);
+            _finishedOrder.Enqueue(session.Id);
+            while (_finishedOrder.Count > FinishedSessionsKept)
+            {
+                _sessions.Remove(_finishedOrder.Dequeue());
+            }
+
+            if (session == _preemption)
+            {
+                _deadlineTimer?.Dispose();
+                _terminated.TrySetResult(outcome);
+            }
+        }
+    }
+
+    private void RecordOutcome(CheckpointSession session, CheckpointOutcome outcome)
+    {
+        var reason = session.Reason.ToLabel();
+        switch (outcome.Status)
+        {
+            case CheckpointStatus.Committed:
+                var t = outcome.Timings!;
+                LastFlush = t;
+                LastCommittedId = session.Id;
+                _metrics.RecordCommitted(t, outcome.Step ?? 0, _time.GetUtcNow());
+                FlushLog.Committed(_logger, session.Id, reason, outcome.Step ?? 0, outcome.Directory!,
+                    t.Notify.TotalSeconds, t.Dump.TotalSeconds, t.Copy.TotalSeconds, t.Verify.TotalSeconds,
+                    t.Commit.TotalSeconds, t.Total.TotalSeconds, t.Budget.TotalSeconds, t.BudgetUsedRatio,
+                    t.Bytes, t.ThroughputBytesPerSecond / 1e6);
+                break;
+            case CheckpointStatus.Failed:
+                _metrics.RecordFailed(session.Reason, outcome.FailureCause!.Value);
+                FlushLog.Failed(_logger, session.Id, reason, outcome.FailureCause!.Value.ToLabel(), outcome.Error ?? "");
+                break;
+            default:
+                _metrics.RecordSuperseded(session.Reason);
+                FlushLog.Superseded(_logger, session.Id, reason);
+                break;
+        }
+    }
+
+    private void RemoveStaging(CheckpointSession session)
+    {
+        // Staged files are of no use once the checkpoint has ended; left in place they fill the
+        // staging volume with every periodic checkpoint.
+        try
+        {
+            if (Directory.Exists(session.StagingDirectory))
+            {
+                Directory.Delete(session.StagingDirectory, recursive: true);
+            }
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            FlushLog.StagingCleanupFailed(_logger, session.StagingDirectory, e.Message);
+        }
+    }
+
+    private AttachedTrainer RequireTrainer(string trainerId) =>
+        _trainers.TryGetValue(trainerId, out var trainer)
+            ? trainer
+            : throw new FlushRequestException(FlushRequestError.NotFound,
+                $"trainer '{trainerId}' is not attached; call Attach and keep its stream open");
+
+    private static CheckpointOutcome Superseded(CheckpointSession session) => session.SupersededOutcome();
+
+    private static CheckpointOutcome Failed(CheckpointSession session, FlushFailureCause cause, string error) =>
+        session.FailedOutcome(cause, error);
+
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+}
+
+/// <summary>A trainer process on the other end of an Attach stream.</summary>
+internal sealed class AttachedTrainer(string id, int rank, string description)
+{
+    public string Id { get; } = id;
+
+    public int Rank { get; } = rank;
+
+    public string Description { get; } = description;
+
+    /// <summary>Dump requests waiting to be written to the trainer's stream.</summary>
+    public Channel<DumpCommand> Commands { get; } = Channel.CreateUnbounded<DumpCommand>(new UnboundedChannelOptions { SingleReader = true });
+}
+
+/// <summary>The preemption flush a termination trigger started or joined; both null when there was nothing to flush.</summary>
+public sealed record TerminationTicket(string? CheckpointId, DateTimeOffset? Deadline);

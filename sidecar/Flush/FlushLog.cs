@@ -1,0 +1,45 @@
+using Microsoft.Extensions.Logging;
+
+namespace Checkpoint.Sidecar.Flush;
+
+internal static partial class FlushLog
+{
+    [LoggerMessage(EventId = 200, Level = LogLevel.Warning, Message = "Preemption flush {CheckpointId} started by {Source}; deadline {Deadline:O} ({SecondsLeft:F1} s left of {GraceSeconds:F0} s grace); dump requested from {Trainers} trainer(s)")]
+    public static partial void PreemptionStarted(ILogger logger, string checkpointId, TerminationSource source, DateTimeOffset deadline, double secondsLeft, double graceSeconds, int trainers);
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Termination trigger {Source} joined the preemption flush already under way")]
+    public static partial void TriggerJoined(ILogger logger, TerminationSource source);
+
+    [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "Termination requested by {Source} but no trainer is attached: nothing to flush")]
+    public static partial void NothingToFlush(ILogger logger, TerminationSource source);
+
+    [LoggerMessage(EventId = 203, Level = LogLevel.Information, Message = "Flush {CheckpointId}: {Bytes} of {TotalBytes} bytes copied, {RateMBps:F0} MB/s, {SecondsLeft:F1} s to the deadline")]
+    public static partial void Progress(ILogger logger, string checkpointId, long bytes, long totalBytes, double rateMBps, double secondsLeft);
+
+    [LoggerMessage(EventId = 204, Level = LogLevel.Information, Message = "Checkpoint {CheckpointId} ({Reason}, step {Step}) committed to {Directory}: notify {Notify:F3} s, dump {Dump:F3} s, copy {Copy:F3} s, verify {Verify:F3} s, commit {Commit:F3} s, total {Total:F3} s of {Budget:F0} s grace ({Ratio:P0}); {Bytes} bytes at {RateMBps:F0} MB/s")]
+    public static partial void Committed(ILogger logger, string checkpointId, string reason, long step, string directory, double notify, double dump, double copy, double verify, double commit, double total, double budget, double ratio, long bytes, double rateMBps);
+
+    [LoggerMessage(EventId = 205, Level = LogLevel.Error, Message = "Checkpoint {CheckpointId} ({Reason}) failed ({Cause}): {Error}; the previous checkpoint stays the latest")]
+    public static partial void Failed(ILogger logger, string checkpointId, string reason, string cause, string error);
+
+    [LoggerMessage(EventId = 206, Level = LogLevel.Information, Message = "Checkpoint {CheckpointId} ({Reason}) superseded by a newer one")]
+    public static partial void Superseded(ILogger logger, string checkpointId, string reason);
+
+    [LoggerMessage(EventId = 207, Level = LogLevel.Warning, Message = "Retention could not remove an old checkpoint: {Error}")]
+    public static partial void RetentionFailed(ILogger logger, string error);
+
+    [LoggerMessage(EventId = 208, Level = LogLevel.Information, Message = "Trainer {TrainerId} (rank {Rank}, {Description}) attached")]
+    public static partial void Attached(ILogger logger, string trainerId, int rank, string description);
+
+    [LoggerMessage(EventId = 209, Level = LogLevel.Information, Message = "Trainer {TrainerId} (rank {Rank}) detached")]
+    public static partial void Detached(ILogger logger, string trainerId, int rank);
+
+    [LoggerMessage(EventId = 210, Level = LogLevel.Warning, Message = "Could not remove staging directory {Directory}: {Error}")]
+    public static partial void StagingCleanupFailed(ILogger logger, string directory, string error);
+
+    [LoggerMessage(EventId = 211, Level = LogLevel.Information, Message = "Periodic upload {CheckpointId} may finish before the preemption flush: both fit before the deadline")]
+    public static partial void InFlightKept(ILogger logger, string checkpointId);
+
+    [LoggerMessage(EventId = 212, Level = LogLevel.Information, Message = "Report for checkpoint {CheckpointId} from rank {Rank}: {Files} file(s), step {Step}; {Reported} of {Expected} rank(s) reported")]
+    public static partial void Reported(ILogger logger, string checkpointId, int rank, int files, long step, int reported, int expected);
+}

@@ -1,0 +1,93 @@
+namespace Checkpoint.Sidecar.Flush;
+
+public enum CheckpointReason
+{
+    Preemption,
+    Periodic,
+    Manual,
+}
+
+public enum CheckpointStatus
+{
+    Committed,
+    Failed,
+    Superseded,
+}
+
+/// <summary>Why a flush failed; the values are the <c>cause</c> label of the failure metric.</summary>
+public enum FlushFailureCause
+{
+    DeadlineExceeded,
+    VerificationFailed,
+    StorageError,
+    TrainerLost,
+}
+
+/// <summary>What a preemption flush was started by; the first trigger wins, later ones join it.</summary>
+public enum TerminationSource
+{
+    Signal,
+    PreStopHook,
+    PodWatch,
+    TrainerNotice,
+}
+
+/// <summary>Each phase of one flush, measured against the grace period.</summary>
+public sealed record FlushTimings(
+    string CheckpointId,
+    CheckpointReason Reason,
+    TimeSpan Notify,
+    TimeSpan Dump,
+    TimeSpan Copy,
+    TimeSpan Verify,
+    TimeSpan Commit,
+    TimeSpan Total,
+    TimeSpan Budget,
+    long Bytes)
+{
+    /// <summary>total / G; above 1 the flush could not have finished before SIGKILL.</summary>
+    public double BudgetUsedRatio => Budget > TimeSpan.Zero ? Total / Budget : double.PositiveInfinity;
+
+    public double ThroughputBytesPerSecond => Copy > TimeSpan.Zero ? Bytes / Copy.TotalSeconds : 0;
+}
+
+public sealed record CheckpointOutcome(
+    string CheckpointId,
+    CheckpointStatus Status,
+    string? Directory,
+    long? Step,
+    string? Error,
+    FlushFailureCause? FailureCause,
+    FlushTimings? Timings);
+
+/// <summary>What a trainer is told to do when it must dump a checkpoint.</summary>
+public sealed record DumpCommand(string CheckpointId, CheckpointReason Reason, DateTimeOffset? Deadline, string StagingDirectory);
+
+public static class CheckpointReasonNames
+{
+    /// <summary>The lowercase word used in manifests, metric labels and checkpoint ids.</summary>
+    public static string ToLabel(this CheckpointReason reason) => reason switch
+    {
+        CheckpointReason.Preemption => "preemption",
+        CheckpointReason.Periodic => "periodic",
+        CheckpointReason.Manual => "manual",
+        _ => throw new ArgumentOutOfRangeException(nameof(reason), reason, null),
+    };
+
+    public static CheckpointReason? FromLabel(string label) => label switch
+    {
+        "preemption" => CheckpointReason.Preemption,
+        "periodic" => CheckpointReason.Periodic,
+        "manual" => CheckpointReason.Manual,
+        _ => null,
+    };
+
+    public static string ToLabel(this FlushFailureCause cause) => cause switch
+    {
+        FlushFailureCause.DeadlineExceeded => "deadline_exceeded",
+        FlushFailureCause.VerificationFailed => "verification_failed",
+        FlushFailureCause.StorageError => "storage_error",
+        FlushFailureCause.TrainerLost => "trainer_lost",
+        _ => throw new ArgumentOutOfRangeException(nameof(cause), cause, null),
+    };
+}

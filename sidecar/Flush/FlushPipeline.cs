@@ -1,0 +1,124 @@
+using Checkpoint.Sidecar.Configuration;
+using Checkpoint.Sidecar.Storage;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Checkpoint.Sidecar.Flush;
+
+/// <summary>
+/// Persists one fully reported checkpoint: copy into <c>.partial</c> with hashing, read back and
+/// verify, write the manifest and commit, then apply retention. Any failure leaves the previous
+/// checkpoint as LATEST and removes the partial directory.
+/// </summary>
+internal sealed class FlushPipeline(
+    CheckpointStore store,
+    IOptions<SidecarOptions> options,
+    FlushPlanner planner,
+    TimeProvider time,
+    ILogger<FlushPipeline> logger)
+{
+    private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(1);
+
+    private readonly CheckpointCopier _copier = new(options.Value.CopyParallelism, options.Value.CopyBufferBytes);
+
+    public async Task<CheckpointOutcome> PersistAsync(CheckpointSession session)
+    {
+        var cancellationToken = session.Cancellation.Token;
+        var files = session.Reports.SelectMany(r => r.Files).ToList();
+        var totalBytes = files.Sum(f => f.Size);
+        var started = time.GetUtcNow();
+        using var progress = time.CreateTimer(_ => LogProgress(session, totalBytes, started), null, ProgressInterval, ProgressInterval);
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var partial = store.CreatePartialDirectory(session.Id);
+            var entries = await _copier.CopyAsync(files, partial, n => Interlocked.Add(ref session.BytesPersisted, n), cancellationToken)
+                .ConfigureAwait(false);
+            var copied = time.GetUtcNow();
+
+            await _copier.VerifyAsync(entries, partial, null, cancellationToken).ConfigureAwait(false);
+            var verified = time.GetUtcNow();
+
+            // Past this point the checkpoint is complete and verified: committing takes milliseconds,
+            // so a deadline passing now does not cancel it.
+            cancellationToken.ThrowIfCancellationRequested();
+            var notified = session.NotifiedAt ?? session.TriggeredAt;
+            var dumped = session.DumpedAt ?? notified;
+            var manifest = new CheckpointManifest
+            {
+                FormatVersion = CheckpointManifest.CurrentFormatVersion,
+                Id = session.Id,
+                Step = session.Step ?? 0,
+                Created = verified,
+                Reason = session.Reason.ToLabel(),
+                Files = entries,
+                Ranks = session.Reports.OrderBy(r => r.Rank).Select(r => new ManifestRank(r.Rank, r.Step, r.Metadata)).ToList(),
+                Timings = new ManifestTimings(
+                    planner.GracePeriod.TotalSeconds,
+                    (notified - session.TriggeredAt).TotalSeconds,
+                    (dumped - notified).TotalSeconds,
+                    (copied - started).TotalSeconds,
+                    (verified - copied).TotalSeconds),
+            };
+            var directory = store.Commit(manifest);
+            var committed = time.GetUtcNow();
+
+            var timings = new FlushTimings(
+                session.Id, session.Reason,
+                Notify: notified - session.TriggeredAt,
+                Dump: dumped - notified,
+                Copy: copied - started,
+                Verify: verified - copied,
+                Commit: committed - verified,
+                Total: committed - session.TriggeredAt,
+                Budget: planner.GracePeriod,
+                Bytes: totalBytes);
+            planner.RecordThroughput(totalBytes, timings.Copy, timings.Verify);
+            ApplyRetention();
+            return new CheckpointOutcome(session.Id, CheckpointStatus.Committed, directory, manifest.Step, null, null, timings);
+        }
+        catch (OperationCanceledException)
+        {
+            store.DiscardPartial(session.Id);
+            return session.CancelledBecause switch
+            {
+                null => session.SupersededOutcome(),
+                FlushFailureCause.DeadlineExceeded => session.FailedOutcome(FlushFailureCause.DeadlineExceeded,
+                    $"the deadline passed after {session.BytesPersisted} of {totalBytes} bytes were copied"),
+                var cause => session.FailedOutcome(cause.Value, "the sidecar stopped before the checkpoint was committed"),
+            };
+        }
+        catch (VerificationFailedException e)
+        {
+            store.DiscardPartial(session.Id);
+            return session.FailedOutcome(FlushFailureCause.VerificationFailed, e.Message);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            store.DiscardPartial(session.Id);
+            return session.FailedOutcome(FlushFailureCause.StorageError, e.Message);
+        }
+    }
+
+    private void ApplyRetention()
+    {
+        try
+        {
+            store.ApplyRetention(options.Value.Keep);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // The new checkpoint is committed; an old one left behind costs space, not safety.
+            FlushLog.RetentionFailed(logger, e.Message);
+        }
+    }
+
+    private void LogProgress(CheckpointSession session, long totalBytes, DateTimeOffset started)
+    {
+        var now = time.GetUtcNow();
+        var bytes = Interlocked.Read(ref session.BytesPersisted);
+        var rate = bytes / Math.Max((now - started).TotalSeconds, 1e-3);
+        var left = session.Deadline is { } deadline ? (deadline - now).TotalSeconds : double.NaN;
+        FlushLog.Progress(logger, session.Id, bytes, totalBytes, rate / 1e6, left);
+    }
+}

@@ -1,0 +1,78 @@
+namespace Checkpoint.Sidecar.Flush;
+
+/// <summary>
+/// The arithmetic of the grace period: when a preemption flush must be done by, how long a flush
+/// of a given size is expected to take at the throughput measured so far, and whether an upload
+/// already under way may finish before the preemption dump is persisted.
+/// </summary>
+public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
+{
+    private readonly object _gate = new();
+    private double _copyBytesPerSecond;
+    private double _verifyBytesPerSecond;
+
+    public TimeSpan GracePeriod { get; private set; } = gracePeriod;
+
+    public TimeSpan SafetyMargin { get; } = safetyMargin;
+
+    /// <summary>The pod spec, read through the API, overrides the configured value.</summary>
+    public void UseGracePeriod(TimeSpan gracePeriod) => GracePeriod = gracePeriod;
+
+    /// <summary>
+    /// The kubelet sends SIGKILL at deletionTimestamp when it is known, else G after the trigger;
+    /// the margin leaves time for the process to exit cleanly.
+    /// </summary>
+    public DateTimeOffset PreemptionDeadline(DateTimeOffset triggeredAt, DateTimeOffset? deletionTimestamp = null)
+    {
+        var kill = deletionTimestamp ?? triggeredAt + GracePeriod;
+        var deadline = kill - SafetyMargin;
+        return deadline < triggeredAt ? triggeredAt : deadline;
+    }
+
+    /// <summary>Folds a finished flush into the throughput estimate (the newest flush counts most).</summary>
+    public void RecordThroughput(long bytes, TimeSpan copy, TimeSpan verify)
+    {
+        if (bytes <= 0 || copy <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            _copyBytesPerSecond = Blend(_copyBytesPerSecond, bytes / copy.TotalSeconds);
+            if (verify > TimeSpan.Zero)
+            {
+                _verifyBytesPerSecond = Blend(_verifyBytesPerSecond, bytes / verify.TotalSeconds);
+            }
+        }
+    }
+
+    /// <summary>Copy plus read-back of <paramref name="bytes"/>; null until a flush has been measured.</summary>
+    public TimeSpan? PredictPersistTime(long bytes)
+    {
+        lock (_gate)
+        {
+            if (_copyBytesPerSecond <= 0)
+            {
+                return null;
+            }
+
+            var seconds = bytes / _copyBytesPerSecond + (_verifyBytesPerSecond > 0 ? bytes / _verifyBytesPerSecond : 0);
+            return TimeSpan.FromSeconds(seconds);
+        }
+    }
+
+    /// <summary>
+    /// A periodic upload is running when the pod is preempted. Letting it finish keeps an older
+    /// checkpoint safe; cancelling it gives the preemption dump all the bandwidth. It may finish only
+    /// when both fit before the deadline; without a measurement, the newer state wins.
+    /// </summary>
+    public bool MayFinishInFlightUpload(long inFlightBytesLeft, long preemptionBytes, TimeSpan timeLeft)
+    {
+        var inFlight = PredictPersistTime(inFlightBytesLeft);
+        var preemption = PredictPersistTime(preemptionBytes);
+        return inFlight is not null && preemption is not null && inFlight.Value + preemption.Value <= timeLeft;
+    }
+
+    private static double Blend(double previous, double sample) => previous <= 0 ? sample : 0.5 * previous + 0.5 * sample;
+}

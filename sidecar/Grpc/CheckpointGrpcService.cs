@@ -1,0 +1,209 @@
+using Checkpoint.Protos.V1;
+using Checkpoint.Sidecar.Flush;
+using Checkpoint.Sidecar.Resume;
+using Google.Protobuf.WellKnownTypes;
+using Grpc.Core;
+using Domain = Checkpoint.Sidecar.Flush;
+
+namespace Checkpoint.Sidecar.Grpc;
+
+/// <summary>
+/// Translates checkpoint.v1 messages to the flush domain and back; the logic lives in
+/// <see cref="FlushCoordinator"/> and <see cref="ResumeLocator"/>.
+/// </summary>
+internal sealed class CheckpointGrpcService(
+    FlushCoordinator coordinator, ResumeLocator resume, FlushPlanner planner, IHostApplicationLifetime lifetime)
+    : CheckpointService.CheckpointServiceBase
+{
+    public override async Task Attach(AttachRequest request, IServerStreamWriter<SidecarCommand> responseStream, ServerCallContext context)
+    {
+        var trainer = Translate(() => coordinator.Attach(request.Rank, request.Description));
+        // Host shutdown must end held streams, or it waits for them until its timeout.
+        using var ended = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
+        try
+        {
+            await responseStream.WriteAsync(new SidecarCommand
+            {
+                Attached = new Attached { TrainerId = trainer.Id, GracePeriod = Duration.FromTimeSpan(planner.GracePeriod) },
+            }, ended.Token).ConfigureAwait(false);
+
+            await foreach (var command in trainer.Commands.Reader.ReadAllAsync(ended.Token).ConfigureAwait(false))
+            {
+                await responseStream.WriteAsync(new SidecarCommand { Dump = ToMessage(command) }, ended.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (ended.IsCancellationRequested)
+        {
+            // The trainer closed its stream or exited.
+        }
+        finally
+        {
+            coordinator.Detach(trainer.Id);
+        }
+    }
+
+    public override Task<BeginCheckpointResponse> BeginCheckpoint(BeginCheckpointRequest request, ServerCallContext context)
+    {
+        var reason = request.Reason switch
+        {
+            Protos.V1.CheckpointReason.Periodic or Protos.V1.CheckpointReason.Unspecified => Domain.CheckpointReason.Periodic,
+            Protos.V1.CheckpointReason.Manual => Domain.CheckpointReason.Manual,
+            _ => throw new RpcException(new Status(StatusCode.InvalidArgument,
+                $"reason {request.Reason} cannot be asked for; use PERIODIC or MANUAL (a preemption is announced with NotifyTermination)")),
+        };
+        var command = Translate(() => coordinator.BeginCheckpoint(request.TrainerId, request.Step, reason));
+        return Task.FromResult(new BeginCheckpointResponse { Dump = ToMessage(command) });
+    }
+
+    public override Task<ReportDumpResponse> ReportDump(ReportDumpRequest request, ServerCallContext context)
+    {
+        var (reported, expected) = Translate(() => coordinator.Report(
+            request.TrainerId, request.CheckpointId, request.Step, request.Files, request.Metadata));
+        return Task.FromResult(new ReportDumpResponse
+        {
+            CheckpointId = request.CheckpointId,
+            RanksReported = reported,
+            RanksExpected = expected,
+        });
+    }
+
+    public override async Task<Protos.V1.CheckpointOutcome> WaitForCheckpoint(WaitForCheckpointRequest request, ServerCallContext context)
+    {
+        var outcome = await Translate(() => coordinator.WaitAsync(request.CheckpointId, context.CancellationToken)).ConfigureAwait(false);
+        var message = new Protos.V1.CheckpointOutcome
+        {
+            CheckpointId = outcome.CheckpointId,
+            Status = outcome.Status switch
+            {
+                Domain.CheckpointStatus.Committed => Protos.V1.CheckpointStatus.Committed,
+                Domain.CheckpointStatus.Failed => Protos.V1.CheckpointStatus.Failed,
+                _ => Protos.V1.CheckpointStatus.Superseded,
+            },
+            Directory = outcome.Directory ?? "",
+            Step = outcome.Step ?? 0,
+            Error = outcome.Error ?? "",
+        };
+        if (outcome.Timings is { } timings)
+        {
+            message.Timings = ToMessage(timings);
+        }
+
+        return message;
+    }
+
+    public override Task<NotifyTerminationResponse> NotifyTermination(NotifyTerminationRequest request, ServerCallContext context)
+    {
+        var ticket = coordinator.Terminate(TerminationSource.TrainerNotice);
+        var response = new NotifyTerminationResponse { CheckpointId = ticket.CheckpointId ?? "" };
+        if (ticket.Deadline is { } deadline)
+        {
+            response.Deadline = Timestamp.FromDateTimeOffset(deadline);
+        }
+
+        return Task.FromResult(response);
+    }
+
+    public override async Task<GetLatestCheckpointResponse> GetLatestCheckpoint(GetLatestCheckpointRequest request, ServerCallContext context)
+    {
+        var latest = await resume.FindAsync(context.CancellationToken).ConfigureAwait(false);
+        if (latest is null)
+        {
+            return new GetLatestCheckpointResponse();
+        }
+
+        var manifest = latest.Manifest;
+        var info = new CheckpointInfo
+        {
+            CheckpointId = manifest.Id,
+            Directory = latest.Directory,
+            Step = manifest.Step,
+            Reason = CheckpointReasonNames.FromLabel(manifest.Reason) is { } reason ? ToMessage(reason) : Protos.V1.CheckpointReason.Unspecified,
+            Created = Timestamp.FromDateTimeOffset(manifest.Created),
+            TotalBytes = manifest.TotalBytes,
+        };
+        if (manifest.Ranks.FirstOrDefault(r => r.Rank == request.Rank) is { } rank)
+        {
+            foreach (var (key, value) in rank.Metadata)
+            {
+                info.Metadata[key] = value;
+            }
+        }
+
+        return new GetLatestCheckpointResponse { Checkpoint = info };
+    }
+
+    public override Task<GetStatusResponse> GetStatus(GetStatusRequest request, ServerCallContext context)
+    {
+        var response = new GetStatusResponse
+        {
+            GracePeriod = Duration.FromTimeSpan(planner.GracePeriod),
+            Terminating = coordinator.IsTerminating,
+            LastCommittedCheckpointId = coordinator.LastCommittedId ?? "",
+        };
+        response.Trainers.Add(coordinator.Trainers().Select(t => new TrainerInfo { TrainerId = t.Id, Rank = t.Rank, Description = t.Description }));
+        if (coordinator.LastFlush is { } last)
+        {
+            response.LastFlush = ToMessage(last);
+        }
+
+        return Task.FromResult(response);
+    }
+
+    private static DumpRequest ToMessage(DumpCommand command)
+    {
+        var message = new DumpRequest
+        {
+            CheckpointId = command.CheckpointId,
+            Reason = ToMessage(command.Reason),
+            StagingDir = command.StagingDirectory,
+        };
+        if (command.Deadline is { } deadline)
+        {
+            message.Deadline = Timestamp.FromDateTimeOffset(deadline);
+        }
+
+        return message;
+    }
+
+    private static Protos.V1.FlushTimings ToMessage(Domain.FlushTimings t) => new()
+    {
+        CheckpointId = t.CheckpointId,
+        Reason = ToMessage(t.Reason),
+        Notify = Duration.FromTimeSpan(t.Notify),
+        Dump = Duration.FromTimeSpan(t.Dump),
+        Copy = Duration.FromTimeSpan(t.Copy),
+        Verify = Duration.FromTimeSpan(t.Verify),
+        Commit = Duration.FromTimeSpan(t.Commit),
+        Total = Duration.FromTimeSpan(t.Total),
+        Budget = Duration.FromTimeSpan(t.Budget),
+        BudgetUsedRatio = t.BudgetUsedRatio,
+        Bytes = t.Bytes,
+    };
+
+    private static Protos.V1.CheckpointReason ToMessage(Domain.CheckpointReason reason) => reason switch
+    {
+        Domain.CheckpointReason.Preemption => Protos.V1.CheckpointReason.Preemption,
+        Domain.CheckpointReason.Periodic => Protos.V1.CheckpointReason.Periodic,
+        _ => Protos.V1.CheckpointReason.Manual,
+    };
+
+    /// <summary>Domain refusals become gRPC statuses whose message says what was wrong.</summary>
+    private static T Translate<T>(Func<T> call)
+    {
+        try
+        {
+            return call();
+        }
+        catch (FlushRequestException e)
+        {
+            var code = e.Error switch
+            {
+                FlushRequestError.InvalidArgument => StatusCode.InvalidArgument,
+                FlushRequestError.NotFound => StatusCode.NotFound,
+                FlushRequestError.AlreadyExists => StatusCode.AlreadyExists,
+                _ => StatusCode.FailedPrecondition,
+            };
+            throw new RpcException(new Status(code, e.Message));
+        }
+    }
+}

@@ -1,0 +1,18 @@
+using Microsoft.Extensions.Logging;
+
+namespace Checkpoint.Sidecar.Hosting;
+
+internal static partial class HostingLog
+{
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Checkpoint sidecar ready: gRPC on unix:{SocketPath}, metrics on http://*:{MetricsPort}/metrics, checkpoints in {JobDirectory}, grace period {GraceSeconds} s")]
+    public static partial void Ready(ILogger logger, string socketPath, int metricsPort, string jobDirectory, double graceSeconds);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "{Signal} received: starting the preemption flush")]
+    public static partial void SignalReceived(ILogger logger, string signal);
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "Stopping after the preemption flush: {Outcome}")]
+    public static partial void Stopping(ILogger logger, string outcome);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Removed stale socket file {SocketPath}")]
+    public static partial void StaleSocketRemoved(ILogger logger, string socketPath);
+}

@@ -1,0 +1,96 @@
+using Checkpoint.Sidecar.Configuration;
+using Checkpoint.Sidecar.Flush;
+using Checkpoint.Sidecar.Grpc;
+using Checkpoint.Sidecar.Kubernetes;
+using Checkpoint.Sidecar.Metrics;
+using Checkpoint.Sidecar.Resume;
+using Checkpoint.Sidecar.Storage;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+using Prometheus;
+
+namespace Checkpoint.Sidecar.Hosting;
+
+/// <summary>Wires the sidecar: configuration, the flush domain, gRPC on the Unix socket, HTTP on the metrics port.</summary>
+public static class SidecarHost
+{
+    /// <summary>Optional JSON file with the same keys as the environment variables; the environment wins.</summary>
+    public const string ConfigFileVariable = "CHECKPOINT_CONFIG_FILE";
+
+    public static WebApplication Build(string[] args)
+    {
+        var builder = WebApplication.CreateSlimBuilder(args);
+        var configFile = Environment.GetEnvironmentVariable(ConfigFileVariable);
+        if (!string.IsNullOrEmpty(configFile))
+        {
+            if (!File.Exists(configFile))
+            {
+                throw new FileNotFoundException($"{ConfigFileVariable}: '{configFile}' does not exist");
+            }
+
+            builder.Configuration.AddJsonFile(configFile, optional: false, reloadOnChange: false);
+        }
+
+        builder.Configuration.AddEnvironmentVariables();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "HH:mm:ss.fff ";
+            o.UseUtcTimestamp = true;
+        });
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter("Grpc", LogLevel.Warning);
+
+        var services = builder.Services;
+        services.AddOptions<SidecarOptions>().Bind(builder.Configuration).ValidateOnStart();
+        services.AddSingleton<IValidateOptions<SidecarOptions>, SidecarOptionsValidator>();
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddSingleton<IHostLifetime, SidecarHostLifetime>();
+        services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(2));
+
+        services.AddSingleton(_ => Prometheus.Metrics.NewCustomRegistry());
+        services.AddSingleton<CheckpointMetrics>();
+        services.AddSingleton(sp =>
+        {
+            var o = sp.GetRequiredService<IOptions<SidecarOptions>>().Value;
+            return new CheckpointLayout(o.StorageDir, o.PodNamespace, o.JobName);
+        });
+        services.AddSingleton<CheckpointStore>();
+        services.AddSingleton(sp =>
+        {
+            var o = sp.GetRequiredService<IOptions<SidecarOptions>>().Value;
+            return new FlushPlanner(o.GracePeriod, o.SafetyMargin);
+        });
+        services.AddSingleton<FlushPipeline>();
+        services.AddSingleton<ResumeLocator>();
+
+        // Order matters: the store is swept before the coordinator and the server start.
+        services.AddSingleton<StartupTasks>();
+        services.AddHostedService(sp => sp.GetRequiredService<StartupTasks>());
+        services.AddSingleton<FlushCoordinator>();
+        services.AddHostedService(sp => sp.GetRequiredService<FlushCoordinator>());
+        services.AddHostedService<TerminationSignalHandler>();
+        services.AddHostedService<PodGracePeriodReader>();
+
+        services.AddGrpc(o => o.EnableDetailedErrors = false);
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<SidecarOptions>, ILoggerFactory>((kestrel, sidecar, loggers) =>
+        {
+            var o = sidecar.Value;
+            StartupTasks.RemoveStaleSocket(o.SocketPath, loggers.CreateLogger(typeof(SidecarHost)));
+            // gRPC only on the socket (HTTP/2); only plain HTTP/1 on the TCP port, so the control
+            // plane is never reachable over the network.
+            kestrel.ListenUnixSocket(o.SocketPath, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.ListenAnyIP(o.MetricsPort, listen => listen.Protocols = HttpProtocols.Http1);
+        });
+
+        var app = builder.Build();
+        app.MapGrpcService<CheckpointGrpcService>();
+        app.MapMetrics("/metrics", app.Services.GetRequiredService<CollectorRegistry>());
+        app.MapGet("/healthz", () => Results.Text("ok\n"));
+        app.MapGet("/readyz", (StartupTasks startup) =>
+            startup.IsReady ? Results.Text("ready\n") : Results.Text("starting\n", statusCode: StatusCodes.Status503ServiceUnavailable));
+        return app;
+    }
+}

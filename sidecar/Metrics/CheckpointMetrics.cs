@@ -1,0 +1,127 @@
+using Checkpoint.Sidecar.Flush;
+using Prometheus;
+
+namespace Checkpoint.Sidecar.Metrics;
+
+/// <summary>
+/// Every metric the sidecar exports, on an injected registry so tests read a private one.
+/// Names follow Prometheus conventions (base units, <c>_total</c> counters) and are listed in the
+/// README, the alert rules and the dashboard; renaming one is a breaking change.
+/// </summary>
+public sealed class CheckpointMetrics
+{
+    public static readonly string[] Phases = ["notify", "dump", "copy", "verify", "commit", "total"];
+
+    private readonly Histogram _phaseDuration;
+    private readonly Gauge _lastPhase;
+    private readonly Counter _flushedBytes;
+    private readonly Gauge _throughput;
+    private readonly Gauge _gracePeriod;
+    private readonly Gauge _budgetUsedRatio;
+    private readonly Counter _deadlineMisses;
+    private readonly Counter _failures;
+    private readonly Counter _verifyFailures;
+    private readonly Counter _flushes;
+    private readonly Gauge _lastCommittedTimestamp;
+    private readonly Gauge _lastCommittedStep;
+    private readonly Gauge _trainersAttached;
+
+    public CheckpointMetrics(CollectorRegistry registry)
+    {
+        var factory = Prometheus.Metrics.WithCustomRegistry(registry);
+        _phaseDuration = factory.CreateHistogram(
+            "checkpoint_flush_phase_duration_seconds",
+            "Duration of each phase of a checkpoint flush (notify, dump, copy, verify, commit, total).",
+            new HistogramConfiguration
+            {
+                LabelNames = ["phase", "reason"],
+                Buckets = Histogram.ExponentialBuckets(0.005, 2, 17),
+            });
+        _lastPhase = factory.CreateGauge(
+            "checkpoint_last_flush_phase_seconds",
+            "Duration of each phase of the most recent committed flush.",
+            new GaugeConfiguration { LabelNames = ["phase", "reason"] });
+        _flushedBytes = factory.CreateCounter(
+            "checkpoint_flushed_bytes_total", "Bytes of committed checkpoints written to storage.", "reason");
+        _throughput = factory.CreateGauge(
+            "checkpoint_flush_throughput_bytes_per_second", "Copy throughput of the most recent committed flush.");
+        _gracePeriod = factory.CreateGauge(
+            "checkpoint_grace_period_seconds", "The grace period G between SIGTERM and SIGKILL that flushes are planned against.");
+        _budgetUsedRatio = factory.CreateGauge(
+            "checkpoint_last_flush_budget_used_ratio", "Total duration of the most recent committed flush divided by the grace period.");
+        _deadlineMisses = factory.CreateCounter(
+            "checkpoint_deadline_misses_total", "Preemption flushes that could not commit before the deadline.");
+        _failures = factory.CreateCounter(
+            "checkpoint_flush_failures_total", "Flushes that failed, by cause.", "cause");
+        _verifyFailures = factory.CreateCounter(
+            "checkpoint_verify_failures_total", "Checkpoints whose bytes did not match their hashes, when flushed or when resumed from.", "stage");
+        _flushes = factory.CreateCounter(
+            "checkpoint_flushes_total", "Flushes that ended, by reason and outcome (committed, failed, superseded).", "reason", "outcome");
+        _lastCommittedTimestamp = factory.CreateGauge(
+            "checkpoint_last_committed_timestamp_seconds", "Unix time of the most recent commit.");
+        _lastCommittedStep = factory.CreateGauge(
+            "checkpoint_last_committed_step", "Training step held by the most recent committed checkpoint.");
+        _trainersAttached = factory.CreateGauge(
+            "checkpoint_trainers_attached", "Trainer processes attached to this sidecar.");
+
+        // Series that alerts compare against exist from the start, at zero, rather than appearing
+        // only after the first failure.
+        foreach (var cause in Enum.GetValues<FlushFailureCause>())
+        {
+            _failures.WithLabels(cause.ToLabel());
+        }
+
+        _verifyFailures.WithLabels("flush");
+        _verifyFailures.WithLabels("resume");
+    }
+
+    public void SetGracePeriod(TimeSpan gracePeriod) => _gracePeriod.Set(gracePeriod.TotalSeconds);
+
+    public void SetTrainersAttached(int count) => _trainersAttached.Set(count);
+
+    public void RecordCommitted(FlushTimings timings, long step, DateTimeOffset committedAt)
+    {
+        var reason = timings.Reason.ToLabel();
+        foreach (var (phase, duration) in PhaseDurations(timings))
+        {
+            _phaseDuration.WithLabels(phase, reason).Observe(duration.TotalSeconds);
+            _lastPhase.WithLabels(phase, reason).Set(duration.TotalSeconds);
+        }
+
+        _flushedBytes.WithLabels(reason).Inc(timings.Bytes);
+        _throughput.Set(timings.ThroughputBytesPerSecond);
+        _budgetUsedRatio.Set(timings.BudgetUsedRatio);
+        _flushes.WithLabels(reason, "committed").Inc();
+        _lastCommittedTimestamp.Set(committedAt.ToUnixTimeMilliseconds() / 1000.0);
+        _lastCommittedStep.Set(step);
+    }
+
+    public void RecordFailed(CheckpointReason reason, FlushFailureCause cause)
+    {
+        _failures.WithLabels(cause.ToLabel()).Inc();
+        _flushes.WithLabels(reason.ToLabel(), "failed").Inc();
+        if (cause == FlushFailureCause.DeadlineExceeded)
+        {
+            _deadlineMisses.Inc();
+        }
+
+        if (cause == FlushFailureCause.VerificationFailed)
+        {
+            _verifyFailures.WithLabels("flush").Inc();
+        }
+    }
+
+    public void RecordSuperseded(CheckpointReason reason) => _flushes.WithLabels(reason.ToLabel(), "superseded").Inc();
+
+    public void RecordResumeVerifyFailure() => _verifyFailures.WithLabels("resume").Inc();
+
+    public static IEnumerable<(string Phase, TimeSpan Duration)> PhaseDurations(FlushTimings t) =>
+    [
+        ("notify", t.Notify),
+        ("dump", t.Dump),
+        ("copy", t.Copy),
+        ("verify", t.Verify),
+        ("commit", t.Commit),
+        ("total", t.Total),
+    ];
+}

@@ -1,0 +1,97 @@
+using System.Buffers;
+using System.IO.Hashing;
+
+namespace Checkpoint.Sidecar.Storage;
+
+/// <summary>
+/// Moves a checkpoint's bytes from staging into its <c>.partial</c> directory on storage, hashing
+/// while copying, and reads them back to verify. Several files are in flight at once; each file is
+/// copied with large sequential reads and writes (not File.Copy, whose fsync and errors we could
+/// not control).
+/// </summary>
+public sealed class CheckpointCopier(int parallelism, int bufferSize)
+{
+    /// <summary>Copies every file and fsyncs it. Returns the manifest entries, in the order given.</summary>
+    public async Task<IReadOnlyList<ManifestFile>> CopyAsync(
+        IReadOnlyList<StagedFile> files, string partialDirectory, Action<long>? onBytes, CancellationToken cancellationToken)
+    {
+        var entries = new ManifestFile[files.Count];
+        await ForEachFileAsync(files.Count, index =>
+        {
+            entries[index] = CopyFile(files[index], partialDirectory, onBytes, cancellationToken);
+        }, cancellationToken).ConfigureAwait(false);
+
+        // Directories created for nested files must be durable too, or a crash can lose their entries.
+        foreach (var directory in files.Select(f => Path.GetDirectoryName(Path.Combine(partialDirectory, f.RelativePath))!)
+                     .Distinct(StringComparer.Ordinal).OrderByDescending(d => d.Length))
+        {
+            NativeFile.FsyncDirectory(directory);
+        }
+
+        return entries;
+    }
+
+    /// <summary>Re-reads every file from storage with the cache dropped and compares its hash.</summary>
+    /// <exception cref="VerificationFailedException">The first file whose bytes differ.</exception>
+    public Task VerifyAsync(IReadOnlyList<ManifestFile> entries, string directory, Action<long>? onBytes, CancellationToken cancellationToken) =>
+        ForEachFileAsync(entries.Count, index =>
+        {
+            var entry = entries[index];
+            var path = Path.Combine(directory, entry.Path);
+            var actual = FileHasher.HashFromStorage(path, bufferSize, onBytes, cancellationToken);
+            if (!string.Equals(actual, entry.Xxh128, StringComparison.Ordinal))
+            {
+                throw new VerificationFailedException(entry.Path, entry.Xxh128, actual);
+            }
+        }, cancellationToken);
+
+    private ManifestFile CopyFile(StagedFile file, string partialDirectory, Action<long>? onBytes, CancellationToken cancellationToken)
+    {
+        var destination = Path.Combine(partialDirectory, file.RelativePath);
+        Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+
+        using var source = File.OpenHandle(file.SourcePath, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+        using var target = File.OpenHandle(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.None, preallocationSize: file.Size);
+        var hash = new XxHash128();
+        var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
+        long offset = 0;
+        try
+        {
+            int read;
+            while ((read = RandomAccess.Read(source, buffer.AsSpan(0, bufferSize), offset)) > 0)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var chunk = buffer.AsSpan(0, read);
+                hash.Append(chunk);
+                RandomAccess.Write(target, chunk, offset);
+                offset += read;
+                onBytes?.Invoke(read);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        if (offset != file.Size)
+        {
+            throw new IOException($"'{file.RelativePath}' changed while it was copied: reported {file.Size} bytes, read {offset}");
+        }
+
+        NativeFile.Fsync(target, destination);
+        // Written pages are clean after fsync; dropping them now frees the pod's memory and makes the
+        // later read-back come from storage.
+        FileHasher.DropCacheQuietly(target, destination);
+        return new ManifestFile(file.RelativePath, offset, FileHasher.ToHex(hash));
+    }
+
+    private Task ForEachFileAsync(int count, Action<int> body, CancellationToken cancellationToken) =>
+        Parallel.ForEachAsync(
+            Enumerable.Range(0, count),
+            new ParallelOptions { MaxDegreeOfParallelism = parallelism, CancellationToken = cancellationToken },
+            (index, _) =>
+            {
+                body(index);
+                return ValueTask.CompletedTask;
+            });
+}

@@ -1,0 +1,60 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Checkpoint.Sidecar.Storage;
+
+/// <summary>
+/// manifest.json, written last into a checkpoint directory: its presence with matching files is what
+/// makes a directory a checkpoint. Field names are a published format (README); bump
+/// <see cref="CurrentFormatVersion"/> on any incompatible change.
+/// </summary>
+public sealed record CheckpointManifest
+{
+    public const int CurrentFormatVersion = 1;
+
+    public required int FormatVersion { get; init; }
+
+    public required string Id { get; init; }
+
+    public required long Step { get; init; }
+
+    public required DateTimeOffset Created { get; init; }
+
+    /// <summary>preemption, periodic or manual.</summary>
+    public required string Reason { get; init; }
+
+    public required IReadOnlyList<ManifestFile> Files { get; init; }
+
+    public required IReadOnlyList<ManifestRank> Ranks { get; init; }
+
+    /// <summary>The phases known when the manifest is written; commit follows it.</summary>
+    public required ManifestTimings Timings { get; init; }
+
+    public long TotalBytes => Files.Sum(f => f.Size);
+
+    public static CheckpointManifest Read(string path)
+    {
+        using var stream = File.OpenRead(path);
+        return JsonSerializer.Deserialize(stream, ManifestJsonContext.Default.CheckpointManifest)
+            ?? throw new InvalidDataException($"'{path}' holds no manifest");
+    }
+
+    public byte[] ToUtf8Json() => JsonSerializer.SerializeToUtf8Bytes(this, ManifestJsonContext.Default.CheckpointManifest);
+}
+
+/// <param name="Path">Relative to the checkpoint directory, '/'-separated.</param>
+/// <param name="Xxh128">XXH128 of the content, 32 lowercase hex digits, as `xxhsum -H2` prints it.</param>
+public sealed record ManifestFile(string Path, long Size, string Xxh128);
+
+public sealed record ManifestRank(int Rank, long Step, IReadOnlyDictionary<string, string> Metadata);
+
+public sealed record ManifestTimings(
+    double BudgetSeconds, double NotifySeconds, double DumpSeconds, double CopySeconds, double VerifySeconds);
+
+[JsonSourceGenerationOptions(
+    PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
+    WriteIndented = true,
+    IgnoreReadOnlyProperties = true,
+    RespectRequiredConstructorParameters = true)]
+[JsonSerializable(typeof(CheckpointManifest))]
+internal sealed partial class ManifestJsonContext : JsonSerializerContext;

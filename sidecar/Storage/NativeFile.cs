@@ -1,0 +1,105 @@
+using System.ComponentModel;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace Checkpoint.Sidecar.Storage;
+
+/// <summary>
+/// The few POSIX calls .NET does not expose with the guarantees a checkpoint needs: an fsync whose
+/// error is reported (FileStream swallows close() errors), fsync of a directory (so a rename is
+/// durable), dropping a file's pages from the client cache (so read-back verification reads what the
+/// server holds, not what we just wrote), and the type of a path without following symlinks.
+/// </summary>
+internal static partial class NativeFile
+{
+    private const int AtFdCwd = -100;
+    private const int AtSymlinkNoFollow = 0x100;
+    private const uint StatxType = 0x1;
+    private const uint StatxSize = 0x200;
+    private const int PosixFadvDontNeed = 4;
+    private const int ORdOnly = 0;
+    private const int ODirectory = 0x10000;
+    private const int OCloExec = 0x80000;
+
+    public static void Fsync(SafeFileHandle handle, string pathForErrors)
+    {
+        if (fsync(handle) != 0)
+        {
+            throw ErrorFor("fsync", pathForErrors);
+        }
+    }
+
+    public static void FsyncDirectory(string directory)
+    {
+        var fd = open(directory, ORdOnly | ODirectory | OCloExec);
+        if (fd < 0)
+        {
+            throw ErrorFor("open directory", directory);
+        }
+
+        using var handle = new SafeFileHandle(fd, ownsHandle: true);
+        // Some filesystems refuse fsync on a directory with EINVAL; they make renames durable anyway.
+        if (fsync(handle) != 0 && Marshal.GetLastPInvokeError() != 22)
+        {
+            throw ErrorFor("fsync directory", directory);
+        }
+    }
+
+    /// <summary>Asks the kernel to drop the file's cached pages; they must be clean (fsync first).</summary>
+    public static void DropCache(SafeFileHandle handle, string pathForErrors)
+    {
+        // posix_fadvise returns the error number instead of setting errno.
+        var error = posix_fadvise(handle, 0, 0, PosixFadvDontNeed);
+        if (error != 0)
+        {
+            throw new IOException($"posix_fadvise(DONTNEED) on '{pathForErrors}' failed: {new Win32Exception(error).Message}");
+        }
+    }
+
+    public static FileKind GetKind(string path)
+    {
+        Span<byte> statx = stackalloc byte[256];
+        if (statx_call(AtFdCwd, path, AtSymlinkNoFollow, StatxType | StatxSize, ref MemoryMarshal.GetReference(statx)) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            return errno == 2 || errno == 20 ? FileKind.Missing : throw ErrorFor("statx", path);
+        }
+
+        // struct statx: stx_mode is the u16 at offset 28; the file type is its top four bits.
+        var mode = MemoryMarshal.Read<ushort>(statx[28..]);
+        return (mode & 0xF000) switch
+        {
+            0x8000 => FileKind.Regular,
+            0x4000 => FileKind.Directory,
+            0xA000 => FileKind.Symlink,
+            _ => FileKind.Special,
+        };
+    }
+
+    private static IOException ErrorFor(string call, string path)
+    {
+        var errno = Marshal.GetLastPInvokeError();
+        return new IOException($"{call} on '{path}' failed: {new Win32Exception(errno).Message} (errno {errno})", errno);
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fsync(SafeFileHandle fd);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
+
+    [LibraryImport("libc")]
+    private static partial int posix_fadvise(SafeFileHandle fd, long offset, long length, int advice);
+
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int statx_call(int dirfd, string path, int flags, uint mask, ref byte buffer);
+}
+
+internal enum FileKind
+{
+    Missing,
+    Regular,
+    Directory,
+    Symlink,
+    Special,
+}

@@ -1,0 +1,18 @@
+using Microsoft.Extensions.Logging;
+
+namespace Checkpoint.Sidecar.Storage;
+
+internal static partial class StorageLog
+{
+    [LoggerMessage(EventId = 100, Level = LogLevel.Information, Message = "Swept leftover directory {Directory}")]
+    public static partial void Swept(ILogger logger, string directory);
+
+    [LoggerMessage(EventId = 101, Level = LogLevel.Warning, Message = "Could not remove partial directory {Directory}: {Error}; the next start sweeps it")]
+    public static partial void DiscardFailed(ILogger logger, string directory, string error);
+
+    [LoggerMessage(EventId = 102, Level = LogLevel.Information, Message = "Retention removed checkpoint {CheckpointId}")]
+    public static partial void Retired(ILogger logger, string checkpointId);
+
+    [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Checkpoint {CheckpointId} is not valid and will not be resumed from: {Problem}")]
+    public static partial void InvalidCheckpoint(ILogger logger, string checkpointId, string problem);
+}
