@@ -39,9 +39,8 @@ internal sealed class PodGracePeriodReader(
 
         try
         {
-            using var client = new k8s.Kubernetes(config);
-            var pod = await client.CoreV1.ReadNamespacedPodAsync(settings.PodName, settings.PodNamespace, cancellationToken: stoppingToken)
-                .ConfigureAwait(false);
+            using var client = new PodApiClient(config);
+            var pod = await client.GetPodAsync(settings.PodNamespace, settings.PodName, stoppingToken).ConfigureAwait(false);
             if (pod.Spec?.TerminationGracePeriodSeconds is { } seconds)
             {
                 planner.UseGracePeriod(TimeSpan.FromSeconds(seconds));
