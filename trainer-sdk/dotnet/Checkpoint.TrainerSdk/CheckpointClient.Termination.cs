@@ -1,0 +1,200 @@
+using System.Runtime.InteropServices;
+using Proto = Checkpoint.Protos.V1;
+
+namespace Checkpoint.TrainerSdk;
+
+// Pod termination: the kubelet sends SIGTERM to every container at once and SIGKILLs whatever still runs when the grace
+// period ends. The trainer must survive SIGTERM long enough to dump, and must not outlive the point where its dump can
+// still be committed, so that it exits with the "run me again" code instead of being killed mid-write.
+public sealed partial class CheckpointClient
+{
+    // Long enough for a busy sidecar, short enough to leave most of the grace period when it is gone.
+    private static readonly TimeSpan NotifyTerminationTimeout = TimeSpan.FromSeconds(5);
+
+    // Kubernetes' default terminationGracePeriodSeconds, for a sidecar that names no deadline or grace period.
+    private static readonly TimeSpan FallbackGracePeriod = TimeSpan.FromSeconds(30);
+
+    private readonly Lock terminationGate = new();
+    private PosixSignalRegistration? sigtermRegistration;
+    private ITimer? deadlineWatchdog;
+    private DateTimeOffset? watchdogDeadline;
+    private Task<CheckpointOutcome>? preemptionOutcome;
+    private int terminationSignalled;
+    private int preemptionDumpSeen;
+    private int exiting;
+
+    /// <summary>
+    /// Whether the pod is being terminated: this process received SIGTERM (with
+    /// <see cref="CheckpointClientOptions.HandleTermination"/> set) or the sidecar asked for a preemption dump.
+    /// Periodic checkpoints are pointless from then on.
+    /// </summary>
+    public bool TerminationRequested =>
+        Volatile.Read(ref terminationSignalled) == 1 || Volatile.Read(ref preemptionDumpSeen) == 1;
+
+    private void RegisterTerminationSignal()
+    {
+        try
+        {
+            // Cancelling keeps the runtime from shutting down; the sidecar's flush, not the signal, decides when we exit.
+            sigtermRegistration = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+            {
+                context.Cancel = true;
+                _ = Task.Run(OnTerminationSignalAsync);
+            });
+        }
+        catch (PlatformNotSupportedException)
+        {
+            Log("SIGTERM cannot be intercepted on this platform; the process will end on SIGTERM without a preemption checkpoint");
+        }
+    }
+
+    private async Task OnTerminationSignalAsync()
+    {
+        if (Interlocked.Exchange(ref terminationSignalled, 1) == 1)
+        {
+            Log("SIGTERM received again; the preemption checkpoint is already under way");
+            return;
+        }
+
+        Log("SIGTERM received: asking the checkpoint sidecar to start the preemption checkpoint");
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(lifetime.Token);
+        timeout.CancelAfter(NotifyTerminationTimeout);
+        try
+        {
+            var response = await CallAsync(
+                "NotifyTermination",
+                token => sidecar.NotifyTerminationAsync(new Proto.NotifyTerminationRequest { TrainerId = TrainerId }, cancellationToken: token),
+                timeout.Token).ConfigureAwait(false);
+            var deadline = response.Deadline?.ToDateTimeOffset() ?? DefaultDeadline();
+            Log($"the sidecar is taking preemption checkpoint {response.CheckpointId}; it must be committed by {deadline:O}");
+            ArmWatchdog(deadline);
+        }
+        catch (OperationCanceledException) when (lifetime.IsCancellationRequested)
+        {
+            // Disposed meanwhile: the trainer has taken termination back into its own hands.
+        }
+        catch (Exception exception) when (exception is CheckpointException or OperationCanceledException or ObjectDisposedException)
+        {
+            string why = exception is OperationCanceledException
+                ? $"no answer within {NotifyTerminationTimeout.TotalSeconds:0} s"
+                : exception.Message;
+            ExitForPreemption($"could not tell the checkpoint sidecar about SIGTERM ({why}); there is nothing to wait for");
+        }
+    }
+
+    private void OnPreemptionDumpRequested(DumpRequest dump)
+    {
+        Volatile.Write(ref preemptionDumpSeen, 1);
+        if (options.HandleTermination)
+        {
+            ArmWatchdog(dump.Deadline ?? DefaultDeadline());
+        }
+    }
+
+    private void OnAttachmentLost(string why)
+    {
+        Log($"detached from the checkpoint sidecar: {why}");
+        if (!options.HandleTermination || !TerminationRequested)
+        {
+            // Training can go on; checkpoints will fail (and say so) until the pod is restarted.
+            return;
+        }
+
+        lock (terminationGate)
+        {
+            if (preemptionOutcome is not null)
+            {
+                // The reported dump's outcome wait fails on its own if the sidecar is really gone, and exits then.
+                return;
+            }
+        }
+
+        ExitForPreemption("the sidecar went away while the pod terminates; no preemption checkpoint can be committed any more");
+    }
+
+    private Task<CheckpointOutcome> FinishPreemption(string checkpointId)
+    {
+        lock (terminationGate)
+        {
+            return preemptionOutcome ??= WaitForPreemptionOutcomeThenExitAsync(checkpointId);
+        }
+    }
+
+    private async Task<CheckpointOutcome> WaitForPreemptionOutcomeThenExitAsync(string checkpointId)
+    {
+        CheckpointOutcome outcome;
+        try
+        {
+            outcome = await WaitForCheckpointAsync(checkpointId, lifetime.Token).ConfigureAwait(false);
+        }
+        catch (CheckpointException exception)
+        {
+            ExitForPreemption($"could not learn the outcome of preemption checkpoint {checkpointId}: {exception.Message}");
+            throw;
+        }
+
+        string result = outcome.Status switch
+        {
+            CheckpointStatus.Committed => $"committed at step {outcome.Step} in {outcome.Directory}",
+            CheckpointStatus.Failed => $"failed: {outcome.Error}",
+            _ => outcome.Status.ToString().ToLowerInvariant(),
+        };
+        ExitForPreemption($"preemption checkpoint {checkpointId} {result}");
+        return outcome;
+    }
+
+    private void ArmWatchdog(DateTimeOffset deadline)
+    {
+        lock (terminationGate)
+        {
+            if (watchdogDeadline is { } armed && armed <= deadline)
+            {
+                return;
+            }
+
+            watchdogDeadline = deadline;
+            deadlineWatchdog?.Dispose();
+            var due = deadline - options.TimeProvider.GetUtcNow();
+            due = due < TimeSpan.Zero ? TimeSpan.Zero : due;
+            deadlineWatchdog = options.TimeProvider.CreateTimer(_ => OnDeadlinePassed(deadline), null, due, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    private void OnDeadlinePassed(DateTimeOffset deadline)
+    {
+        lock (terminationGate)
+        {
+            if (preemptionOutcome is { IsCompletedSuccessfully: true })
+            {
+                return;
+            }
+        }
+
+        ExitForPreemption($"the preemption deadline {deadline:O} passed before the preemption checkpoint was committed");
+    }
+
+    private void ExitForPreemption(string why)
+    {
+        if (Volatile.Read(ref disposed) == 1 || Interlocked.Exchange(ref exiting, 1) == 1)
+        {
+            return;
+        }
+
+        Log($"{why}; exiting with code {options.PreemptionExitCode}");
+        options.ExitProcess(options.PreemptionExitCode);
+    }
+
+    private DateTimeOffset DefaultDeadline() =>
+        options.TimeProvider.GetUtcNow() + (GracePeriod > TimeSpan.Zero ? GracePeriod : FallbackGracePeriod);
+
+    private void DisposeTermination()
+    {
+        lock (terminationGate)
+        {
+            sigtermRegistration?.Dispose();
+            sigtermRegistration = null;
+            deadlineWatchdog?.Dispose();
+            deadlineWatchdog = null;
+        }
+    }
+}

@@ -1,0 +1,466 @@
+using Checkpoint.TrainerSdk.Internal;
+using Grpc.Core;
+using Grpc.Net.Client;
+using Proto = Checkpoint.Protos.V1;
+
+namespace Checkpoint.TrainerSdk;
+
+/// <summary>
+/// A training process's connection to the checkpoint sidecar in its pod.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Connect once at start-up with <see cref="ConnectAsync"/> and keep the client for the life of the process: the connection
+/// holds the attachment through which the sidecar pushes "dump now" when the pod is preempted. Disposing the client detaches.
+/// </para>
+/// <para>
+/// Learn about dump requests either by polling <see cref="DumpRequested"/> / <see cref="PendingDump"/> at a step boundary
+/// (the usual way: the model is consistent there) or from the <see cref="DumpRequestReceived"/> event.
+/// </para>
+/// <para>
+/// Every failure talking to the sidecar surfaces as <see cref="CheckpointException"/>. Members are safe to call from any thread.
+/// </para>
+/// </remarks>
+public sealed partial class CheckpointClient : IAsyncDisposable
+{
+    private readonly CheckpointClientOptions options;
+    private readonly GrpcChannel channel;
+    private readonly Proto.CheckpointService.CheckpointServiceClient sidecar;
+    private readonly SidecarErrors errors;
+
+    // Cancelled on dispose: ends the Attach stream (which detaches) and every background wait.
+    private readonly CancellationTokenSource lifetime = new();
+
+    private AsyncServerStreamingCall<Proto.SidecarCommand>? attachCall;
+    private Task commandLoop = Task.CompletedTask;
+    private DumpRequest? pendingDump;
+    private int disposed;
+
+    private CheckpointClient(CheckpointClientOptions options, GrpcChannel channel)
+    {
+        this.options = options;
+        this.channel = channel;
+        sidecar = new Proto.CheckpointService.CheckpointServiceClient(channel);
+        errors = new SidecarErrors(options.SocketPath);
+    }
+
+    /// <summary>
+    /// Raised on a background thread when the sidecar asks for a dump (a preemption). Handlers should only note the request,
+    /// for example by cancelling a token the training loop watches; write the checkpoint at the next step boundary.
+    /// A request that arrives before a handler is attached is still visible through <see cref="PendingDump"/>.
+    /// </summary>
+    public event EventHandler<DumpRequest>? DumpRequestReceived;
+
+    /// <summary>The identifier the sidecar gave this attachment.</summary>
+    public string TrainerId { get; private set; } = string.Empty;
+
+    /// <summary>The rank this process attached with.</summary>
+    public int Rank => options.Rank;
+
+    /// <summary>The grace period the sidecar plans preemption flushes against.</summary>
+    public TimeSpan GracePeriod { get; private set; }
+
+    /// <summary>Whether the sidecar is waiting for this process to dump; check it at every step boundary.</summary>
+    public bool DumpRequested => PendingDump is not null;
+
+    /// <summary>The dump the sidecar is waiting for, or <see langword="null"/>; cleared once the dump is reported.</summary>
+    public DumpRequest? PendingDump => Volatile.Read(ref pendingDump);
+
+    /// <summary>
+    /// Connects to the sidecar, attaches this process and starts listening for dump requests. When
+    /// <see cref="CheckpointClientOptions.HandleTermination"/> is set it also takes over SIGTERM (see there).
+    /// </summary>
+    /// <param name="options">Where the sidecar is and how to behave; <see langword="null"/> reads everything from the environment.</param>
+    /// <param name="cancellationToken">Abandons connecting.</param>
+    /// <returns>The attached client.</returns>
+    /// <exception cref="CheckpointException">
+    /// The sidecar's socket does not exist, nobody listens on it, or the sidecar did not accept the attachment within
+    /// <see cref="CheckpointClientOptions.ConnectTimeout"/>; the message names the socket path and what to check.
+    /// </exception>
+    public static async Task<CheckpointClient> ConnectAsync(CheckpointClientOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new CheckpointClientOptions();
+        options.Validate();
+
+        var client = new CheckpointClient(options, UnixSocketChannel.Create(options.SocketPath, options.ConnectTimeout));
+        try
+        {
+            await client.AttachAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await client.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        if (options.HandleTermination)
+        {
+            client.RegisterTerminationSignal();
+        }
+
+        return client;
+    }
+
+    /// <summary>The newest committed checkpoint, to resume from; call it before training starts.</summary>
+    /// <param name="cancellationToken">Abandons the call.</param>
+    /// <returns>The checkpoint with this rank's metadata, or <see langword="null"/> when there is none (start fresh).</returns>
+    /// <exception cref="CheckpointException">The sidecar could not be asked.</exception>
+    public async Task<LatestCheckpoint?> GetLatestCheckpointAsync(CancellationToken cancellationToken = default)
+    {
+        var response = await CallAsync(
+            "GetLatestCheckpoint",
+            token => sidecar.GetLatestCheckpointAsync(new Proto.GetLatestCheckpointRequest { Rank = options.Rank }, cancellationToken: token),
+            cancellationToken).ConfigureAwait(false);
+        return response.Checkpoint is null ? null : ProtoMapping.ToLatest(response.Checkpoint);
+    }
+
+    /// <summary>
+    /// Asks the sidecar for a checkpoint of the given step. Ranks of the pod that ask at the same step share one checkpoint.
+    /// Write the files under <see cref="DumpRequest.RankDirectory"/> of the answer, then call <see cref="CompleteDumpAsync"/>
+    /// or <see cref="SubmitDumpAsync"/>.
+    /// </summary>
+    /// <param name="step">The training step the checkpoint will hold.</param>
+    /// <param name="reason"><see cref="CheckpointReason.Periodic"/> or <see cref="CheckpointReason.Manual"/>.</param>
+    /// <param name="cancellationToken">Abandons the call.</param>
+    /// <returns>Where to write the checkpoint's files.</returns>
+    /// <exception cref="ArgumentException"><paramref name="reason"/> is <see cref="CheckpointReason.Preemption"/>, which only the sidecar starts.</exception>
+    /// <exception cref="CheckpointException">The sidecar refused (for example while the pod terminates) or could not be reached.</exception>
+    public async Task<DumpRequest> BeginCheckpointAsync(long step, CheckpointReason reason = CheckpointReason.Periodic, CancellationToken cancellationToken = default)
+    {
+        if (reason is not (CheckpointReason.Periodic or CheckpointReason.Manual))
+        {
+            throw new ArgumentException(
+                $"A trainer asks for {CheckpointReason.Periodic} or {CheckpointReason.Manual} checkpoints; preemption checkpoints are pushed by the sidecar.",
+                nameof(reason));
+        }
+
+        var request = new Proto.BeginCheckpointRequest { TrainerId = TrainerId, Step = step, Reason = ProtoMapping.ToProto(reason) };
+        var response = await CallAsync(
+            "BeginCheckpoint",
+            token => sidecar.BeginCheckpointAsync(request, cancellationToken: token),
+            cancellationToken).ConfigureAwait(false);
+        if (response.Dump is null)
+        {
+            throw new CheckpointException(
+                $"The checkpoint sidecar answered BeginCheckpoint for step {step} without a dump descriptor.",
+                CheckpointErrorCode.Internal);
+        }
+
+        return ProtoMapping.ToDumpRequest(response.Dump);
+    }
+
+    /// <summary>
+    /// Reports that this rank has written its files for a checkpoint. The sidecar checks the files at once and persists them in
+    /// the background; learn the outcome with <see cref="WaitForCheckpointAsync"/>. Do not touch the files afterwards.
+    /// </summary>
+    /// <remarks>
+    /// For a preemption dump with <see cref="CheckpointClientOptions.HandleTermination"/> set, the client then waits for the
+    /// outcome in the background and ends the process with <see cref="CheckpointClientOptions.PreemptionExitCode"/>.
+    /// </remarks>
+    /// <param name="dump">The request the files answer.</param>
+    /// <param name="step">The training step the files hold; all ranks of a checkpoint must report the same step.</param>
+    /// <param name="relativeFiles">
+    /// The regular files written, relative to <see cref="DumpRequest.StagingDirectory"/> with forward slashes
+    /// (for example <c>rank-0/model.bin</c>, see <see cref="CheckpointLayout.RankFile"/>).
+    /// </param>
+    /// <param name="metadata">Free-form values stored with the checkpoint and handed back to this rank on resume.</param>
+    /// <param name="cancellationToken">Abandons the call.</param>
+    /// <returns>A task that completes when the sidecar has accepted the report.</returns>
+    /// <exception cref="CheckpointException">
+    /// <see cref="CheckpointErrorCode.InvalidArgument"/> names a file that is missing or not a regular file;
+    /// <see cref="CheckpointErrorCode.NotFound"/> or <see cref="CheckpointErrorCode.FailedPrecondition"/> mean the checkpoint is
+    /// unknown or already ended; <see cref="CheckpointErrorCode.Unavailable"/> means the sidecar could not be reached.
+    /// </exception>
+    public async Task CompleteDumpAsync(
+        DumpRequest dump,
+        long step,
+        IEnumerable<string> relativeFiles,
+        IReadOnlyDictionary<string, string>? metadata = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(dump);
+        ArgumentNullException.ThrowIfNull(relativeFiles);
+
+        var request = new Proto.ReportDumpRequest { TrainerId = TrainerId, CheckpointId = dump.CheckpointId, Step = step };
+        foreach (string file in relativeFiles)
+        {
+            if (string.IsNullOrWhiteSpace(file))
+            {
+                throw new ArgumentException("A reported file path is empty.", nameof(relativeFiles));
+            }
+
+            request.Files.Add(file);
+        }
+
+        if (request.Files.Count == 0)
+        {
+            throw new ArgumentException($"Checkpoint {dump.CheckpointId}: a dump must report at least one file.", nameof(relativeFiles));
+        }
+
+        if (metadata is not null)
+        {
+            foreach (var (key, value) in metadata)
+            {
+                request.Metadata[key] = value;
+            }
+        }
+
+        await CallAsync(
+            "ReportDump",
+            token => sidecar.ReportDumpAsync(request, cancellationToken: token),
+            cancellationToken).ConfigureAwait(false);
+
+        ClearPendingDump(dump.CheckpointId);
+        if (dump.Reason == CheckpointReason.Preemption && options.HandleTermination)
+        {
+            _ = FinishPreemption(dump.CheckpointId);
+        }
+    }
+
+    /// <summary>
+    /// Reports a dump and returns as soon as the training loop may go on: at once for periodic and manual checkpoints, whose
+    /// persisting continues in the background (a failure is logged to stderr; the next checkpoint covers it); for a preemption
+    /// dump only when the checkpoint has an outcome, and with <see cref="CheckpointClientOptions.HandleTermination"/> set the
+    /// process is ended with <see cref="CheckpointClientOptions.PreemptionExitCode"/> instead of returning.
+    /// </summary>
+    /// <param name="dump">The request the files answer.</param>
+    /// <param name="step">The training step the files hold.</param>
+    /// <param name="relativeFiles">The files written, relative to the staging directory (see <see cref="CompleteDumpAsync"/>).</param>
+    /// <param name="metadata">Free-form values handed back to this rank on resume.</param>
+    /// <param name="cancellationToken">Abandons reporting, or waiting for a preemption outcome.</param>
+    /// <returns>The outcome of a preemption checkpoint; <see langword="null"/> for other checkpoints, which are still persisting.</returns>
+    /// <exception cref="CheckpointException">The report was rejected, or the sidecar could not be reached.</exception>
+    public async Task<CheckpointOutcome?> SubmitDumpAsync(
+        DumpRequest dump,
+        long step,
+        IEnumerable<string> relativeFiles,
+        IReadOnlyDictionary<string, string>? metadata = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(dump);
+        await CompleteDumpAsync(dump, step, relativeFiles, metadata, cancellationToken).ConfigureAwait(false);
+
+        if (dump.Reason != CheckpointReason.Preemption)
+        {
+            _ = FollowInBackgroundAsync(dump.CheckpointId);
+            return null;
+        }
+
+        return options.HandleTermination
+            ? await FinishPreemption(dump.CheckpointId).WaitAsync(cancellationToken).ConfigureAwait(false)
+            : await WaitForCheckpointAsync(dump.CheckpointId, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Waits until a checkpoint is committed, has failed, or was superseded by a newer one.</summary>
+    /// <param name="checkpointId">The checkpoint to wait for.</param>
+    /// <param name="cancellationToken">Stops waiting; the checkpoint carries on regardless.</param>
+    /// <returns>How the checkpoint ended.</returns>
+    /// <exception cref="CheckpointException">The checkpoint is unknown, or the sidecar could not be reached.</exception>
+    public async Task<CheckpointOutcome> WaitForCheckpointAsync(string checkpointId, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(checkpointId);
+        var outcome = await CallAsync(
+            "WaitForCheckpoint",
+            token => sidecar.WaitForCheckpointAsync(new Proto.WaitForCheckpointRequest { CheckpointId = checkpointId }, cancellationToken: token),
+            cancellationToken).ConfigureAwait(false);
+        return ProtoMapping.ToOutcome(outcome);
+    }
+
+    /// <summary>The sidecar's view of the pod: grace period, attached trainers, last flush.</summary>
+    /// <param name="cancellationToken">Abandons the call.</param>
+    /// <returns>The sidecar's status.</returns>
+    /// <exception cref="CheckpointException">The sidecar could not be reached.</exception>
+    public async Task<SidecarStatus> GetStatusAsync(CancellationToken cancellationToken = default)
+    {
+        var status = await CallAsync(
+            "GetStatus",
+            token => sidecar.GetStatusAsync(new Proto.GetStatusRequest(), cancellationToken: token),
+            cancellationToken).ConfigureAwait(false);
+        return ProtoMapping.ToStatus(status);
+    }
+
+    /// <summary>
+    /// Detaches from the sidecar and gives SIGTERM back to the runtime's default handling. A checkpoint already reported keeps
+    /// persisting in the sidecar.
+    /// </summary>
+    /// <returns>A task that completes once the background listener has stopped.</returns>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref disposed, 1) == 1)
+        {
+            return;
+        }
+
+        DisposeTermination();
+        await lifetime.CancelAsync().ConfigureAwait(false);
+        try
+        {
+            await commandLoop.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            // The loop ends by cancellation on dispose; nothing to report.
+        }
+
+        attachCall?.Dispose();
+        channel.Dispose();
+        lifetime.Dispose();
+    }
+
+    private async Task AttachAsync(CancellationToken cancellationToken)
+    {
+        var call = sidecar.Attach(
+            new Proto.AttachRequest { Rank = options.Rank, Description = options.Description },
+            cancellationToken: lifetime.Token);
+        attachCall = call;
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.ConnectTimeout);
+        bool received;
+        try
+        {
+            received = await call.ResponseStream.MoveNext(timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception exception) when (exception is RpcException or OperationCanceledException && timeout.IsCancellationRequested)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            throw errors.Unreachable(
+                "Attach",
+                $"no answer within {options.ConnectTimeout.TotalSeconds:0.#} s",
+                exception);
+        }
+        catch (Exception exception) when (exception is RpcException || SidecarErrors.IsTransportFailure(exception))
+        {
+            throw errors.Translate("Attach", exception);
+        }
+
+        if (!received || call.ResponseStream.Current.CommandCase != Proto.SidecarCommand.CommandOneofCase.Attached)
+        {
+            throw new CheckpointException(
+                $"The checkpoint sidecar at {options.SocketPath} did not confirm the attachment of rank {options.Rank}: " +
+                (received ? $"its first message was {call.ResponseStream.Current.CommandCase} instead of Attached." : "it closed the stream."),
+                CheckpointErrorCode.Internal);
+        }
+
+        var attached = call.ResponseStream.Current.Attached;
+        TrainerId = attached.TrainerId;
+        GracePeriod = ProtoMapping.ToTimeSpan(attached.GracePeriod);
+        // The loop must outlive the caller's connect token: it stops only when the client is disposed.
+        commandLoop = Task.Run(() => ReadCommandsAsync(call), CancellationToken.None);
+    }
+
+    private async Task ReadCommandsAsync(AsyncServerStreamingCall<Proto.SidecarCommand> call)
+    {
+        string why;
+        try
+        {
+            while (await call.ResponseStream.MoveNext(lifetime.Token).ConfigureAwait(false))
+            {
+                var command = call.ResponseStream.Current;
+                if (command.CommandCase == Proto.SidecarCommand.CommandOneofCase.Dump)
+                {
+                    OnDumpRequested(ProtoMapping.ToDumpRequest(command.Dump));
+                }
+            }
+
+            why = "the sidecar closed the attachment stream";
+        }
+        catch (Exception) when (lifetime.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (Exception exception) when (exception is RpcException || SidecarErrors.IsTransportFailure(exception))
+        {
+            why = errors.Translate("Attach", exception).Message;
+        }
+
+        OnAttachmentLost(why);
+    }
+
+    private void OnDumpRequested(DumpRequest dump)
+    {
+        Volatile.Write(ref pendingDump, dump);
+        string deadline = dump.Deadline is { } at ? $", deadline {at:O}" : string.Empty;
+        Log($"the sidecar asks for dump {dump.CheckpointId} ({dump.Reason}{deadline}) into {dump.StagingDirectory}");
+
+        if (dump.Reason == CheckpointReason.Preemption)
+        {
+            OnPreemptionDumpRequested(dump);
+        }
+
+        try
+        {
+            DumpRequestReceived?.Invoke(this, dump);
+        }
+#pragma warning disable CA1031 // A throwing handler must not stop the listener: later dump requests would go unseen.
+        catch (Exception exception)
+#pragma warning restore CA1031
+        {
+            Log($"a {nameof(DumpRequestReceived)} handler threw; the request stays pending: {exception}");
+        }
+    }
+
+    private void ClearPendingDump(string checkpointId)
+    {
+        var current = Volatile.Read(ref pendingDump);
+        if (current is not null && current.CheckpointId == checkpointId)
+        {
+            Interlocked.CompareExchange(ref pendingDump, null, current);
+        }
+    }
+
+    private async Task FollowInBackgroundAsync(string checkpointId)
+    {
+        try
+        {
+            var outcome = await WaitForCheckpointAsync(checkpointId, lifetime.Token).ConfigureAwait(false);
+            if (outcome.Status == CheckpointStatus.Failed)
+            {
+                Log($"checkpoint {checkpointId} failed: {outcome.Error}");
+            }
+        }
+        catch (OperationCanceledException) when (lifetime.IsCancellationRequested)
+        {
+            // Disposed while persisting; the sidecar carries on without us.
+        }
+        catch (CheckpointException exception)
+        {
+            Log($"could not learn the outcome of checkpoint {checkpointId}: {exception.Message}");
+        }
+    }
+
+    private async Task<T> CallAsync<T>(string operation, Func<CancellationToken, AsyncUnaryCall<T>> start, CancellationToken cancellationToken)
+    {
+        ObjectDisposedException.ThrowIf(Volatile.Read(ref disposed) == 1, this);
+        try
+        {
+            using var call = start(cancellationToken);
+            return await call.ResponseAsync.ConfigureAwait(false);
+        }
+        catch (RpcException exception) when (exception.StatusCode == StatusCode.Cancelled && cancellationToken.IsCancellationRequested)
+        {
+            throw new OperationCanceledException($"{operation} was cancelled.", exception, cancellationToken);
+        }
+        catch (Exception exception) when (exception is RpcException || SidecarErrors.IsTransportFailure(exception))
+        {
+            throw errors.Translate(operation, exception);
+        }
+    }
+
+    private void Log(string message)
+    {
+        try
+        {
+            options.Log.WriteLine($"[checkpoint-sdk rank {options.Rank}] {message}");
+            options.Log.Flush();
+        }
+        catch (IOException)
+        {
+            // stderr closed: diagnostics are best effort and must never change what the trainer does.
+        }
+        catch (ObjectDisposedException)
+        {
+            // Same as above, during process exit.
+        }
+    }
+}

@@ -1,0 +1,23 @@
+namespace Checkpoint.TrainerSdk;
+
+/// <summary>
+/// The sidecar's request to write one checkpoint: either pushed by the sidecar (a preemption) or handed back by
+/// <see cref="CheckpointClient.BeginCheckpointAsync"/> for a checkpoint the trainer asked for.
+/// </summary>
+/// <param name="CheckpointId">The checkpoint the files belong to; pass it back through <see cref="CheckpointClient.CompleteDumpAsync"/>.</param>
+/// <param name="Reason">Why the checkpoint is taken.</param>
+/// <param name="Deadline">When the checkpoint must be committed; <see langword="null"/> when there is no deadline (trainer-initiated checkpoints).</param>
+/// <param name="StagingDirectory">
+/// Absolute path of the directory to write into. Every rank of the pod shares it, so write under
+/// <see cref="RankDirectory"/> to keep the ranks' files apart.
+/// </param>
+public sealed record DumpRequest(string CheckpointId, CheckpointReason Reason, DateTimeOffset? Deadline, string StagingDirectory)
+{
+    /// <summary>
+    /// The conventional per-rank folder inside <see cref="StagingDirectory"/> (<c>rank-&lt;rank&gt;</c>); the same relative
+    /// layout is found under <see cref="LatestCheckpoint.Directory"/> on resume.
+    /// </summary>
+    /// <param name="rank">The rank whose folder to name.</param>
+    /// <returns>The absolute path of the rank's folder; it is not created.</returns>
+    public string RankDirectory(int rank) => Path.Combine(StagingDirectory, CheckpointLayout.RankFolder(rank));
+}

@@ -1,0 +1,20 @@
+namespace Checkpoint.TrainerSdk;
+
+/// <summary>The sidecar's view of the pod, as returned by <see cref="CheckpointClient.GetStatusAsync"/>.</summary>
+/// <param name="GracePeriod">The grace period the sidecar plans preemption flushes against.</param>
+/// <param name="Trainers">The trainer processes attached right now.</param>
+/// <param name="Terminating">Whether a preemption flush is under way or has ended.</param>
+/// <param name="LastCommittedCheckpointId">The newest committed checkpoint, if any.</param>
+/// <param name="LastFlush">Timings of the last flush, if one has run.</param>
+public sealed record SidecarStatus(
+    TimeSpan GracePeriod,
+    IReadOnlyList<AttachedTrainer> Trainers,
+    bool Terminating,
+    string? LastCommittedCheckpointId,
+    CheckpointTimings? LastFlush);
+
+/// <summary>One trainer process attached to the sidecar.</summary>
+/// <param name="TrainerId">The identifier the sidecar gave the attachment.</param>
+/// <param name="Rank">The rank the process attached with.</param>
+/// <param name="Description">What the process said about itself when attaching.</param>
+public sealed record AttachedTrainer(string TrainerId, int Rank, string Description);
