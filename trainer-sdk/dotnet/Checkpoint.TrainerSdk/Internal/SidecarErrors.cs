@@ -25,7 +25,7 @@ internal sealed class SidecarErrors(string socketPath)
             string detail = string.IsNullOrWhiteSpace(rpc.Status.Detail) ? rpc.StatusCode.ToString() : rpc.Status.Detail;
             return code switch
             {
-                CheckpointErrorCode.Unavailable => Unreachable(operation, detail, exception),
+                CheckpointErrorCode.Unavailable => Unreachable(operation, SocketFailure(rpc.Status.DebugException) ?? detail, exception),
                 CheckpointErrorCode.InvalidArgument or CheckpointErrorCode.NotFound or CheckpointErrorCode.FailedPrecondition =>
                     new CheckpointException($"The checkpoint sidecar rejected {operation}: {detail}", code, exception),
                 CheckpointErrorCode.DeadlineExceeded =>
@@ -39,7 +39,21 @@ internal sealed class SidecarErrors(string socketPath)
             };
         }
 
-        return Unreachable(operation, exception.Message, exception);
+        return Unreachable(operation, SocketFailure(exception) ?? exception.Message, exception);
+    }
+
+    // grpc-dotnet's detail names "localhost:80", the placeholder address; the socket error underneath is what helps.
+    private static string? SocketFailure(Exception? exception)
+    {
+        for (var current = exception; current is not null; current = current.InnerException)
+        {
+            if (current is SocketException socketException)
+            {
+                return socketException.Message;
+            }
+        }
+
+        return null;
     }
 
     public CheckpointException Unreachable(string operation, string detail, Exception? exception)
