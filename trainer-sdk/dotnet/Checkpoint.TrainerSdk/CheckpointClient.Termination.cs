@@ -78,7 +78,7 @@ public sealed partial class CheckpointClient
             string why = exception is OperationCanceledException
                 ? $"no answer within {NotifyTerminationTimeout.TotalSeconds:0} s"
                 : exception.Message;
-            ExitForPreemption($"could not tell the checkpoint sidecar about SIGTERM ({why}); there is nothing to wait for");
+            ExitForPreemption($"could not tell the checkpoint sidecar about SIGTERM, so there is nothing to wait for. {why}");
         }
     }
 
@@ -180,7 +180,7 @@ public sealed partial class CheckpointClient
             return;
         }
 
-        Log($"{why}; exiting with code {options.PreemptionExitCode}");
+        Log($"exiting with code {options.PreemptionExitCode}: {why}");
         options.ExitProcess(options.PreemptionExitCode);
     }
 

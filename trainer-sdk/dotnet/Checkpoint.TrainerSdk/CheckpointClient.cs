@@ -15,7 +15,7 @@ namespace Checkpoint.TrainerSdk;
 /// </para>
 /// <para>
 /// Learn about dump requests either by polling <see cref="DumpRequested"/> / <see cref="PendingDump"/> at a step boundary
-/// (the usual way: the model is consistent there) or from the <see cref="DumpRequestReceived"/> event.
+/// (the usual way: the model is consistent there) or with a callback registered through <see cref="OnDumpRequested"/>.
 /// </para>
 /// <para>
 /// Every failure talking to the sidecar surfaces as <see cref="CheckpointException"/>. Members are safe to call from any thread.
@@ -34,6 +34,9 @@ public sealed partial class CheckpointClient : IAsyncDisposable
     private AsyncServerStreamingCall<Proto.SidecarCommand>? attachCall;
     private Task commandLoop = Task.CompletedTask;
     private DumpRequest? pendingDump;
+
+    // Copy-on-write so the listener can call handlers without holding a lock while they run.
+    private Action<DumpRequest>[] dumpHandlers = [];
     private int disposed;
 
     private CheckpointClient(CheckpointClientOptions options, GrpcChannel channel)
@@ -43,13 +46,6 @@ public sealed partial class CheckpointClient : IAsyncDisposable
         sidecar = new Proto.CheckpointService.CheckpointServiceClient(channel);
         errors = new SidecarErrors(options.SocketPath);
     }
-
-    /// <summary>
-    /// Raised on a background thread when the sidecar asks for a dump (a preemption). Handlers should only note the request,
-    /// for example by cancelling a token the training loop watches; write the checkpoint at the next step boundary.
-    /// A request that arrives before a handler is attached is still visible through <see cref="PendingDump"/>.
-    /// </summary>
-    public event EventHandler<DumpRequest>? DumpRequestReceived;
 
     /// <summary>The identifier the sidecar gave this attachment.</summary>
     public string TrainerId { get; private set; } = string.Empty;
@@ -65,6 +61,21 @@ public sealed partial class CheckpointClient : IAsyncDisposable
 
     /// <summary>The dump the sidecar is waiting for, or <see langword="null"/>; cleared once the dump is reported.</summary>
     public DumpRequest? PendingDump => Volatile.Read(ref pendingDump);
+
+    /// <summary>
+    /// Registers a callback for dump requests the sidecar pushes (preemptions). It runs on a background thread and should only
+    /// note the request, for example by cancelling a token the training loop watches; write the checkpoint at the next step
+    /// boundary. A request that arrived before registering is not replayed: check <see cref="PendingDump"/> after registering.
+    /// An exception thrown by the callback is logged to stderr and leaves the request pending.
+    /// </summary>
+    /// <param name="handler">Called with each dump request.</param>
+    /// <returns>Dispose it to unregister the callback.</returns>
+    public IDisposable OnDumpRequested(Action<DumpRequest> handler)
+    {
+        ArgumentNullException.ThrowIfNull(handler);
+        UpdateHandlers(handlers => [.. handlers, handler]);
+        return new DumpHandlerRegistration(this, handler);
+    }
 
     /// <summary>
     /// Connects to the sidecar, attaches this process and starts listening for dump requests. When
@@ -359,7 +370,7 @@ public sealed partial class CheckpointClient : IAsyncDisposable
                 var command = call.ResponseStream.Current;
                 if (command.CommandCase == Proto.SidecarCommand.CommandOneofCase.Dump)
                 {
-                    OnDumpRequested(ProtoMapping.ToDumpRequest(command.Dump));
+                    HandleDumpRequest(ProtoMapping.ToDumpRequest(command.Dump));
                 }
             }
 
@@ -369,15 +380,19 @@ public sealed partial class CheckpointClient : IAsyncDisposable
         {
             return;
         }
-        catch (Exception exception) when (exception is RpcException || SidecarErrors.IsTransportFailure(exception))
+        catch (RpcException exception)
         {
-            why = errors.Translate("Attach", exception).Message;
+            why = $"the attachment stream broke ({exception.StatusCode}: {exception.Status.Detail})";
+        }
+        catch (Exception exception) when (SidecarErrors.IsTransportFailure(exception))
+        {
+            why = $"the attachment stream broke ({exception.Message})";
         }
 
         OnAttachmentLost(why);
     }
 
-    private void OnDumpRequested(DumpRequest dump)
+    private void HandleDumpRequest(DumpRequest dump)
     {
         Volatile.Write(ref pendingDump, dump);
         string deadline = dump.Deadline is { } at ? $", deadline {at:O}" : string.Empty;
@@ -388,16 +403,30 @@ public sealed partial class CheckpointClient : IAsyncDisposable
             OnPreemptionDumpRequested(dump);
         }
 
-        try
+        foreach (var handler in Volatile.Read(ref dumpHandlers))
         {
-            DumpRequestReceived?.Invoke(this, dump);
-        }
+            try
+            {
+                handler(dump);
+            }
 #pragma warning disable CA1031 // A throwing handler must not stop the listener: later dump requests would go unseen.
-        catch (Exception exception)
+            catch (Exception exception)
 #pragma warning restore CA1031
-        {
-            Log($"a {nameof(DumpRequestReceived)} handler threw; the request stays pending: {exception}");
+            {
+                Log($"a dump request callback threw; the request stays pending: {exception}");
+            }
         }
+    }
+
+    private void UpdateHandlers(Func<Action<DumpRequest>[], Action<DumpRequest>[]> update)
+    {
+        Action<DumpRequest>[] current, updated;
+        do
+        {
+            current = Volatile.Read(ref dumpHandlers);
+            updated = update(current);
+        }
+        while (Interlocked.CompareExchange(ref dumpHandlers, updated, current) != current);
     }
 
     private void ClearPendingDump(string checkpointId)
@@ -461,6 +490,19 @@ public sealed partial class CheckpointClient : IAsyncDisposable
         catch (ObjectDisposedException)
         {
             // Same as above, during process exit.
+        }
+    }
+
+    private sealed class DumpHandlerRegistration(CheckpointClient client, Action<DumpRequest> handler) : IDisposable
+    {
+        private int disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref disposed, 1) == 0)
+            {
+                client.UpdateHandlers(handlers => Array.FindAll(handlers, registered => !ReferenceEquals(registered, handler)));
+            }
         }
     }
 }
