@@ -16,25 +16,18 @@ public static class Program
         {
             app = SidecarHost.Build(args);
         }
-        catch (Exception e) when (e is InvalidOperationException or FileNotFoundException or InvalidDataException or FormatException)
-        {
-            // Configuration values that cannot even be parsed (CHECKPOINT_KEEP=abc) or a missing JSON file.
-            return ConfigurationError(e.Message);
-        }
-
-        try
-        {
-            await app.RunAsync().ConfigureAwait(false);
-            return Environment.ExitCode;
-        }
         catch (OptionsValidationException e)
         {
             return ConfigurationError(string.Join(Environment.NewLine, e.Failures.Select(f => "  " + f)));
         }
-        catch (InvalidOperationException e) when (e.InnerException is FormatException or InvalidOperationException)
+        catch (Exception e) when (e is InvalidOperationException or FileNotFoundException or InvalidDataException or FormatException)
         {
-            return ConfigurationError(e.Message);
+            // A value that cannot even be parsed (CHECKPOINT_KEEP=abc), or a missing or malformed JSON file.
+            return ConfigurationError("  " + e.Message);
         }
+
+        await app.RunAsync().ConfigureAwait(false);
+        return Environment.ExitCode;
     }
 
     private static int ConfigurationError(string details)

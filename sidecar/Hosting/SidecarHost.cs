@@ -43,6 +43,8 @@ public static class SidecarHost
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter("Grpc", LogLevel.Warning);
 
+        ValidateSettings(builder.Configuration);
+
         var services = builder.Services;
         services.AddOptions<SidecarOptions>().Bind(builder.Configuration).ValidateOnStart();
         services.AddSingleton<IValidateOptions<SidecarOptions>, SidecarOptionsValidator>();
@@ -92,5 +94,22 @@ public static class SidecarHost
         app.MapGet("/readyz", (StartupTasks startup) =>
             startup.IsReady ? Results.Text("ready\n") : Results.Text("starting\n", statusCode: StatusCodes.Status503ServiceUnavailable));
         return app;
+    }
+
+    /// <summary>
+    /// Checks every setting before anything is built, so a bad one stops the sidecar with all the
+    /// problems listed, rather than surfacing from whichever service happens to read options first.
+    /// </summary>
+    /// <exception cref="OptionsValidationException">One failure per bad setting, each naming it.</exception>
+    /// <exception cref="InvalidOperationException">A value that cannot be converted (names the setting).</exception>
+    private static void ValidateSettings(IConfiguration configuration)
+    {
+        var settings = new SidecarOptions();
+        configuration.Bind(settings);
+        var result = new SidecarOptionsValidator().Validate(Options.DefaultName, settings);
+        if (result.Failed)
+        {
+            throw new OptionsValidationException(Options.DefaultName, typeof(SidecarOptions), result.Failures);
+        }
     }
 }

@@ -1,0 +1,72 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Checkpoint.TrainerSdk;
+
+namespace Checkpoint.IntegrationTests.Infrastructure;
+
+/// <summary>The published Native AOT sidecar, started as a real process on a test's directories.</summary>
+internal sealed class SidecarProcess : IAsyncDisposable
+{
+    private const string ReadyLine = "Checkpoint sidecar ready";
+
+    private SidecarProcess(ObservedProcess process, string socketPath, int metricsPort)
+    {
+        Process = process;
+        SocketPath = socketPath;
+        MetricsPort = metricsPort;
+    }
+
+    public ObservedProcess Process { get; }
+
+    public string SocketPath { get; }
+
+    public int MetricsPort { get; }
+
+    /// <summary>The environment a pod spec would set, for the given directories.</summary>
+    public static Dictionary<string, string> Environment(TestDirectories dirs, int metricsPort, string? storage = null) => new()
+    {
+        ["CHECKPOINT_SOCKET_PATH"] = dirs.SocketPath,
+        ["CHECKPOINT_STAGING_DIR"] = dirs.Staging,
+        ["CHECKPOINT_STORAGE_DIR"] = storage ?? dirs.Storage,
+        ["CHECKPOINT_METRICS_PORT"] = metricsPort.ToString(CultureInfo.InvariantCulture),
+        ["CHECKPOINT_GRACE_PERIOD_SECONDS"] = "30",
+        ["CHECKPOINT_SAFETY_MARGIN_SECONDS"] = "1",
+        ["CHECKPOINT_JOB_NAME"] = "it-job",
+        ["CHECKPOINT_KEEP"] = "3",
+        ["CHECKPOINT_KUBERNETES_ENABLED"] = "false",
+    };
+
+    public static async Task<SidecarProcess> StartAsync(
+        TestDirectories dirs, string? storage = null, IReadOnlyDictionary<string, string>? overrides = null)
+    {
+        var port = TestDirectories.FreeTcpPort();
+        var environment = Environment(dirs, port, storage);
+        foreach (var (key, value) in overrides ?? new Dictionary<string, string>())
+        {
+            environment[key] = value;
+        }
+
+        var process = ObservedProcess.Start("sidecar", RepoPaths.SidecarBinary, [], environment);
+        var sidecar = new SidecarProcess(process, environment["CHECKPOINT_SOCKET_PATH"], port);
+        await process.WaitForLineAsync(Regex.Escape(ReadyLine)).ConfigureAwait(false);
+        return sidecar;
+    }
+
+    /// <summary>An SDK client in the test process; SIGTERM handling off so the test host is never exited.</summary>
+    public Task<CheckpointClient> ConnectAsync(int rank = 0) =>
+        CheckpointClient.ConnectAsync(new CheckpointClientOptions
+        {
+            SocketPath = SocketPath,
+            Rank = rank,
+            Description = $"integration test rank {rank}",
+            HandleTermination = false,
+        });
+
+    public async Task<string> ScrapeMetricsAsync()
+    {
+        using var http = new HttpClient();
+        return await http.GetStringAsync(new Uri($"http://127.0.0.1:{MetricsPort}/metrics")).ConfigureAwait(false);
+    }
+
+    public ValueTask DisposeAsync() => Process.DisposeAsync();
+}

@@ -1,0 +1,75 @@
+using Checkpoint.IntegrationTests.Infrastructure;
+using Checkpoint.TrainerSdk;
+
+namespace Checkpoint.IntegrationTests;
+
+/// <summary>A flipped bit on storage is caught, never served as a valid checkpoint.</summary>
+public sealed class VerificationTests
+{
+    [Fact]
+    public async Task BitFlippedOnStorageDuringFlush_ReadBackFails_PreviousStaysLatest()
+    {
+        using var dirs = new TestDirectories();
+        await using var faultFs = await FaultFs.MountAsync(dirs.Root);
+        var job = TestDirectories.JobDirectory(faultFs.Backing);
+        await using var sidecar = await SidecarProcess.StartAsync(dirs, storage: faultFs.MountPoint);
+        await using var client = await sidecar.ConnectAsync();
+        var first = await TrainerFiles.CheckpointAsync(client, 10, 0, ("model.bin", 1 << 20));
+        Assert.Equal(CheckpointStatus.Committed, first.Status);
+
+        // Storage returns one wrong bit when the copy is read back: what a flaky NFS server or disk does.
+        faultFs.SetRules(new FaultRule("flip", "read", "*.partial/rank-0/model.bin", "flip_bit", Once: false, Offset: 4096));
+        var second = await TrainerFiles.CheckpointAsync(client, 20, 0, ("model.bin", 1 << 20));
+
+        Assert.Equal(CheckpointStatus.Failed, second.Status);
+        Assert.Contains("verification", second.Error, StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(first.CheckpointId, IndependentCheck.Latest(job));
+        Assert.False(Directory.Exists(Path.Combine(job, second.CheckpointId)));
+        Assert.Empty(IndependentCheck.PartialDirectories(job));
+        var metrics = await sidecar.ScrapeMetricsAsync();
+        Assert.Contains("checkpoint_verify_failures_total{stage=\"flush\"} 1", metrics, StringComparison.Ordinal);
+        Assert.Contains("checkpoint_flush_failures_total{cause=\"verification_failed\"} 1", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task BitFlippedInCommittedCheckpoint_ResumeSkipsIt()
+    {
+        using var dirs = new TestDirectories();
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
+        await using var client = await sidecar.ConnectAsync();
+        var older = await TrainerFiles.CheckpointAsync(client, 10, 0, ("model.bin", 1 << 20));
+        var newer = await TrainerFiles.CheckpointAsync(client, 20, 0, ("model.bin", 1 << 20));
+        Assert.Equal(CheckpointStatus.Committed, newer.Status);
+        Assert.Equal(newer.CheckpointId, IndependentCheck.Latest(dirs.JobDirectory()));
+
+        FlipBit(Path.Combine(newer.Directory!, "rank-0", "model.bin"), offset: 12345);
+
+        var latest = await client.GetLatestCheckpointAsync();
+        Assert.NotNull(latest);
+        Assert.Equal(older.CheckpointId, latest.Id);
+        Assert.Equal(10, latest.Step);
+        var metrics = await sidecar.ScrapeMetricsAsync();
+        Assert.Contains("checkpoint_verify_failures_total{stage=\"resume\"} 1", metrics, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task OnlyCheckpointCorrupted_ResumeFindsNone()
+    {
+        using var dirs = new TestDirectories();
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
+        await using var client = await sidecar.ConnectAsync();
+        var only = await TrainerFiles.CheckpointAsync(client, 10, 0, ("model.bin", 1 << 16));
+        FlipBit(Path.Combine(only.Directory!, "rank-0", "model.bin"), offset: 0);
+
+        Assert.Null(await client.GetLatestCheckpointAsync());
+    }
+
+    private static void FlipBit(string path, long offset)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
+        stream.Position = offset;
+        var value = stream.ReadByte();
+        stream.Position = offset;
+        stream.WriteByte((byte)(value ^ 0x01));
+    }
+}
