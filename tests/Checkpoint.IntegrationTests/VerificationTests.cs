@@ -6,11 +6,16 @@ namespace Checkpoint.IntegrationTests;
 /// <summary>A flipped bit on storage is caught, never served as a valid checkpoint.</summary>
 public sealed class VerificationTests
 {
+    /// <remarks>
+    /// The mount keeps cached pages across opens, like NFS: reopening alone would read back the
+    /// client's own copy of what was written, so this passes only if the sidecar really drops the
+    /// cache before verifying.
+    /// </remarks>
     [Fact]
     public async Task BitFlippedOnStorageDuringFlush_ReadBackFails_PreviousStaysLatest()
     {
         using var dirs = new TestDirectories();
-        await using var faultFs = await FaultFs.MountAsync(dirs.Root);
+        await using var faultFs = await FaultFs.MountAsync(dirs.Root, keepCache: true);
         var job = TestDirectories.JobDirectory(faultFs.Backing);
         await using var sidecar = await SidecarProcess.StartAsync(dirs, storage: faultFs.MountPoint);
         await using var client = await sidecar.ConnectAsync();

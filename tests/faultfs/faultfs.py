@@ -8,7 +8,7 @@ Used by the checkpoint sidecar integration tests to
 
 Usage:
     /usr/bin/python3 tests/faultfs/faultfs.py BACKING MOUNTPOINT --control CONTROL
-        [--direct-io] [--attr-timeout SECONDS] [--debug]
+        [--direct-io] [--keep-cache] [--attr-timeout SECONDS] [--debug]
 
 Prints "mounted MOUNTPOINT" on stdout (flushed) once the mount answers.
 Stop it with SIGTERM/SIGINT (releases every stall, unmounts, exits 0), or
@@ -362,10 +362,11 @@ class FaultFS:
     use_ns = True            # fusepy: timestamps as integer nanoseconds
     flag_nullpath_ok = 1     # with hard_remove, ops on unlinked-open files get path=None
 
-    def __init__(self, root, engine, direct_io):
+    def __init__(self, root, engine, direct_io, keep_cache=False):
         self.root = root
         self.engine = engine
         self.direct_io = direct_io
+        self.keep_cache = 1 if keep_cache else 0
         self.on_init = None
 
     def __call__(self, op, *args):
@@ -496,14 +497,17 @@ class FaultFS:
         self._hook("open", path)
         fi.fh = os.open(self._full(path), self._open_flags(fi.flags))
         fi.direct_io = 1 if self.direct_io else 0
-        fi.keep_cache = 0  # drop the kernel's cached pages of this file on every open
+        # Default: drop the kernel's cached pages of this file on every open. --keep-cache keeps
+        # them, as an NFS client does while a file's attributes are unchanged: then only an explicit
+        # cache drop (posix_fadvise DONTNEED) makes a read reach the filesystem.
+        fi.keep_cache = self.keep_cache
         return 0
 
     def create(self, path, mode, fi):
         self._hook("create", path)
         fi.fh = os.open(self._full(path), self._open_flags(fi.flags) | os.O_CREAT, mode)
         fi.direct_io = 1 if self.direct_io else 0
-        fi.keep_cache = 0
+        fi.keep_cache = self.keep_cache
         return 0
 
     def read(self, path, size, offset, fh):
@@ -572,6 +576,8 @@ def parse_args(argv):
     p.add_argument("--control", required=True, help="control dir (rules.json, events.log, markers)")
     p.add_argument("--direct-io", action="store_true",
                    help="open every file with FOPEN_DIRECT_IO: no page cache, every read/write reaches faultfs")
+    p.add_argument("--keep-cache", action="store_true",
+                   help="keep cached pages across opens (like an NFS client): reads reach faultfs only after a cache drop")
     p.add_argument("--attr-timeout", type=float, default=0.0,
                    help="kernel attr/entry cache timeout in seconds (default 0: always ask faultfs)")
     p.add_argument("--debug", action="store_true", help="libfuse debug output on stderr")
@@ -591,7 +597,7 @@ def main(argv=None):
         return 2
 
     engine = Engine(control, mountpoint)
-    ops = FaultFS(backing, engine, args.direct_io)
+    ops = FaultFS(backing, engine, args.direct_io, args.keep_cache)
     ready = threading.Event()
 
     def announce():

@@ -28,7 +28,11 @@ internal sealed class FaultFs : IAsyncDisposable
 
     public string Control { get; }
 
-    public static async Task<FaultFs> MountAsync(string root)
+    /// <param name="keepCache">
+    /// Keep the kernel's cached pages across opens, as an NFS client does while a file's attributes
+    /// are unchanged: a read then reaches storage only after an explicit cache drop.
+    /// </param>
+    public static async Task<FaultFs> MountAsync(string root, bool keepCache = false)
     {
         var backing = Path.Combine(root, "nfs-backing");
         var mountPoint = Path.Combine(root, "nfs");
@@ -36,8 +40,13 @@ internal sealed class FaultFs : IAsyncDisposable
         Directory.CreateDirectory(backing);
         Directory.CreateDirectory(mountPoint);
         Directory.CreateDirectory(control);
-        var process = ObservedProcess.Start("faultfs", "/usr/bin/python3",
-            [RepoPaths.FaultFsScript, backing, mountPoint, "--control", control], new Dictionary<string, string>());
+        List<string> arguments = [RepoPaths.FaultFsScript, backing, mountPoint, "--control", control];
+        if (keepCache)
+        {
+            arguments.Add("--keep-cache");
+        }
+
+        var process = ObservedProcess.Start("faultfs", "/usr/bin/python3", arguments, new Dictionary<string, string>());
         var faultFs = new FaultFs(process, backing, mountPoint, control);
         await process.WaitForLineAsync("^mounted ").ConfigureAwait(false);
         return faultFs;
