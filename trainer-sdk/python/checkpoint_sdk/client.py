@@ -1,0 +1,688 @@
+"""A training process's connection to the checkpoint sidecar in its pod."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional, TextIO
+
+import grpc
+
+from . import _signals
+from ._proto.checkpoint.v1 import checkpoint_pb2 as pb
+from ._proto.checkpoint.v1 import checkpoint_pb2_grpc as pb_grpc
+from .errors import CheckpointError, ErrorCode, translate, unreachable
+from .results import (
+    CheckpointOutcome,
+    CheckpointReason,
+    CheckpointStatus,
+    DumpRequest,
+    LatestCheckpoint,
+    SidecarStatus,
+    default_socket_path,
+)
+
+#: Kubernetes' default terminationGracePeriodSeconds, for a sidecar that names neither deadline nor grace period.
+FALLBACK_GRACE_PERIOD = 30.0
+#: How long NotifyTermination may take before the SDK gives up on the sidecar and exits.
+NOTIFY_TERMINATION_TIMEOUT = 5.0
+
+
+def _hard_exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed stream must not keep the process alive
+            pass
+    os._exit(code)
+
+
+def _distributed():
+    """torch.distributed when the user initialised a process group of more than one rank; never imports torch."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None:
+        return None
+    try:
+        if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() <= 1:
+            return None
+    except Exception:  # noqa: BLE001
+        return None
+    return dist
+
+
+def _agree_any(dist, flag: bool) -> bool:
+    """True on every rank when it is true on any rank (all_reduce MAX): the ranks' collective decision."""
+    import torch
+
+    device = torch.device("cpu")
+    if dist.get_backend() == "nccl":
+        device = torch.device("cuda", torch.cuda.current_device())
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
+def _default_rank() -> int:
+    dist = _distributed()
+    if dist is not None:
+        return dist.get_rank()
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
+class CheckpointClient:
+    """Connects to the sidecar, attaches this process (rank) and listens for dump requests.
+
+    Use it for the life of the process, as a context manager or with :meth:`close`::
+
+        with CheckpointClient(checkpoint_every=100) as client:
+            latest = client.latest()
+            ...
+            if client.should_checkpoint(step):
+                with client.checkpoint(step) as directory:
+                    save(directory)
+
+    Every failure talking to the sidecar raises :class:`CheckpointError`. Every call has a timeout.
+
+    Options (defaults from the environment where one exists):
+
+    - ``socket_path``: ``CHECKPOINT_SOCKET_PATH``, else ``/var/run/checkpoint/sidecar.sock``.
+    - ``rank``: the torch.distributed rank when a process group is initialised, else ``RANK``, else 0.
+    - ``checkpoint_every``: periodic checkpoint every N steps (0: none).
+    - ``handle_termination``: own SIGTERM (main thread only) and the process exit during a preemption.
+    - ``preemption_exit_code``: exit code after a preemption (default 1: "run me again").
+    - ``connect_timeout`` / ``rpc_timeout``: seconds for attaching / for each unary call.
+    - ``reattach``: when the attachment breaks (sidecar restarted), attach again in the background.
+    - ``exit_process``: how to end the process (default: flush stdio, ``os._exit``); for tests.
+    """
+
+    def __init__(
+        self,
+        socket_path: Optional[str] = None,
+        *,
+        rank: Optional[int] = None,
+        description: Optional[str] = None,
+        checkpoint_every: int = 0,
+        handle_termination: bool = True,
+        preemption_exit_code: int = 1,
+        connect_timeout: float = 10.0,
+        rpc_timeout: float = 10.0,
+        wait_timeout: float = 600.0,
+        reattach: bool = True,
+        warn_signal_pitfalls: Optional[bool] = None,
+        exit_process: Optional[Callable[[int], None]] = None,
+        log: Optional[TextIO] = None,
+    ) -> None:
+        if checkpoint_every < 0:
+            raise ValueError("checkpoint_every must be 0 (off) or positive")
+        if connect_timeout <= 0 or rpc_timeout <= 0 or wait_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+        self.socket_path = os.path.abspath(socket_path or default_socket_path())
+        self.rank = _default_rank() if rank is None else int(rank)
+        self.description = description or (
+            f"python {sys.version.split()[0]} pid {os.getpid()} on {socket.gethostname()} rank {self.rank}")
+        self.checkpoint_every = int(checkpoint_every)
+        self.handle_termination = handle_termination
+        self.preemption_exit_code = int(preemption_exit_code)
+        self.connect_timeout = float(connect_timeout)
+        self.rpc_timeout = float(rpc_timeout)
+        self.wait_timeout = float(wait_timeout)
+        self._reattach_enabled = reattach
+        self._exit_process = exit_process or _hard_exit
+        self._log_stream = log
+
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._closed = threading.Event()
+        self._attached = threading.Event()
+        self._channel: Optional[grpc.Channel] = None
+        self._stub: Optional[pb_grpc.CheckpointServiceStub] = None
+        self._call = None
+        self._generation = 0
+        self._trainer_id = ""
+        self._grace_period = 0.0
+        self._pending: Optional[DumpRequest] = None
+        self._handlers: List[Callable[[DumpRequest], None]] = []
+        self._last_checkpoint_step: Optional[int] = None
+        self._terminating = False
+        self._preemption_seen = False
+        self._termination_deadline: Optional[float] = None
+        self._preemption_outcome_started = False
+        self._watchdog: Optional[threading.Timer] = None
+        self._watchdog_deadline: Optional[float] = None
+        self._exiting = False
+        self._previous_sigterm = None
+        self._reattaching = False
+
+        self._attach()
+
+        if handle_termination:
+            self._register_sigterm()
+            if warn_signal_pitfalls is None:
+                warn_signal_pitfalls = os.environ.get("CHECKPOINT_SDK_SIGNAL_WARNING", "1") != "0"
+            if warn_signal_pitfalls:
+                problem = _signals.diagnose_signal_delivery()
+                if problem:
+                    warnings.warn(problem, RuntimeWarning, stacklevel=2)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def trainer_id(self) -> str:
+        """The identifier the sidecar gave the current attachment."""
+        with self._lock:
+            return self._trainer_id
+
+    @property
+    def grace_period(self) -> float:
+        """The grace period (seconds) the sidecar plans preemption flushes against."""
+        return self._grace_period
+
+    @property
+    def attached(self) -> bool:
+        return self._attached.is_set()
+
+    @property
+    def pending_dump(self) -> Optional[DumpRequest]:
+        """The dump the sidecar is waiting for (a preemption), or None; cleared once reported."""
+        with self._lock:
+            return self._pending
+
+    @property
+    def termination_requested(self) -> bool:
+        """This process got SIGTERM, or the sidecar asked for a preemption dump: periodic checkpoints are pointless."""
+        with self._lock:
+            return self._terminating or self._preemption_seen
+
+    def wait_attached(self, timeout: float) -> bool:
+        """Waits until the client is attached (again, after the sidecar restarted); False on timeout."""
+        return self._attached.wait(timeout)
+
+    def on_dump_requested(self, handler: Callable[[DumpRequest], None]) -> Callable[[], None]:
+        """Registers a callback for pushed dump requests (runs on a background thread; only note the request there).
+
+        Returns a function that unregisters it. A request that arrived before is not replayed: check ``pending_dump``.
+        """
+        with self._lock:
+            self._handlers.append(handler)
+
+        def unregister() -> None:
+            with self._lock:
+                if handler in self._handlers:
+                    self._handlers.remove(handler)
+
+        return unregister
+
+    # ------------------------------------------------------------------ the training loop's API
+
+    def latest(self) -> Optional[LatestCheckpoint]:
+        """The newest committed checkpoint with this rank's metadata, or None (start fresh)."""
+        response = self._unary("GetLatestCheckpoint", "GetLatestCheckpoint", pb.GetLatestCheckpointRequest(rank=self.rank))
+        return LatestCheckpoint._from_proto(response.checkpoint) if response.HasField("checkpoint") else None
+
+    def should_checkpoint(self, step: int) -> bool:
+        """Whether to write a checkpoint at this step boundary; call it at every step, on every rank.
+
+        True when a preemption dump is pending (or this process got SIGTERM), or when a periodic checkpoint is due
+        (``checkpoint_every``). Under torch.distributed the ranks agree through a collective (all_reduce MAX of the
+        pending flag), so every rank answers the same and no rank dumps a different step.
+        """
+        urgent = self.termination_requested
+        dist = _distributed()
+        if dist is not None:
+            urgent = _agree_any(dist, urgent)
+        if urgent:
+            return True
+        return (self.checkpoint_every > 0 and step > 0 and step % self.checkpoint_every == 0
+                and step != self._last_checkpoint_step)
+
+    def checkpoint(self, step: int, metadata: Optional[Mapping[str, str]] = None,
+                   reason: CheckpointReason = CheckpointReason.PERIODIC) -> "CheckpointWriter":
+        """A context manager giving this rank's directory to write the checkpoint of ``step`` into.
+
+        The pending preemption dump when there is one, else a new ``reason`` checkpoint (PERIODIC or MANUAL).
+        When the block exits without an exception, the files under the directory are reported. A preemption then
+        waits for the outcome and (with ``handle_termination``) exits the process with ``preemption_exit_code``;
+        a periodic checkpoint returns at once while the sidecar persists it in the background.
+        """
+        return CheckpointWriter(self, step, dict(metadata or {}), reason)
+
+    # ------------------------------------------------------------------ the pieces
+
+    def begin_checkpoint(self, step: int, reason: CheckpointReason = CheckpointReason.PERIODIC) -> DumpRequest:
+        """Asks the sidecar for a checkpoint of ``step``; ranks asking at the same step share one checkpoint."""
+        if reason not in (CheckpointReason.PERIODIC, CheckpointReason.MANUAL):
+            raise ValueError("a trainer asks for PERIODIC or MANUAL checkpoints; preemption dumps are pushed by the sidecar")
+        response = self._unary("BeginCheckpoint", "BeginCheckpoint", pb.BeginCheckpointRequest(
+            trainer_id=self.trainer_id, step=step, reason=reason._to_proto()))
+        if not response.HasField("dump"):
+            raise CheckpointError(f"The checkpoint sidecar answered BeginCheckpoint for step {step} without a dump.",
+                                  ErrorCode.INTERNAL)
+        return DumpRequest._from_proto(response.dump)
+
+    def report_dump(self, dump: DumpRequest, step: int, files: List[str],
+                    metadata: Optional[Mapping[str, str]] = None) -> pb.ReportDumpResponse:
+        """Reports the files (relative to ``dump.staging_dir``) this rank wrote; the sidecar validates them at once.
+
+        Raises CheckpointError: INVALID_ARGUMENT naming a missing or irregular file or a step differing from another
+        rank's, NOT_FOUND / FAILED_PRECONDITION for an unknown or ended checkpoint, UNAVAILABLE.
+        """
+        if not files or any(not f or not f.strip() for f in files):
+            raise CheckpointError(f"Checkpoint {dump.checkpoint_id}: a dump must report at least one non-empty path.",
+                                  ErrorCode.INVALID_ARGUMENT)
+        request = pb.ReportDumpRequest(trainer_id=self.trainer_id, checkpoint_id=dump.checkpoint_id, step=step,
+                                       files=list(files), metadata=dict(metadata or {}))
+        response = self._unary("ReportDump", "ReportDump", request)
+        with self._lock:
+            if self._pending is not None and self._pending.checkpoint_id == dump.checkpoint_id:
+                self._pending = None
+            self._last_checkpoint_step = step
+        return response
+
+    def wait_for_checkpoint(self, checkpoint_id: str, timeout: Optional[float] = None) -> CheckpointOutcome:
+        """Waits until the checkpoint is committed, failed or superseded (at most ``timeout``, default wait_timeout)."""
+        timeout = self.wait_timeout if timeout is None else max(0.1, timeout)
+        response = self._unary("WaitForCheckpoint", "WaitForCheckpoint",
+                               pb.WaitForCheckpointRequest(checkpoint_id=checkpoint_id), timeout=timeout)
+        return CheckpointOutcome._from_proto(response)
+
+    def status(self) -> SidecarStatus:
+        return SidecarStatus._from_proto(self._unary("GetStatus", "GetStatus", pb.GetStatusRequest()))
+
+    def submit(self, dump: DumpRequest, step: int, files: List[str],
+               metadata: Optional[Mapping[str, str]] = None) -> Optional[CheckpointOutcome]:
+        """Reports a dump and returns when the training loop may go on (what the context manager does on exit).
+
+        Periodic/manual: returns None at once; the outcome is followed in the background (a failure is logged).
+        Preemption: waits for the outcome until the deadline; with ``handle_termination`` the process then exits
+        with ``preemption_exit_code`` (also when the report or the wait fails: there is nothing left to do).
+        """
+        if dump.reason != CheckpointReason.PREEMPTION:
+            self.report_dump(dump, step, files, metadata)
+            threading.Thread(target=self._follow, args=(dump.checkpoint_id,), name="checkpoint-follow",
+                             daemon=True).start()
+            return None
+
+        with self._lock:
+            self._preemption_outcome_started = True
+        try:
+            self.report_dump(dump, step, files, metadata)
+            outcome = self.wait_for_checkpoint(dump.checkpoint_id, timeout=self._time_left(dump) + 2.0)
+        except CheckpointError as error:
+            if self.handle_termination:
+                self._exit(f"preemption checkpoint {dump.checkpoint_id} could not be completed: {error}")
+            raise
+        if self.handle_termination:
+            result = {
+                CheckpointStatus.COMMITTED: f"committed at step {outcome.step} in {outcome.directory}",
+                CheckpointStatus.FAILED: f"failed: {outcome.error}",
+            }.get(outcome.status, outcome.status.value)
+            self._exit(f"preemption checkpoint {dump.checkpoint_id} {result}")
+        return outcome
+
+    def close(self) -> None:
+        """Detaches (closes the Attach stream), restores the SIGTERM handler and stops the watchdog."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with self._lock:
+            call, channel = self._call, self._channel
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+        if self._previous_sigterm is not None and threading.current_thread() is threading.main_thread():
+            try:
+                signal.signal(signal.SIGTERM, self._previous_sigterm)
+            except (ValueError, OSError):
+                pass
+        if call is not None:
+            call.cancel()
+        if channel is not None:
+            channel.close()
+
+    def __enter__(self) -> "CheckpointClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals: attachment
+
+    def _new_channel(self) -> grpc.Channel:
+        return grpc.insecure_channel(f"unix://{self.socket_path}", options=[
+            ("grpc.initial_reconnect_backoff_ms", 100),
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 1000),
+            ("grpc.enable_retries", 0),
+        ])
+
+    def _attach(self) -> None:
+        channel = self._new_channel()
+        stub = pb_grpc.CheckpointServiceStub(channel)
+        first = threading.Event()
+        result: Dict[str, object] = {}
+        call = stub.Attach(pb.AttachRequest(rank=self.rank, description=self.description))
+        with self._lock:
+            self._generation += 1
+            generation = self._generation
+        thread = threading.Thread(target=self._read_commands, args=(call, generation, first, result),
+                                  name=f"checkpoint-attach-{generation}", daemon=True)
+        thread.start()
+        if not first.wait(self.connect_timeout):
+            call.cancel()
+            channel.close()
+            raise unreachable(self.socket_path, "Attach", f"no answer within {self.connect_timeout:g} s")
+        if "error" in result:
+            channel.close()
+            raise translate(self.socket_path, "Attach", result["error"])  # type: ignore[arg-type]
+        if "attached" not in result:
+            channel.close()
+            raise CheckpointError(
+                f"The checkpoint sidecar at {self.socket_path} did not confirm the attachment of rank {self.rank}: "
+                f"{result.get('why', 'it closed the stream')}.", ErrorCode.INTERNAL)
+        attached = result["attached"]
+        with self._lock:
+            old = self._channel
+            self._channel, self._stub, self._call = channel, stub, call
+            self._trainer_id = attached.trainer_id  # type: ignore[attr-defined]
+            g = attached.grace_period  # type: ignore[attr-defined]
+            self._grace_period = g.seconds + g.nanos / 1e9
+        if old is not None:
+            old.close()
+        self._attached.set()
+
+    def _read_commands(self, call, generation: int, first: threading.Event, result: Dict[str, object]) -> None:
+        why = "the sidecar closed the attachment stream"
+        try:
+            for command in call:
+                kind = command.WhichOneof("command")
+                if not first.is_set():
+                    if kind == "attached":
+                        result["attached"] = command.attached
+                    else:
+                        result["why"] = f"its first message was {kind} instead of attached"
+                    first.set()
+                    if kind != "attached":
+                        call.cancel()
+                        return
+                    continue
+                if kind == "dump":
+                    self._on_dump(DumpRequest._from_proto(command.dump))
+        except grpc.RpcError as error:
+            if not first.is_set():
+                result["error"] = error
+                first.set()
+                return
+            if self._closed.is_set():
+                return
+            why = f"the attachment stream broke ({error.code().name}: {error.details()})"
+        except Exception as error:  # noqa: BLE001 - a broken listener must say so, not die silently
+            why = f"the attachment listener failed: {error!r}"
+        if not first.is_set():
+            first.set()
+            return
+        with self._lock:
+            if generation != self._generation or self._closed.is_set():
+                return
+        self._on_attachment_lost(why)
+
+    def _on_attachment_lost(self, why: str) -> None:
+        self._attached.clear()
+        self._log(f"detached from the checkpoint sidecar: {why}")
+        if self.handle_termination and self.termination_requested:
+            with self._lock:
+                if self._preemption_outcome_started:
+                    return  # the outcome wait fails on its own if the sidecar is really gone, and exits then
+            self._exit("the sidecar went away while the pod terminates; no preemption checkpoint can be committed")
+            return
+        if self._reattach_enabled:
+            with self._lock:
+                if self._reattaching:
+                    return
+                self._reattaching = True
+            threading.Thread(target=self._reattach_loop, name="checkpoint-reattach", daemon=True).start()
+
+    def _reattach_loop(self) -> None:
+        delay = 0.2
+        try:
+            while not self._closed.is_set():
+                # A bounded retry backoff (not a synchronisation): closing the client ends it at once.
+                if self._closed.wait(delay):
+                    return
+                if self.termination_requested:
+                    return
+                try:
+                    self._attach()
+                except CheckpointError:
+                    delay = min(delay * 2, 2.0)
+                    continue
+                self._log(f"re-attached to the checkpoint sidecar as {self.trainer_id}")
+                return
+        finally:
+            with self._lock:
+                self._reattaching = False
+
+    def _on_dump(self, dump: DumpRequest) -> None:
+        with self._changed:
+            self._pending = dump
+            if dump.reason == CheckpointReason.PREEMPTION:
+                self._preemption_seen = True
+            handlers = list(self._handlers)
+            self._changed.notify_all()
+        deadline = f", deadline {dump.deadline.isoformat()}" if dump.deadline else ""
+        self._log(f"the sidecar asks for dump {dump.checkpoint_id} ({dump.reason.value}{deadline}) into {dump.staging_dir}")
+        if dump.reason == CheckpointReason.PREEMPTION and self.handle_termination:
+            self._arm_watchdog(dump.deadline.timestamp() if dump.deadline else self._default_deadline())
+        for handler in handlers:
+            try:
+                handler(dump)
+            except Exception as error:  # noqa: BLE001 - a throwing callback must not stop the listener
+                self._log(f"a dump request callback raised; the request stays pending: {error!r}")
+
+    def _follow(self, checkpoint_id: str) -> None:
+        try:
+            outcome = self.wait_for_checkpoint(checkpoint_id)
+        except CheckpointError as error:
+            if not self._closed.is_set():
+                self._log(f"could not learn the outcome of checkpoint {checkpoint_id}: {error}")
+            return
+        if outcome.status == CheckpointStatus.FAILED:
+            self._log(f"checkpoint {checkpoint_id} failed: {outcome.error}")
+
+    # ------------------------------------------------------------------ internals: preemption
+
+    def _dump_for(self, step: int, reason: CheckpointReason) -> DumpRequest:
+        """The dump a ``checkpoint()`` block writes: the preemption one when any rank needs it, else a new one."""
+        dist = _distributed()
+        dump: Optional[DumpRequest] = None
+        failure: Optional[CheckpointError] = None
+        urgent = self.termination_requested
+        if not urgent:
+            try:
+                dump = self.begin_checkpoint(step, reason)
+            except CheckpointError as error:
+                # FAILED_PRECONDITION: the pod began terminating since should_checkpoint(); the preemption dump
+                # replaces this one. Any other failure is raised, but only after the collective below, so that
+                # the other ranks are not left waiting in it.
+                if error.code == ErrorCode.FAILED_PRECONDITION and (
+                        dist is not None or self.termination_requested or self._wait_preemption_briefly()):
+                    urgent = True
+                else:
+                    failure = error
+        if dist is not None:
+            urgent = _agree_any(dist, urgent)  # all ranks take the preemption dump, or none does
+        if urgent:
+            return self._wait_for_preemption_dump()
+        if failure is not None:
+            raise failure
+        assert dump is not None
+        return dump
+
+    def _wait_preemption_briefly(self) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._preemption_seen, timeout=min(self.rpc_timeout, 5.0))
+
+    def _wait_for_preemption_dump(self) -> DumpRequest:
+        with self._changed:
+            limit = self._termination_deadline or (time.time() + (self._grace_period or FALLBACK_GRACE_PERIOD))
+            got = self._changed.wait_for(
+                lambda: self._pending is not None and self._pending.reason == CheckpointReason.PREEMPTION,
+                timeout=max(0.1, limit - time.time()))
+            if not got:
+                raise CheckpointError(
+                    f"rank {self.rank}: the pod is terminating but the sidecar at {self.socket_path} sent no preemption "
+                    f"dump request before the deadline", ErrorCode.DEADLINE_EXCEEDED)
+            return self._pending  # type: ignore[return-value]
+
+    def _register_sigterm(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            self._log("SIGTERM can only be handled when the client is created in the main thread; not handling it")
+            return
+        self._previous_sigterm = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame) -> None:  # runs in the main thread, between bytecodes
+        with self._lock:
+            again = self._terminating
+            self._terminating = True
+            self._changed.notify_all()
+        if again:
+            self._log("SIGTERM received again; the preemption checkpoint is already under way")
+            return
+        self._log("SIGTERM received: asking the checkpoint sidecar to start the preemption checkpoint")
+        # The call runs on a thread: the handler must return at once so the training step goes on to its boundary.
+        threading.Thread(target=self._notify_termination, name="checkpoint-sigterm", daemon=True).start()
+
+    def _notify_termination(self) -> None:
+        try:
+            response = self._unary("NotifyTermination", "NotifyTermination",
+                                   pb.NotifyTerminationRequest(trainer_id=self.trainer_id),
+                                   timeout=NOTIFY_TERMINATION_TIMEOUT)
+        except CheckpointError as error:
+            if self._closed.is_set():
+                return
+            self._exit(f"could not tell the checkpoint sidecar about SIGTERM, so there is nothing to wait for: {error}")
+            return
+        deadline = (response.deadline.seconds + response.deadline.nanos / 1e9
+                    if response.HasField("deadline") else self._default_deadline())
+        with self._changed:
+            self._termination_deadline = deadline
+            self._changed.notify_all()
+        when = _dt.datetime.fromtimestamp(deadline, tz=_dt.timezone.utc).isoformat()
+        self._log(f"the sidecar is taking preemption checkpoint {response.checkpoint_id}; it must be committed by {when}")
+        self._arm_watchdog(deadline)
+
+    def _arm_watchdog(self, deadline: float) -> None:
+        with self._lock:
+            if self._closed.is_set() or (self._watchdog_deadline is not None and self._watchdog_deadline <= deadline):
+                return
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+            self._watchdog_deadline = deadline
+            self._watchdog = threading.Timer(max(0.0, deadline - time.time()), self._on_deadline, args=(deadline,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
+
+    def _on_deadline(self, deadline: float) -> None:
+        when = _dt.datetime.fromtimestamp(deadline, tz=_dt.timezone.utc).isoformat()
+        self._exit(f"the preemption deadline {when} passed before the preemption checkpoint was committed")
+
+    def _exit(self, why: str) -> None:
+        with self._lock:
+            if self._exiting or self._closed.is_set():
+                return
+            self._exiting = True
+        self._log(f"exiting with code {self.preemption_exit_code}: {why}")
+        self._exit_process(self.preemption_exit_code)
+
+    def _default_deadline(self) -> float:
+        return time.time() + (self._grace_period if self._grace_period > 0 else FALLBACK_GRACE_PERIOD)
+
+    def _time_left(self, dump: DumpRequest) -> float:
+        deadline = dump.deadline.timestamp() if dump.deadline else self._default_deadline()
+        return max(0.1, deadline - time.time())
+
+    # ------------------------------------------------------------------ internals: calls
+
+    def _unary(self, operation: str, method: str, request, timeout: Optional[float] = None):
+        if self._closed.is_set():
+            raise CheckpointError(f"{operation}: the checkpoint client is closed", ErrorCode.FAILED_PRECONDITION)
+        with self._lock:
+            stub = self._stub
+        if stub is None:
+            raise unreachable(self.socket_path, operation, "not attached")
+        timeout = self.rpc_timeout if timeout is None else timeout
+        try:
+            return getattr(stub, method)(request, timeout=timeout)
+        except grpc.RpcError as error:
+            raise translate(self.socket_path, operation, error, timeout) from None
+        except ValueError as error:  # grpc raises ValueError on a closed channel (a reattach swapped it)
+            raise unreachable(self.socket_path, operation, str(error)) from None
+
+    def _log(self, message: str) -> None:
+        stream = self._log_stream or sys.stderr
+        try:
+            stream.write(f"[checkpoint-sdk rank {self.rank}] {message}\n")
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # diagnostics are best effort
+
+
+class CheckpointWriter:
+    """``with client.checkpoint(step) as directory:`` — see :meth:`CheckpointClient.checkpoint`.
+
+    After ``__enter__``: ``dump`` (the DumpRequest: ``checkpoint_id``, ``reason``, ``deadline``), ``directory`` (this
+    rank's folder), ``metadata`` (a dict that may still be filled inside the block). After a clean exit: ``files``
+    (the reported relative paths) and ``outcome`` (preemption without handle_termination; else None).
+    """
+
+    def __init__(self, client: CheckpointClient, step: int, metadata: Dict[str, str], reason: CheckpointReason):
+        self.client = client
+        self.step = step
+        self.metadata = metadata
+        self.reason = reason
+        self.dump: Optional[DumpRequest] = None
+        self.directory: Optional[Path] = None
+        self.files: List[str] = []
+        self.outcome: Optional[CheckpointOutcome] = None
+
+    @property
+    def checkpoint_id(self) -> str:
+        return self.dump.checkpoint_id if self.dump else ""
+
+    def __enter__(self) -> Path:
+        self.dump = self.client._dump_for(self.step, self.reason)
+        self.directory = self.dump.rank_dir(self.client.rank)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return self.directory
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        assert self.dump is not None and self.directory is not None
+        if exc_type is not None:
+            self.client._log(f"checkpoint {self.dump.checkpoint_id} at step {self.step} not reported: "
+                             f"the block raised {exc_type.__name__}")
+            return False
+        staging = self.dump.staging_dir
+        files = []
+        for root, dirs, names in os.walk(self.directory):
+            dirs.sort()
+            for name in sorted(names):
+                files.append(Path(root, name).relative_to(staging).as_posix())
+        if not files:
+            raise CheckpointError(f"checkpoint {self.dump.checkpoint_id}: nothing was written into {self.directory}",
+                                  ErrorCode.INVALID_ARGUMENT)
+        self.files = files
+        self.outcome = self.client.submit(self.dump, self.step, files, self.metadata)
+        return False
+
+
+def connect(**options) -> CheckpointClient:
+    """``CheckpointClient(**options)``: connects and attaches, reading the environment for what is not given."""
+    return CheckpointClient(**options)
