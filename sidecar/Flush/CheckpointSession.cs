@@ -26,7 +26,13 @@ internal sealed class CheckpointSession(
 
     public DateTimeOffset TriggeredAt { get; } = triggeredAt;
 
-    public DateTimeOffset? Deadline { get; } = deadline;
+    /// <summary>May move earlier when a later trigger learns the pod's deletionTimestamp.</summary>
+    public DateTimeOffset? Deadline { get; set; } = deadline;
+
+    /// <summary>Why the pod is terminating, for preemptions (metric label, Event, flush record).</summary>
+    public string? Cause { get; set; }
+
+    public bool CauseIsDisruptionReason { get; set; }
 
     /// <summary>Trainer id to rank, fixed when the checkpoint is asked for.</summary>
     public IReadOnlyDictionary<string, int> ExpectedRanks { get; } = expectedRanks;

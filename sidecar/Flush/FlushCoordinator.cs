@@ -35,6 +35,8 @@ internal sealed class FlushCoordinator : BackgroundService
     private readonly TimeProvider _time;
     private readonly ILogger<FlushCoordinator> _logger;
     private readonly CheckpointIdGenerator _ids;
+    private readonly IReadOnlyList<IFlushReporter> _reporters;
+    private readonly List<Task> _reporting = [];
 
     private CheckpointSession? _preemption;
     private CheckpointSession? _persisting;
@@ -47,10 +49,12 @@ internal sealed class FlushCoordinator : BackgroundService
         FlushPipeline pipeline,
         CheckpointStore store,
         CheckpointMetrics metrics,
+        IEnumerable<IFlushReporter> reporters,
         TimeProvider time,
         ILogger<FlushCoordinator> logger)
     {
         _options = options.Value;
+        _reporters = reporters.ToList();
         _planner = planner;
         _pipeline = pipeline;
         _metrics = metrics;
@@ -129,15 +133,20 @@ internal sealed class FlushCoordinator : BackgroundService
 
     /// <summary>
     /// Starts the preemption flush, or joins the one under way: hooks are at-least-once and several
-    /// triggers (signal, preStop, pod watch, trainer) arrive for one termination.
+    /// triggers (signal, preStop, pod watch, trainer) arrive for one termination. A later trigger may
+    /// still tighten the deadline (deletionTimestamp seen after the signal) and name the cause.
     /// </summary>
-    public TerminationTicket Terminate(TerminationSource source, DateTimeOffset? deletionTimestamp = null)
+    /// <param name="deletionTimestamp">When the kubelet will send SIGKILL, if the pod says so.</param>
+    /// <param name="disruptionReason">The reason of the pod's DisruptionTarget condition, if any.</param>
+    public TerminationTicket Terminate(TerminationSource source, DateTimeOffset? deletionTimestamp = null, string? disruptionReason = null)
     {
         lock (_gate)
         {
+            var now = _time.GetUtcNow();
             if (_preemption is { } running)
             {
                 FlushLog.TriggerJoined(_logger, source);
+                Refine(running, now, deletionTimestamp, disruptionReason);
                 return new TerminationTicket(running.Id, running.Deadline);
             }
 
@@ -147,16 +156,19 @@ internal sealed class FlushCoordinator : BackgroundService
                 return new TerminationTicket(null, null);
             }
 
-            var now = _time.GetUtcNow();
+            var cause = disruptionReason ?? source.ToString();
             if (_trainers.Count == 0)
             {
                 FlushLog.NothingToFlush(_logger, source);
+                _metrics.RecordPreemption(cause);
                 _terminated.TrySetResult(null);
                 return new TerminationTicket(null, null);
             }
 
             var deadline = _planner.PreemptionDeadline(now, deletionTimestamp);
             var session = NewSession(CheckpointReason.Preemption, now, deadline);
+            session.Cause = cause;
+            session.CauseIsDisruptionReason = disruptionReason is not null;
             _preemption = session;
             SupersedeOlderThan(session, deadline - now);
 
@@ -167,10 +179,24 @@ internal sealed class FlushCoordinator : BackgroundService
             }
 
             session.NotifiedAt = _time.GetUtcNow();
-            _deadlineTimer = _time.CreateTimer(_ => OnDeadline(session), null, Max(deadline - now, TimeSpan.Zero), Timeout.InfiniteTimeSpan);
-            FlushLog.PreemptionStarted(_logger, session.Id, source, deadline, (deadline - now).TotalSeconds,
+            ScheduleDeadline(session, now);
+            FlushLog.PreemptionStarted(_logger, session.Id, cause, deadline, (deadline - now).TotalSeconds,
                 _planner.GracePeriod.TotalSeconds, _trainers.Count);
+            var started = new PreemptionStarted(session.Id, cause, now, deadline, _planner.GracePeriod, _trainers.Count);
+            Report(reporter => reporter.PreemptionStartedAsync(started, CancellationToken.None));
             return new TerminationTicket(session.Id, deadline);
+        }
+    }
+
+    /// <summary>Completes when every report (Event, record, push) started so far has finished.</summary>
+    public Task ReportsDrained
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return Task.WhenAll(_reporting);
+            }
         }
     }
 
@@ -383,6 +409,57 @@ internal sealed class FlushCoordinator : BackgroundService
         }
     }
 
+    /// <summary>A later trigger knows more: an earlier kill time, or why the pod is disrupted.</summary>
+    private void Refine(CheckpointSession session, DateTimeOffset now, DateTimeOffset? deletionTimestamp, string? disruptionReason)
+    {
+        if (disruptionReason is not null && !session.CauseIsDisruptionReason)
+        {
+            session.Cause = disruptionReason;
+            session.CauseIsDisruptionReason = true;
+        }
+
+        if (deletionTimestamp is not null && !session.IsFinished)
+        {
+            var deadline = _planner.PreemptionDeadline(session.TriggeredAt, deletionTimestamp);
+            if (deadline < session.Deadline)
+            {
+                FlushLog.DeadlineTightened(_logger, session.Id, deadline);
+                session.Deadline = deadline;
+                ScheduleDeadline(session, now);
+            }
+        }
+    }
+
+    private void ScheduleDeadline(CheckpointSession session, DateTimeOffset now)
+    {
+        _deadlineTimer?.Dispose();
+        _deadlineTimer = _time.CreateTimer(_ => OnDeadline(session), null, Max(session.Deadline!.Value - now, TimeSpan.Zero), Timeout.InfiniteTimeSpan);
+    }
+
+    private void Report(Func<IFlushReporter, Task> report)
+    {
+        foreach (var reporter in _reporters)
+        {
+            _reporting.Add(ReportSafelyAsync(reporter, report));
+        }
+
+        _reporting.RemoveAll(t => t.IsCompleted);
+    }
+
+    private async Task ReportSafelyAsync(IFlushReporter reporter, Func<IFlushReporter, Task> report)
+    {
+        try
+        {
+            // Off the coordinator's lock: reporters do network and storage I/O.
+            await Task.Yield();
+            await report(reporter).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            FlushLog.ReporterFailed(_logger, reporter.GetType().Name, e.Message);
+        }
+    }
+
     private void OnDeadline(CheckpointSession session)
     {
         lock (_gate)
@@ -435,6 +512,18 @@ internal sealed class FlushCoordinator : BackgroundService
     private void RecordOutcome(CheckpointSession session, CheckpointOutcome outcome)
     {
         var reason = session.Reason.ToLabel();
+        if (session.Reason == CheckpointReason.Preemption)
+        {
+            _metrics.RecordPreemption(session.Cause ?? TerminationSource.Signal.ToString());
+        }
+
+        if (outcome.Status != CheckpointStatus.Superseded)
+        {
+            var report = new FlushReport(outcome, session.Reason, session.Cause, _planner.GracePeriod, session.TriggeredAt, _time.GetUtcNow());
+            _metrics.RecordLastFlushDeadlineMissed(report.DeadlineMissed);
+            Report(reporter => reporter.FlushEndedAsync(report, CancellationToken.None));
+        }
+
         switch (outcome.Status)
         {
             case CheckpointStatus.Committed:
@@ -442,6 +531,8 @@ internal sealed class FlushCoordinator : BackgroundService
                 LastFlush = t;
                 LastCommittedId = session.Id;
                 _metrics.RecordCommitted(t, outcome.Step ?? 0, _time.GetUtcNow());
+                _planner.RecordFlush(t);
+                _metrics.SetPrediction(_planner.Predict());
                 FlushLog.Committed(_logger, session.Id, reason, outcome.Step ?? 0, outcome.Directory!,
                     t.Notify.TotalSeconds, t.Dump.TotalSeconds, t.Copy.TotalSeconds, t.Verify.TotalSeconds,
                     t.Commit.TotalSeconds, t.Total.TotalSeconds, t.Budget.TotalSeconds, t.BudgetUsedRatio,

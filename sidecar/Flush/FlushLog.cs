@@ -4,8 +4,8 @@ namespace Checkpoint.Sidecar.Flush;
 
 internal static partial class FlushLog
 {
-    [LoggerMessage(EventId = 200, Level = LogLevel.Warning, Message = "Preemption flush {CheckpointId} started by {Source}; deadline {Deadline:O} ({SecondsLeft:F1} s left of {GraceSeconds:F0} s grace); dump requested from {Trainers} trainer(s)")]
-    public static partial void PreemptionStarted(ILogger logger, string checkpointId, TerminationSource source, DateTimeOffset deadline, double secondsLeft, double graceSeconds, int trainers);
+    [LoggerMessage(EventId = 200, Level = LogLevel.Warning, Message = "Preemption flush {CheckpointId} started ({Cause}); deadline {Deadline:O} ({SecondsLeft:F1} s left of {GraceSeconds:F0} s grace); dump requested from {Trainers} trainer(s)")]
+    public static partial void PreemptionStarted(ILogger logger, string checkpointId, string cause, DateTimeOffset deadline, double secondsLeft, double graceSeconds, int trainers);
 
     [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Termination trigger {Source} joined the preemption flush already under way")]
     public static partial void TriggerJoined(ILogger logger, TerminationSource source);
@@ -42,4 +42,10 @@ internal static partial class FlushLog
 
     [LoggerMessage(EventId = 212, Level = LogLevel.Information, Message = "Report for checkpoint {CheckpointId} from rank {Rank}: {Files} file(s), step {Step}; {Reported} of {Expected} rank(s) reported")]
     public static partial void Reported(ILogger logger, string checkpointId, int rank, int files, long step, int reported, int expected);
+
+    [LoggerMessage(EventId = 213, Level = LogLevel.Warning, Message = "Preemption flush {CheckpointId}: the pod's deletionTimestamp moves the deadline earlier, to {Deadline:O}")]
+    public static partial void DeadlineTightened(ILogger logger, string checkpointId, DateTimeOffset deadline);
+
+    [LoggerMessage(EventId = 214, Level = LogLevel.Warning, Message = "Reporting a flush through {Reporter} failed: {Error}")]
+    public static partial void ReporterFailed(ILogger logger, string reporter, string error);
 }

@@ -26,9 +26,16 @@ public enum FlushFailureCause
 /// <summary>What a preemption flush was started by; the first trigger wins, later ones join it.</summary>
 public enum TerminationSource
 {
+    /// <summary>The sidecar's own SIGTERM (a regular sidecar container).</summary>
     Signal,
+
+    /// <summary>`checkpoint-sidecar prestop` from a container's preStop hook (a native sidecar).</summary>
     PreStopHook,
+
+    /// <summary>The pod watch saw deletionTimestamp or a DisruptionTarget condition.</summary>
     PodWatch,
+
+    /// <summary>The trainer SDK caught SIGTERM itself.</summary>
     TrainerNotice,
 }
 

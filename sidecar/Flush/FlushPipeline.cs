@@ -19,7 +19,7 @@ internal sealed class FlushPipeline(
 {
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(1);
 
-    private readonly CheckpointCopier _copier = new(options.Value.CopyParallelism, options.Value.CopyBufferBytes);
+    private readonly CheckpointCopier _copier = new(options.Value.CopyParallelism, options.Value.CopyBufferBytes, time);
 
     public async Task<CheckpointOutcome> PersistAsync(CheckpointSession session)
     {
@@ -32,11 +32,11 @@ internal sealed class FlushPipeline(
         {
             cancellationToken.ThrowIfCancellationRequested();
             var partial = store.CreatePartialDirectory(session.Id);
-            var entries = await _copier.CopyAsync(files, partial, n => Interlocked.Add(ref session.BytesPersisted, n), cancellationToken)
+            var copy = await _copier.CopyAndVerifyAsync(files, partial, n => Interlocked.Add(ref session.BytesPersisted, n), cancellationToken)
                 .ConfigureAwait(false);
-            var copied = time.GetUtcNow();
-
-            await _copier.VerifyAsync(entries, partial, null, cancellationToken).ConfigureAwait(false);
+            var entries = copy.Files;
+            // Verification overlaps the copy; the verify phase is what remains after the last file is on storage.
+            var copied = copy.LastCopied;
             var verified = time.GetUtcNow();
 
             // Past this point the checkpoint is complete and verified: committing takes milliseconds,

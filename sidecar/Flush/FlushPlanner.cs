@@ -10,6 +10,7 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
     private readonly object _gate = new();
     private double _copyBytesPerSecond;
     private double _verifyBytesPerSecond;
+    private FlushTimings? _last;
 
     public TimeSpan GracePeriod { get; private set; } = gracePeriod;
 
@@ -28,6 +29,49 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
         var deadline = kill - SafetyMargin;
         return deadline < triggeredAt ? triggeredAt : deadline;
     }
+
+    /// <summary>The grace period leaves time to flush after the safety margin.</summary>
+    public bool HasUsableBudget => GracePeriod > SafetyMargin;
+
+    /// <summary>Remembers a committed flush (this pod's, or the previous pod's from its record) for prediction.</summary>
+    public void RecordFlush(FlushTimings timings)
+    {
+        RecordThroughput(timings.Bytes, timings.Copy, timings.Verify);
+        lock (_gate)
+        {
+            _last = timings;
+        }
+    }
+
+    /// <summary>
+    /// How long a preemption flush of the last checkpoint's size would take now, against G: the
+    /// early warning that the grace period is too short. Infinite ratio when G leaves no time at all;
+    /// null before any flush was measured.
+    /// </summary>
+    public FlushPrediction? Predict()
+    {
+        FlushTimings? last;
+        lock (_gate)
+        {
+            last = _last;
+        }
+
+        if (last is null)
+        {
+            return HasUsableBudget ? null : new FlushPrediction(TimeSpan.Zero, double.PositiveInfinity, RecommendGrace(TimeSpan.Zero));
+        }
+
+        var persist = PredictPersistTime(last.Bytes) ?? last.Copy + last.Verify;
+        var predicted = last.Notify + last.Dump + persist + last.Commit;
+        var ratio = GracePeriod > TimeSpan.Zero ? predicted / GracePeriod : double.PositiveInfinity;
+        return new FlushPrediction(predicted, ratio, RecommendGrace(predicted));
+    }
+
+    /// <summary>Enough that the predicted flush uses at most 80 % of what is left after the margin.</summary>
+    private TimeSpan RecommendGrace(TimeSpan predicted) =>
+        TimeSpan.FromSeconds(Math.Ceiling(predicted.TotalSeconds / RecommendedBudgetShare + SafetyMargin.TotalSeconds));
+
+    private const double RecommendedBudgetShare = 0.8;
 
     /// <summary>Folds a finished flush into the throughput estimate (the newest flush counts most).</summary>
     public void RecordThroughput(long bytes, TimeSpan copy, TimeSpan verify)
@@ -76,3 +120,6 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
 
     private static double Blend(double previous, double sample) => previous <= 0 ? sample : 0.5 * previous + 0.5 * sample;
 }
+
+/// <param name="Ratio">Predicted / G; the alert threshold is 0.8.</param>
+public sealed record FlushPrediction(TimeSpan Predicted, double Ratio, TimeSpan RecommendedGracePeriod);

@@ -93,7 +93,13 @@ internal sealed class CheckpointGrpcService(
 
     public override Task<NotifyTerminationResponse> NotifyTermination(NotifyTerminationRequest request, ServerCallContext context)
     {
-        var ticket = coordinator.Terminate(TerminationSource.TrainerNotice);
+        var source = request.Source switch
+        {
+            Protos.V1.TerminationSource.PrestopHook => Domain.TerminationSource.PreStopHook,
+            Protos.V1.TerminationSource.TrainerSignal => Domain.TerminationSource.TrainerNotice,
+            _ => string.IsNullOrEmpty(request.TrainerId) ? Domain.TerminationSource.PreStopHook : Domain.TerminationSource.TrainerNotice,
+        };
+        var ticket = coordinator.Terminate(source);
         var response = new NotifyTerminationResponse { CheckpointId = ticket.CheckpointId ?? "" };
         if (ticket.Deadline is { } deadline)
         {

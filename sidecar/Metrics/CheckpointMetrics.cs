@@ -25,6 +25,11 @@ public sealed class CheckpointMetrics
     private readonly Gauge _lastCommittedTimestamp;
     private readonly Gauge _lastCommittedStep;
     private readonly Gauge _trainersAttached;
+    private readonly Gauge _predictedFlush;
+    private readonly Gauge _predictedRatio;
+    private readonly Gauge _recommendedGrace;
+    private readonly Counter _preemptions;
+    private readonly Gauge _lastDeadlineMissed;
 
     public CheckpointMetrics(CollectorRegistry registry)
     {
@@ -63,6 +68,23 @@ public sealed class CheckpointMetrics
             "checkpoint_last_committed_step", "Training step held by the most recent committed checkpoint.");
         _trainersAttached = factory.CreateGauge(
             "checkpoint_trainers_attached", "Trainer processes attached to this sidecar.");
+
+        _predictedFlush = factory.CreateGauge(
+            "checkpoint_predicted_flush_seconds",
+            "Predicted duration of a preemption flush of the last checkpoint's size at the measured throughput.");
+        _predictedRatio = factory.CreateGauge(
+            "checkpoint_predicted_flush_budget_ratio",
+            "Predicted flush duration divided by the grace period; +Inf when the grace period leaves no time after the safety margin.");
+        _recommendedGrace = factory.CreateGauge(
+            "checkpoint_recommended_grace_period_seconds",
+            "A terminationGracePeriodSeconds in which the predicted flush uses at most 80 % of the budget.");
+        _preemptions = factory.CreateCounter(
+            "checkpoint_preemptions_total",
+            "Pod terminations seen, by cause: the DisruptionTarget reason, or the trigger (Signal, PreStopHook, PodWatch, TrainerNotice).",
+            "cause");
+        _lastDeadlineMissed = factory.CreateGauge(
+            "checkpoint_last_flush_deadline_missed",
+            "1 when the most recent flush (of this pod, or of the previous pod of the job, from its record) missed its deadline.");
 
         // Series that alerts compare against exist from the start, at zero, rather than appearing
         // only after the first failure.
@@ -112,6 +134,39 @@ public sealed class CheckpointMetrics
     }
 
     public void RecordSuperseded(CheckpointReason reason) => _flushes.WithLabels(reason.ToLabel(), "superseded").Inc();
+
+    public void SetPrediction(FlushPrediction? prediction)
+    {
+        if (prediction is null)
+        {
+            return;
+        }
+
+        _predictedFlush.Set(prediction.Predicted.TotalSeconds);
+        _predictedRatio.Set(prediction.Ratio);
+        _recommendedGrace.Set(prediction.RecommendedGracePeriod.TotalSeconds);
+    }
+
+    public void RecordPreemption(string cause) => _preemptions.WithLabels(cause).Inc();
+
+    public void RecordLastFlushDeadlineMissed(bool missed) => _lastDeadlineMissed.Set(missed ? 1 : 0);
+
+    /// <summary>
+    /// A new sidecar of the same job shows how the flush that ended the previous pod went, from the
+    /// record that pod left on the shared storage.
+    /// </summary>
+    public void RestoreLastFlush(FlushTimings timings, bool deadlineMissed)
+    {
+        var reason = timings.Reason.ToLabel();
+        foreach (var (phase, duration) in PhaseDurations(timings))
+        {
+            _lastPhase.WithLabels(phase, reason).Set(duration.TotalSeconds);
+        }
+
+        _throughput.Set(timings.ThroughputBytesPerSecond);
+        _budgetUsedRatio.Set(timings.BudgetUsedRatio);
+        _lastDeadlineMissed.Set(deadlineMissed ? 1 : 0);
+    }
 
     public void RecordResumeVerifyFailure() => _verifyFailures.WithLabels("resume").Inc();
 
