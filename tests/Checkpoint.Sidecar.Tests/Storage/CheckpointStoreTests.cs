@@ -155,6 +155,20 @@ public sealed class CheckpointStoreTests : IDisposable
         Assert.Equal([Id(1), Id(2), Id(3)], CommittedOnDisk());
     }
 
+    [Fact(Skip = "bug: CheckpointLayout.IsCommittedName accepts any directory name, so ApplyRetention counts and deletes directories the sidecar never created")]
+    public async Task ApplyRetention_ForeignDirectory_IsNeitherCountedNorDeleted()
+    {
+        var foreign = TempDirectory.WriteFile(_layout.JobDirectory, "0-notes/readme.txt", [1]);
+        await CommitAsync(Id(1), seed: 1);
+        await CommitAsync(Id(2), seed: 2);
+
+        var removed = _store.ApplyRetention(keep: 2);
+
+        Assert.Empty(removed);
+        Assert.True(File.Exists(foreign));
+        Assert.True(Directory.Exists(_layout.CommittedDirectory(Id(1))));
+    }
+
     [Fact]
     public async Task FindLatestValid_LatestValid_ReturnsLatestEvenWhenOlder()
     {
