@@ -94,6 +94,37 @@ public sealed class StagingValidatorTests : IDisposable
     }
 
     [Fact]
+    public void Validate_SymlinkChainEndingOutsideStaging_ThrowsNamingPath()
+    {
+        var secret = TempDirectory.WriteFile(_outside, "secret.bin", new byte[5]);
+        File.CreateSymbolicLink(Path.Combine(_staging, "hop.bin"), secret);
+        File.CreateSymbolicLink(Path.Combine(_staging, "model.bin"), "hop.bin");
+
+        AssertRejected("model.bin", "symlink");
+    }
+
+    [Fact]
+    public void Validate_SymlinkThroughSymlinkedDirectoryOutside_ThrowsNamingPath()
+    {
+        TempDirectory.WriteFile(_outside, "secret.bin", new byte[5]);
+        Directory.CreateSymbolicLink(Path.Combine(_staging, "sub"), _outside);
+        File.CreateSymbolicLink(Path.Combine(_staging, "model.bin"), "sub/secret.bin");
+
+        AssertRejected("model.bin", "symlink");
+    }
+
+    [Fact]
+    public void Validate_SymlinkLoop_ThrowsNamingPath()
+    {
+        File.CreateSymbolicLink(Path.Combine(_staging, "a.bin"), "b.bin");
+        File.CreateSymbolicLink(Path.Combine(_staging, "b.bin"), "a.bin");
+
+        var e = Assert.Throws<InvalidReportException>(() => StagingValidator.Validate(_staging, ["a.bin"], NoneReported));
+
+        Assert.Equal("a.bin", e.Path);
+    }
+
+    [Fact]
     public void Validate_SymlinkInsideStaging_IsAcceptedWithResolvedSource()
     {
         var real = TempDirectory.WriteFile(_staging, "data/real.bin", new byte[7]);
