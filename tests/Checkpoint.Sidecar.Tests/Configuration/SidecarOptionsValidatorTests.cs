@@ -1,0 +1,169 @@
+using Checkpoint.Sidecar.Configuration;
+
+namespace Checkpoint.Sidecar.Tests.Configuration;
+
+public sealed class SidecarOptionsValidatorTests : IDisposable
+{
+    private readonly TempDirectory _temp = new();
+    private readonly SidecarOptionsValidator _validator = new();
+
+    public void Dispose() => _temp.Dispose();
+
+    [Fact]
+    public void Validate_ValidOptions_Succeeds()
+    {
+        var result = _validator.Validate(null, ValidOptions());
+
+        Assert.True(result.Succeeded, result.FailureMessage);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(_temp.Path, ".checkpoint-write-probe-*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public void Validate_SocketPathOf107Bytes_Succeeds()
+    {
+        var options = ValidOptions();
+        var directory = _temp.CreateDirectory("s");
+        options.SocketPath = Path.Combine(directory, new string('x', 107 - directory.Length - 1));
+        Assert.Equal(107, options.SocketPath.Length);
+
+        var result = _validator.Validate(null, options);
+
+        Assert.True(result.Succeeded, result.FailureMessage);
+    }
+
+    [Fact]
+    public void Validate_StagingDirNotSet_FailsNamingIt() =>
+        AssertFailsWith("CHECKPOINT_STAGING_DIR", o => o.StagingDir = "");
+
+    [Fact]
+    public void Validate_StagingDirMissing_FailsNamingIt() =>
+        AssertFailsWith("CHECKPOINT_STAGING_DIR", o => o.StagingDir = _temp.Combine("no-such-dir"));
+
+    [Fact]
+    public void Validate_StorageDirMissing_FailsNamingIt() =>
+        AssertFailsWith("CHECKPOINT_STORAGE_DIR", o => o.StorageDir = _temp.Combine("no-such-dir"));
+
+    [Fact]
+    public void Validate_StorageDirIsAFile_FailsNamingIt()
+    {
+        var file = TempDirectory.WriteFile(_temp.Path, "a-file", [1]);
+
+        AssertFailsWith("CHECKPOINT_STORAGE_DIR", o => o.StorageDir = file);
+    }
+
+    [Fact]
+    public void Validate_StorageDirUnderAFile_FailsNamingIt()
+    {
+        var file = TempDirectory.WriteFile(_temp.Path, "a-file", [1]);
+
+        AssertFailsWith("CHECKPOINT_STORAGE_DIR", o => o.StorageDir = Path.Combine(file, "storage"));
+    }
+
+    [Fact]
+    public void Validate_StorageDirNotWritable_FailsNamingIt()
+    {
+        // Permission bits do not stop root; /proc refuses new files whoever asks.
+        var message = AssertFailsWith("CHECKPOINT_STORAGE_DIR", o => o.StorageDir = "/proc");
+
+        Assert.Contains("not writable", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Validate_RelativeSocketPath_FailsNamingIt() =>
+        AssertFailsWith("CHECKPOINT_SOCKET_PATH", o => o.SocketPath = "run/sidecar.sock");
+
+    [Fact]
+    public void Validate_SocketPathLongerThan107Bytes_FailsNamingIt()
+    {
+        var message = AssertFailsWith("CHECKPOINT_SOCKET_PATH", o => o.SocketPath = "/" + new string('s', 107));
+
+        Assert.Contains("107", message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Validate_SocketDirectoryMissing_FailsNamingIt() =>
+        AssertFailsWith("CHECKPOINT_SOCKET_PATH", o => o.SocketPath = _temp.Combine("no-such-dir", "sidecar.sock"));
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(70000)]
+    [InlineData(-1)]
+    public void Validate_PortOutOfRange_FailsNamingIt(int port) =>
+        AssertFailsWith("CHECKPOINT_METRICS_PORT", o => o.MetricsPort = port);
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(double.NaN)]
+    [InlineData(double.PositiveInfinity)]
+    public void Validate_BadGracePeriod_FailsNamingIt(double seconds) =>
+        AssertFailsWith("CHECKPOINT_GRACE_PERIOD_SECONDS", o => o.GracePeriodSeconds = seconds);
+
+    [Fact]
+    public void Validate_NegativeSafetyMargin_FailsNamingIt() =>
+        AssertFailsWith("CHECKPOINT_SAFETY_MARGIN_SECONDS", o => o.SafetyMarginSeconds = -0.5);
+
+    [Fact]
+    public void Validate_KeepZero_FailsNamingIt() =>
+        AssertFailsWith("CHECKPOINT_KEEP", o => o.Keep = 0);
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(65)]
+    public void Validate_ParallelismOutOfRange_FailsNamingIt(int parallelism) =>
+        AssertFailsWith("CHECKPOINT_COPY_PARALLELISM", o => o.CopyParallelism = parallelism);
+
+    [Theory]
+    [InlineData(63)]
+    [InlineData(65537)]
+    public void Validate_BufferOutOfRange_FailsNamingIt(int kib) =>
+        AssertFailsWith("CHECKPOINT_COPY_BUFFER_KIB", o => o.CopyBufferKiB = kib);
+
+    [Theory]
+    [InlineData("team/job")]
+    [InlineData("..")]
+    [InlineData("")]
+    public void Validate_JobNameNotASingleSegment_FailsNamingIt(string jobName) =>
+        AssertFailsWith("CHECKPOINT_JOB_NAME", o => o.JobName = jobName);
+
+    [Fact]
+    public void Validate_NamespaceWithSlash_FailsNamingIt() =>
+        AssertFailsWith("POD_NAMESPACE", o => o.PodNamespace = "a/b");
+
+    [Fact]
+    public void Validate_SeveralBadSettings_ReportsEach()
+    {
+        var options = ValidOptions();
+        options.Keep = 0;
+        options.MetricsPort = 0;
+
+        var result = _validator.Validate(null, options);
+
+        Assert.True(result.Failed);
+        Assert.Equal(2, result.Failures!.Count());
+        Assert.Contains(result.Failures!, f => f.StartsWith("CHECKPOINT_KEEP:", StringComparison.Ordinal));
+        Assert.Contains(result.Failures!, f => f.StartsWith("CHECKPOINT_METRICS_PORT:", StringComparison.Ordinal));
+    }
+
+    private SidecarOptions ValidOptions() => new()
+    {
+        StagingDir = _temp.CreateDirectory("staging"),
+        StorageDir = _temp.CreateDirectory("storage"),
+        SocketPath = Path.Combine(_temp.CreateDirectory("run"), "sidecar.sock"),
+        JobName = "job",
+        PodNamespace = "ns",
+    };
+
+    /// <returns>The one failure message.</returns>
+    private string AssertFailsWith(string setting, Action<SidecarOptions> breakIt)
+    {
+        var options = ValidOptions();
+        breakIt(options);
+
+        var result = _validator.Validate(null, options);
+
+        Assert.True(result.Failed);
+        var failure = Assert.Single(result.Failures!);
+        Assert.StartsWith(setting + ":", failure, StringComparison.Ordinal);
+        return failure;
+    }
+}

@@ -1,0 +1,483 @@
+using Checkpoint.Sidecar.Configuration;
+using Checkpoint.Sidecar.Flush;
+using Checkpoint.Sidecar.Metrics;
+using Checkpoint.Sidecar.Storage;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
+using Prometheus;
+
+namespace Checkpoint.Sidecar.Tests.Flush;
+
+public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
+{
+    private static readonly TimeSpan Grace = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan Margin = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(30);
+    private static readonly IReadOnlyDictionary<string, string> NoMetadata = new Dictionary<string, string>();
+
+    private readonly TempDirectory _temp = new();
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 29, 2, 45, 0, TimeSpan.Zero));
+    private readonly CollectorRegistry _registry = Prometheus.Metrics.NewCustomRegistry();
+    private readonly CheckpointStore _store;
+    private readonly FlushCoordinator _coordinator;
+
+    public FlushCoordinatorTests()
+    {
+        var options = Options.Create(new SidecarOptions
+        {
+            StagingDir = _temp.CreateDirectory("staging"),
+            StorageDir = _temp.CreateDirectory("storage"),
+            SocketPath = _temp.Combine("sidecar.sock"),
+            GracePeriodSeconds = Grace.TotalSeconds,
+            SafetyMarginSeconds = Margin.TotalSeconds,
+            Keep = 3,
+            CopyParallelism = 2,
+            CopyBufferKiB = 64,
+            JobName = "job",
+            PodNamespace = "ns",
+            KubernetesEnabled = false,
+        });
+        var planner = new FlushPlanner(Grace, Margin);
+        _store = new CheckpointStore(
+            new CheckpointLayout(options.Value.StorageDir, options.Value.PodNamespace, options.Value.JobName),
+            NullLogger<CheckpointStore>.Instance);
+        var pipeline = new FlushPipeline(_store, options, planner, _time, NullLogger<FlushPipeline>.Instance);
+        _coordinator = new FlushCoordinator(
+            options, planner, pipeline, _store, new CheckpointMetrics(_registry), _time, NullLogger<FlushCoordinator>.Instance);
+    }
+
+    public Task InitializeAsync() => _coordinator.StartAsync(CancellationToken.None);
+
+    // xunit calls DisposeAsync, then Dispose.
+    public Task DisposeAsync() => _coordinator.StopAsync(CancellationToken.None).WaitAsync(Bound);
+
+    public void Dispose()
+    {
+        _coordinator.Dispose();
+        _temp.Dispose();
+    }
+
+    [Fact]
+    public void Terminate_TwoTrainers_SendsSameDumpCommandToBoth()
+    {
+        var (rank0, rank1) = AttachTwo();
+        var now = _time.GetUtcNow();
+
+        var ticket = _coordinator.Terminate(TerminationSource.Signal);
+
+        Assert.True(rank0.Commands.Reader.TryRead(out var command0));
+        Assert.True(rank1.Commands.Reader.TryRead(out var command1));
+        Assert.Equal(command0, command1);
+        Assert.Equal(ticket.CheckpointId, command0.CheckpointId);
+        Assert.Equal(CheckpointReason.Preemption, command0.Reason);
+        Assert.Equal(now + Grace - Margin, command0.Deadline);
+        Assert.Equal(now + Grace - Margin, ticket.Deadline);
+        Assert.True(Directory.Exists(command0.StagingDirectory));
+        Assert.True(_coordinator.IsTerminating);
+    }
+
+    [Fact]
+    public void Terminate_DeletionTimestamp_DeadlineIsDeletionMinusMargin()
+    {
+        var (rank0, _) = AttachTwo();
+        var deletion = _time.GetUtcNow() + TimeSpan.FromSeconds(10);
+
+        var ticket = _coordinator.Terminate(TerminationSource.PodWatch, deletion);
+
+        Assert.True(rank0.Commands.Reader.TryRead(out var command));
+        Assert.Equal(deletion - Margin, command.Deadline);
+        Assert.Equal(deletion - Margin, ticket.Deadline);
+    }
+
+    [Fact]
+    public void Terminate_Twice_JoinsTheOneFlush()
+    {
+        var (rank0, rank1) = AttachTwo();
+        var first = _coordinator.Terminate(TerminationSource.Signal);
+        _time.Advance(TimeSpan.FromSeconds(1));
+
+        var second = _coordinator.Terminate(TerminationSource.PreStopHook);
+
+        Assert.Equal(first, second);
+        Assert.NotNull(second.CheckpointId);
+        Assert.True(rank0.Commands.Reader.TryRead(out _));
+        Assert.False(rank0.Commands.Reader.TryRead(out _));
+        Assert.True(rank1.Commands.Reader.TryRead(out _));
+        Assert.False(rank1.Commands.Reader.TryRead(out _));
+    }
+
+    [Fact]
+    public async Task Report_AllRanksOfPreemption_CommitsBothRanksFiles()
+    {
+        var (rank0, rank1) = AttachTwo();
+        var ticket = _coordinator.Terminate(TerminationSource.Signal);
+        var id = ticket.CheckpointId!;
+        Assert.True(rank0.Commands.Reader.TryRead(out var command));
+        var outcomeTask = _coordinator.WaitAsync(id, CancellationToken.None);
+
+        var files0 = Dump(command, rank: 0, seed: 1);
+        Assert.Equal((1, 2), _coordinator.Report(rank0.Id, id, 100, files0, new Dictionary<string, string> { ["host"] = "a" }));
+        Assert.False(outcomeTask.IsCompleted);
+        Assert.False(_coordinator.Terminated.IsCompleted);
+        Assert.Null(_store.ReadLatestId());
+
+        _time.Advance(TimeSpan.FromSeconds(3));
+        var files1 = Dump(command, rank: 1, seed: 2);
+        Assert.Equal((2, 2), _coordinator.Report(rank1.Id, id, 100, files1, NoMetadata));
+        var outcome = await outcomeTask.WaitAsync(Bound);
+
+        Assert.Equal(CheckpointStatus.Committed, outcome.Status);
+        Assert.Equal(id, outcome.CheckpointId);
+        Assert.Equal(100, outcome.Step);
+        Assert.Equal(_store.Layout.CommittedDirectory(id), outcome.Directory);
+        Assert.Equal(id, _store.ReadLatestId());
+        var manifest = CheckpointManifest.Read(Path.Combine(outcome.Directory!, "manifest.json"));
+        Assert.Equal(id, manifest.Id);
+        Assert.Equal("preemption", manifest.Reason);
+        Assert.Equal(100, manifest.Step);
+        Assert.Equal([.. files0, .. files1], manifest.Files.Select(f => f.Path).Order(StringComparer.Ordinal));
+        Assert.Equal([0, 1], manifest.Ranks.Select(r => r.Rank));
+        Assert.Equal("a", manifest.Ranks[0].Metadata["host"]);
+        foreach (var file in manifest.Files)
+        {
+            Assert.Equal(
+                await File.ReadAllBytesAsync(Path.Combine(_temp.Path, "expected", file.Path)),
+                await File.ReadAllBytesAsync(Path.Combine(outcome.Directory!, file.Path)));
+        }
+
+        Assert.False(Directory.Exists(command.StagingDirectory));
+        Assert.Equal(outcome, await _coordinator.Terminated.WaitAsync(Bound));
+
+        var timings = outcome.Timings!;
+        Assert.Equal(TimeSpan.FromSeconds(3), timings.Dump);
+        Assert.Equal(TimeSpan.FromSeconds(3), timings.Total);
+        Assert.Equal(Grace, timings.Budget);
+        var samples = await MetricsText.CollectAsync(_registry);
+        Assert.Equal(1, samples.Value("checkpoint_flushes_total", ("reason", "preemption"), ("outcome", "committed")));
+        Assert.Equal(timings.Total / Grace, samples.Value("checkpoint_last_flush_budget_used_ratio"), 1e-9);
+        Assert.Equal(0.1, samples.Value("checkpoint_last_flush_budget_used_ratio"), 1e-9);
+        Assert.Equal(100, samples.Value("checkpoint_last_committed_step"));
+        Assert.Equal(0, samples.Value("checkpoint_deadline_misses_total"));
+    }
+
+    [Fact]
+    public void Report_UnknownCheckpoint_ThrowsNotFound()
+    {
+        var (rank0, _) = AttachTwo();
+
+        var e = Assert.Throws<FlushRequestException>(
+            () => _coordinator.Report(rank0.Id, "20261129T024500000Z-periodic", 1, ["a.bin"], NoMetadata));
+
+        Assert.Equal(FlushRequestError.NotFound, e.Error);
+    }
+
+    [Fact]
+    public void Report_UnknownTrainer_ThrowsNotFound()
+    {
+        AttachTwo();
+        var id = _coordinator.Terminate(TerminationSource.Signal).CheckpointId!;
+
+        var e = Assert.Throws<FlushRequestException>(() => _coordinator.Report("trainer-99-rank-9", id, 1, ["a.bin"], NoMetadata));
+
+        Assert.Equal(FlushRequestError.NotFound, e.Error);
+    }
+
+    [Theory]
+    [InlineData("../../outside.bin")]
+    [InlineData("/etc/passwd")]
+    [InlineData("rank1/missing.bin")]
+    [InlineData("manifest.json")]
+    public async Task Report_BadFile_ThrowsInvalidArgumentAndCommitsNothing(string badPath)
+    {
+        var (rank0, rank1) = AttachTwo();
+        var id = _coordinator.Terminate(TerminationSource.Signal).CheckpointId!;
+        Assert.True(rank0.Commands.Reader.TryRead(out var command));
+        _coordinator.Report(rank0.Id, id, 7, Dump(command, rank: 0, seed: 1), NoMetadata);
+        TempDirectory.WriteFile(_temp.Path, "outside.bin", [1]);
+        TempDirectory.WriteFile(command.StagingDirectory, "manifest.json", [1]);
+        var files1 = Dump(command, rank: 1, seed: 2);
+
+        var e = Assert.Throws<FlushRequestException>(() => _coordinator.Report(rank1.Id, id, 7, [.. files1, badPath], NoMetadata));
+
+        Assert.Equal(FlushRequestError.InvalidArgument, e.Error);
+        Assert.Contains(badPath, e.Message, StringComparison.Ordinal);
+        Assert.False(_coordinator.WaitAsync(id, CancellationToken.None).IsCompleted);
+        Assert.Null(_store.ReadLatestId());
+        Assert.Empty(_store.Layout.CommittedCandidates());
+
+        // The rejected report did not count: the rank may report again, correctly.
+        Assert.Equal((2, 2), _coordinator.Report(rank1.Id, id, 7, files1, NoMetadata));
+        var outcome = await _coordinator.WaitAsync(id, CancellationToken.None).WaitAsync(Bound);
+        Assert.Equal(CheckpointStatus.Committed, outcome.Status);
+        Assert.Empty(Directory.EnumerateFiles(outcome.Directory!, "outside.bin", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public void Report_SameRankTwice_ThrowsAlreadyExists()
+    {
+        var (rank0, _) = AttachTwo();
+        var id = _coordinator.Terminate(TerminationSource.Signal).CheckpointId!;
+        Assert.True(rank0.Commands.Reader.TryRead(out var command));
+        _coordinator.Report(rank0.Id, id, 7, Dump(command, rank: 0, seed: 1), NoMetadata);
+        TempDirectory.WriteFile(command.StagingDirectory, "rank0/again.bin", [1]);
+
+        var e = Assert.Throws<FlushRequestException>(() => _coordinator.Report(rank0.Id, id, 7, ["rank0/again.bin"], NoMetadata));
+
+        Assert.Equal(FlushRequestError.AlreadyExists, e.Error);
+    }
+
+    [Fact]
+    public void Report_StepDiffersFromOtherRank_ThrowsInvalidArgument()
+    {
+        var (rank0, rank1) = AttachTwo();
+        var id = _coordinator.Terminate(TerminationSource.Signal).CheckpointId!;
+        Assert.True(rank0.Commands.Reader.TryRead(out var command));
+        _coordinator.Report(rank0.Id, id, 7, Dump(command, rank: 0, seed: 1), NoMetadata);
+
+        var e = Assert.Throws<FlushRequestException>(
+            () => _coordinator.Report(rank1.Id, id, 8, Dump(command, rank: 1, seed: 2), NoMetadata));
+
+        Assert.Equal(FlushRequestError.InvalidArgument, e.Error);
+        Assert.False(_coordinator.WaitAsync(id, CancellationToken.None).IsCompleted);
+    }
+
+    [Fact]
+    public async Task Report_StepDiffersFromBeginCheckpoint_ThrowsInvalidArgument()
+    {
+        var (rank0, rank1) = AttachTwo();
+        var command = _coordinator.BeginCheckpoint(rank0.Id, 5, CheckpointReason.Periodic);
+
+        var e = Assert.Throws<FlushRequestException>(
+            () => _coordinator.Report(rank0.Id, command.CheckpointId, 6, Dump(command, rank: 0, seed: 1), NoMetadata));
+
+        Assert.Equal(FlushRequestError.InvalidArgument, e.Error);
+        _coordinator.BeginCheckpoint(rank1.Id, 5, CheckpointReason.Periodic);
+        Assert.Equal((1, 2), _coordinator.Report(rank0.Id, command.CheckpointId, 5, Dump(command, rank: 0, seed: 1), NoMetadata));
+        Assert.Equal((2, 2), _coordinator.Report(rank1.Id, command.CheckpointId, 5, Dump(command, rank: 1, seed: 2), NoMetadata));
+        Assert.Equal(CheckpointStatus.Committed, (await _coordinator.WaitAsync(command.CheckpointId, CancellationToken.None).WaitAsync(Bound)).Status);
+    }
+
+    [Fact]
+    public async Task Terminate_DeadlinePassesBeforeLastReport_FailsAndKeepsPreviousLatest()
+    {
+        var (rank0, rank1) = AttachTwo();
+        var periodic = await CommitPeriodicAsync(rank0, rank1, step: 50);
+        _time.Advance(TimeSpan.FromSeconds(1));
+        var id = _coordinator.Terminate(TerminationSource.Signal).CheckpointId!;
+        Assert.True(rank0.Commands.Reader.TryRead(out var command));
+        _coordinator.Report(rank0.Id, id, 60, Dump(command, rank: 0, seed: 3), NoMetadata);
+
+        _time.Advance(Grace - Margin);
+        var outcome = await _coordinator.Terminated.WaitAsync(Bound);
+
+        Assert.NotNull(outcome);
+        Assert.Equal(id, outcome.CheckpointId);
+        Assert.Equal(CheckpointStatus.Failed, outcome.Status);
+        Assert.Equal(FlushFailureCause.DeadlineExceeded, outcome.FailureCause);
+        Assert.Contains("rank(s) 1 reported", outcome.Error, StringComparison.Ordinal);
+        Assert.Equal(periodic, _store.ReadLatestId());
+        Assert.Equal(periodic, _store.FindLatestValid(verifyHashes: true, 64 * 1024, null, CancellationToken.None)?.Id);
+        Assert.False(Directory.Exists(_store.Layout.CommittedDirectory(id)));
+        Assert.False(Directory.Exists(_store.Layout.PartialDirectory(id)));
+
+        var late = Assert.Throws<FlushRequestException>(
+            () => _coordinator.Report(rank1.Id, id, 60, Dump(command, rank: 1, seed: 4), NoMetadata));
+        Assert.Equal(FlushRequestError.FailedPrecondition, late.Error);
+        Assert.Equal(periodic, _store.ReadLatestId());
+
+        var samples = await MetricsText.CollectAsync(_registry);
+        Assert.Equal(1, samples.Value("checkpoint_deadline_misses_total"));
+        Assert.Equal(1, samples.Value("checkpoint_flush_failures_total", ("cause", "deadline_exceeded")));
+        Assert.Equal(1, samples.Value("checkpoint_flushes_total", ("reason", "preemption"), ("outcome", "failed")));
+        Assert.Equal(1, samples.Value("checkpoint_flushes_total", ("reason", "periodic"), ("outcome", "committed")));
+    }
+
+    [Fact]
+    public void Terminate_JustBeforeDeadline_StillCollecting()
+    {
+        var (rank0, _) = AttachTwo();
+        _coordinator.Terminate(TerminationSource.Signal);
+        Assert.True(rank0.Commands.Reader.TryRead(out _));
+
+        _time.Advance(Grace - Margin - TimeSpan.FromMilliseconds(1));
+
+        Assert.False(_coordinator.Terminated.IsCompleted);
+    }
+
+    [Fact]
+    public async Task Detach_ExpectedRankBeforeReporting_FailsTrainerLost()
+    {
+        var (rank0, rank1) = AttachTwo();
+        var id = _coordinator.Terminate(TerminationSource.Signal).CheckpointId!;
+        Assert.True(rank0.Commands.Reader.TryRead(out var command));
+        _coordinator.Report(rank0.Id, id, 9, Dump(command, rank: 0, seed: 1), NoMetadata);
+
+        _coordinator.Detach(rank1.Id);
+
+        var outcome = await _coordinator.Terminated.WaitAsync(Bound);
+        Assert.NotNull(outcome);
+        Assert.Equal(CheckpointStatus.Failed, outcome.Status);
+        Assert.Equal(FlushFailureCause.TrainerLost, outcome.FailureCause);
+        Assert.Contains("rank 1", outcome.Error, StringComparison.Ordinal);
+        // The stream's command queue is closed: once the pending dump command is read, it completes.
+        Assert.True(rank1.Commands.Reader.TryRead(out _));
+        await rank1.Commands.Reader.Completion.WaitAsync(Bound);
+        Assert.Equal([0], _coordinator.Trainers().Select(t => t.Rank));
+        Assert.Null(_store.ReadLatestId());
+        var samples = await MetricsText.CollectAsync(_registry);
+        Assert.Equal(1, samples.Value("checkpoint_flush_failures_total", ("cause", "trainer_lost")));
+        Assert.Equal(1, samples.Value("checkpoint_trainers_attached"));
+    }
+
+    [Fact]
+    public void Attach_SameRankTwice_ThrowsAlreadyExists()
+    {
+        AttachTwo();
+
+        var e = Assert.Throws<FlushRequestException>(() => _coordinator.Attach(1, "again"));
+
+        Assert.Equal(FlushRequestError.AlreadyExists, e.Error);
+    }
+
+    [Fact]
+    public async Task BeginCheckpoint_BothRanksSameStep_ShareOneCheckpoint()
+    {
+        var (rank0, rank1) = AttachTwo();
+
+        var command0 = _coordinator.BeginCheckpoint(rank0.Id, 10, CheckpointReason.Periodic);
+        var command1 = _coordinator.BeginCheckpoint(rank1.Id, 10, CheckpointReason.Periodic);
+
+        Assert.Equal(command0, command1);
+        Assert.Equal(CheckpointReason.Periodic, command0.Reason);
+        Assert.Null(command0.Deadline);
+        _coordinator.Report(rank0.Id, command0.CheckpointId, 10, Dump(command0, rank: 0, seed: 1), NoMetadata);
+        _coordinator.Report(rank1.Id, command1.CheckpointId, 10, Dump(command1, rank: 1, seed: 2), NoMetadata);
+        var outcome = await _coordinator.WaitAsync(command0.CheckpointId, CancellationToken.None).WaitAsync(Bound);
+        Assert.Equal(CheckpointStatus.Committed, outcome.Status);
+        Assert.Equal(10, CheckpointManifest.Read(Path.Combine(outcome.Directory!, "manifest.json")).Step);
+        Assert.Equal(command0.CheckpointId, _coordinator.LastCommittedId);
+    }
+
+    [Fact]
+    public async Task BeginCheckpoint_LaterStep_SupersedesCollectingOlder()
+    {
+        var (rank0, rank1) = AttachTwo();
+        var older = _coordinator.BeginCheckpoint(rank0.Id, 10, CheckpointReason.Periodic);
+        _coordinator.Report(rank0.Id, older.CheckpointId, 10, Dump(older, rank: 0, seed: 1), NoMetadata);
+        var olderOutcome = _coordinator.WaitAsync(older.CheckpointId, CancellationToken.None);
+
+        var newer = _coordinator.BeginCheckpoint(rank0.Id, 20, CheckpointReason.Periodic);
+
+        Assert.NotEqual(older.CheckpointId, newer.CheckpointId);
+        var outcome = await olderOutcome.WaitAsync(Bound);
+        Assert.Equal(CheckpointStatus.Superseded, outcome.Status);
+        Assert.False(Directory.Exists(older.StagingDirectory));
+        var late = Assert.Throws<FlushRequestException>(
+            () => _coordinator.Report(rank1.Id, older.CheckpointId, 10, Dump(older, rank: 1, seed: 2), NoMetadata));
+        Assert.Equal(FlushRequestError.FailedPrecondition, late.Error);
+        Assert.Equal(newer, _coordinator.BeginCheckpoint(rank1.Id, 20, CheckpointReason.Periodic));
+        var samples = await MetricsText.CollectAsync(_registry);
+        Assert.Equal(1, samples.Value("checkpoint_flushes_total", ("reason", "periodic"), ("outcome", "superseded")));
+    }
+
+    [Fact]
+    public void BeginCheckpoint_OlderStepWhileNewerCollecting_ThrowsFailedPrecondition()
+    {
+        var (rank0, rank1) = AttachTwo();
+        _coordinator.BeginCheckpoint(rank0.Id, 20, CheckpointReason.Periodic);
+
+        var e = Assert.Throws<FlushRequestException>(() => _coordinator.BeginCheckpoint(rank1.Id, 10, CheckpointReason.Periodic));
+
+        Assert.Equal(FlushRequestError.FailedPrecondition, e.Error);
+    }
+
+    [Fact]
+    public void BeginCheckpoint_PreemptionReason_ThrowsInvalidArgument()
+    {
+        var (rank0, _) = AttachTwo();
+
+        var e = Assert.Throws<FlushRequestException>(() => _coordinator.BeginCheckpoint(rank0.Id, 10, CheckpointReason.Preemption));
+
+        Assert.Equal(FlushRequestError.InvalidArgument, e.Error);
+    }
+
+    [Fact]
+    public void BeginCheckpoint_DuringTermination_ThrowsFailedPrecondition()
+    {
+        var (rank0, _) = AttachTwo();
+        _coordinator.Terminate(TerminationSource.TrainerNotice);
+
+        var e = Assert.Throws<FlushRequestException>(() => _coordinator.BeginCheckpoint(rank0.Id, 10, CheckpointReason.Periodic));
+
+        Assert.Equal(FlushRequestError.FailedPrecondition, e.Error);
+    }
+
+    [Fact]
+    public async Task Terminate_WhilePeriodicCollecting_SupersedesIt()
+    {
+        var (rank0, _) = AttachTwo();
+        var periodic = _coordinator.BeginCheckpoint(rank0.Id, 10, CheckpointReason.Periodic);
+        var periodicOutcome = _coordinator.WaitAsync(periodic.CheckpointId, CancellationToken.None);
+
+        var ticket = _coordinator.Terminate(TerminationSource.Signal);
+
+        Assert.NotEqual(periodic.CheckpointId, ticket.CheckpointId);
+        Assert.Equal(CheckpointStatus.Superseded, (await periodicOutcome.WaitAsync(Bound)).Status);
+    }
+
+    [Fact]
+    public async Task Terminate_NoTrainersAttached_TerminatedCompletesWithNull()
+    {
+        var ticket = _coordinator.Terminate(TerminationSource.Signal);
+
+        Assert.Null(ticket.CheckpointId);
+        Assert.Null(ticket.Deadline);
+        Assert.Null(await _coordinator.Terminated.WaitAsync(Bound));
+        Assert.Equal(new TerminationTicket(null, null), _coordinator.Terminate(TerminationSource.PreStopHook));
+        Assert.True(_coordinator.IsTerminating);
+    }
+
+    [Fact]
+    public async Task Report_PeriodicsBeyondKeep_RetiresOldest()
+    {
+        var (rank0, rank1) = AttachTwo();
+        var ids = new List<string>();
+        for (var step = 1; step <= 4; step++)
+        {
+            ids.Add(await CommitPeriodicAsync(rank0, rank1, step));
+            _time.Advance(TimeSpan.FromSeconds(1));
+        }
+
+        Assert.Equal(ids[1..], _store.Layout.CommittedCandidates().Order(StringComparer.Ordinal));
+        Assert.Equal(ids[^1], _store.ReadLatestId());
+    }
+
+    private (AttachedTrainer Rank0, AttachedTrainer Rank1) AttachTwo() =>
+        (_coordinator.Attach(0, "rank 0"), _coordinator.Attach(1, "rank 1"));
+
+    /// <summary>What a trainer does on a dump command: writes its files into staging. A copy is kept to compare with.</summary>
+    private List<string> Dump(DumpCommand command, int rank, int seed)
+    {
+        var files = new List<string> { $"rank{rank}/model.bin", $"rank{rank}/optimizer/state.bin" };
+        for (var i = 0; i < files.Count; i++)
+        {
+            var bytes = TempDirectory.RandomBytes((70 * 1024 * (i + 1)) + seed, seed * 10 + i);
+            TempDirectory.WriteFile(command.StagingDirectory, files[i], bytes);
+            TempDirectory.WriteFile(_temp.Combine("expected"), files[i], bytes);
+        }
+
+        return files;
+    }
+
+    private async Task<string> CommitPeriodicAsync(AttachedTrainer rank0, AttachedTrainer rank1, long step)
+    {
+        var command = _coordinator.BeginCheckpoint(rank0.Id, step, CheckpointReason.Periodic);
+        Assert.Equal(command, _coordinator.BeginCheckpoint(rank1.Id, step, CheckpointReason.Periodic));
+        _coordinator.Report(rank0.Id, command.CheckpointId, step, Dump(command, rank: 0, seed: (int)step), NoMetadata);
+        _coordinator.Report(rank1.Id, command.CheckpointId, step, Dump(command, rank: 1, seed: (int)step + 1000), NoMetadata);
+        var outcome = await _coordinator.WaitAsync(command.CheckpointId, CancellationToken.None).WaitAsync(Bound);
+        Assert.Equal(CheckpointStatus.Committed, outcome.Status);
+        return command.CheckpointId;
+    }
+}

@@ -1,0 +1,119 @@
+using Checkpoint.Sidecar.Flush;
+
+namespace Checkpoint.Sidecar.Tests.Flush;
+
+public sealed class FlushPlannerTests
+{
+    private static readonly DateTimeOffset Trigger = new(2026, 11, 29, 2, 45, 0, TimeSpan.Zero);
+    private static readonly TimeSpan Grace = TimeSpan.FromSeconds(30);
+    private static readonly TimeSpan Margin = TimeSpan.FromSeconds(2);
+
+    [Fact]
+    public void PreemptionDeadline_NoDeletionTimestamp_IsTriggerPlusGraceMinusMargin()
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+
+        Assert.Equal(Trigger + TimeSpan.FromSeconds(28), planner.PreemptionDeadline(Trigger));
+    }
+
+    [Fact]
+    public void PreemptionDeadline_GraceFromPodSpec_UsesIt()
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+
+        planner.UseGracePeriod(TimeSpan.FromSeconds(120));
+
+        Assert.Equal(TimeSpan.FromSeconds(120), planner.GracePeriod);
+        Assert.Equal(Trigger + TimeSpan.FromSeconds(118), planner.PreemptionDeadline(Trigger));
+    }
+
+    [Fact]
+    public void PreemptionDeadline_DeletionTimestamp_IsDeletionMinusMargin()
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+        var deletion = Trigger + TimeSpan.FromSeconds(10);
+
+        Assert.Equal(Trigger + TimeSpan.FromSeconds(8), planner.PreemptionDeadline(Trigger, deletion));
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(-5)]
+    public void PreemptionDeadline_DeletionWithinMargin_IsNeverBeforeTrigger(double deletionAfterTriggerSeconds)
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+
+        Assert.Equal(Trigger, planner.PreemptionDeadline(Trigger, Trigger + TimeSpan.FromSeconds(deletionAfterTriggerSeconds)));
+    }
+
+    [Fact]
+    public void PreemptionDeadline_GraceShorterThanMargin_IsTrigger()
+    {
+        var planner = new FlushPlanner(TimeSpan.FromSeconds(1), Margin);
+
+        Assert.Equal(Trigger, planner.PreemptionDeadline(Trigger));
+    }
+
+    [Fact]
+    public void PredictPersistTime_NoMeasurement_IsNull()
+    {
+        Assert.Null(new FlushPlanner(Grace, Margin).PredictPersistTime(1_000_000));
+    }
+
+    [Fact]
+    public void PredictPersistTime_AfterMeasurement_IsBytesOverCopyRatePlusBytesOverVerifyRate()
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+
+        // 1000 MB copied in 2 s (500 MB/s) and read back in 1 s (1000 MB/s).
+        planner.RecordThroughput(1_000_000_000, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(1));
+
+        Assert.Equal(TimeSpan.FromSeconds(3), planner.PredictPersistTime(1_000_000_000));
+        Assert.Equal(TimeSpan.FromSeconds(6), planner.PredictPersistTime(2_000_000_000));
+    }
+
+    [Fact]
+    public void PredictPersistTime_SecondMeasurement_BlendsRates()
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+        planner.RecordThroughput(1000, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+
+        planner.RecordThroughput(3000, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+
+        // Both rates blend to 2000 B/s.
+        Assert.Equal(TimeSpan.FromSeconds(2), planner.PredictPersistTime(2000));
+    }
+
+    [Theory]
+    [InlineData(0, 1.0)]
+    [InlineData(1000, 0.0)]
+    public void RecordThroughput_NothingMeasurable_IsIgnored(long bytes, double copySeconds)
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+
+        planner.RecordThroughput(bytes, TimeSpan.FromSeconds(copySeconds), TimeSpan.FromSeconds(1));
+
+        Assert.Null(planner.PredictPersistTime(1000));
+    }
+
+    [Fact]
+    public void MayFinishInFlightUpload_NoMeasurement_IsFalse()
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+
+        Assert.False(planner.MayFinishInFlightUpload(1, 1, TimeSpan.FromDays(1)));
+    }
+
+    [Theory]
+    [InlineData(6.0, true)]
+    [InlineData(10.0, true)]
+    [InlineData(5.9, false)]
+    public void MayFinishInFlightUpload_AfterMeasurement_TrueOnlyWhenBothFit(double secondsLeft, bool expected)
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+        planner.RecordThroughput(1000, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(1));
+
+        // In flight: 1000 B left (3 s); preemption: 1000 B (3 s).
+        Assert.Equal(expected, planner.MayFinishInFlightUpload(1000, 1000, TimeSpan.FromSeconds(secondsLeft)));
+    }
+}
