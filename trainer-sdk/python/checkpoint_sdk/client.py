@@ -144,6 +144,7 @@ class CheckpointClient:
         self._changed = threading.Condition(self._lock)
         self._closed = threading.Event()
         self._attached = threading.Event()
+        self._detached = threading.Event()
         self._channel: Optional[grpc.Channel] = None
         self._stub: Optional[pb_grpc.CheckpointServiceStub] = None
         self._call = None
@@ -206,6 +207,10 @@ class CheckpointClient:
     def wait_attached(self, timeout: float) -> bool:
         """Waits until the client is attached (again, after the sidecar restarted); False on timeout."""
         return self._attached.wait(timeout)
+
+    def wait_detached(self, timeout: float) -> bool:
+        """Waits until the attachment is lost (the sidecar went away); False on timeout."""
+        return self._detached.wait(timeout)
 
     def on_dump_requested(self, handler: Callable[[DumpRequest], None]) -> Callable[[], None]:
         """Registers a callback for pushed dump requests (runs on a background thread; only note the request there).
@@ -397,6 +402,7 @@ class CheckpointClient:
             self._grace_period = g.seconds + g.nanos / 1e9
         if old is not None:
             old.close()
+        self._detached.clear()
         self._attached.set()
 
     def _read_commands(self, call, generation: int, first: threading.Event, result: Dict[str, object]) -> None:
@@ -436,6 +442,7 @@ class CheckpointClient:
 
     def _on_attachment_lost(self, why: str) -> None:
         self._attached.clear()
+        self._detached.set()
         self._log(f"detached from the checkpoint sidecar: {why}")
         if self.handle_termination and self.termination_requested:
             with self._lock:

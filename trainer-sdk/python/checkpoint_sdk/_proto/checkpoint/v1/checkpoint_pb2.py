@@ -22,7 +22,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='checkpoint/v1/checkpoint.proto',
   package='checkpoint.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\x1e\x63heckpoint/v1/checkpoint.proto\x12\rcheckpoint.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"2\n\rAttachRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"t\n\x0eSidecarCommand\x12+\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x17.checkpoint.v1.AttachedH\x00\x12*\n\x04\x64ump\x18\x02 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequestH\x00\x42\t\n\x07\x63ommand\"O\n\x08\x41ttached\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x98\x01\n\x0b\x44umpRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12,\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bstaging_dir\x18\x04 \x01(\t\"k\n\x16\x42\x65ginCheckpointRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12/\n\x06reason\x18\x03 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\"C\n\x17\x42\x65ginCheckpointResponse\x12(\n\x04\x64ump\x18\x01 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequest\"\xce\x01\n\x11ReportDumpRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\r\n\x05\x66iles\x18\x04 \x03(\t\x12@\n\x08metadata\x18\x05 \x03(\x0b\x32..checkpoint.v1.ReportDumpRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x12ReportDumpResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x16\n\x0eranks_reported\x18\x02 \x01(\x05\x12\x16\n\x0eranks_expected\x18\x03 \x01(\x05\"1\n\x18WaitForCheckpointRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\"\xb9\x01\n\x11\x43heckpointOutcome\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointStatus\x12\x11\n\tdirectory\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12,\n\x07timings\x18\x06 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\".\n\x18NotifyTerminationRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\"`\n\x19NotifyTerminationResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x1aGetLatestCheckpointRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\"P\n\x1bGetLatestCheckpointResponse\x12\x31\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1d.checkpoint.v1.CheckpointInfo\"\xab\x02\n\x0e\x43heckpointInfo\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x11\n\tdirectory\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12/\n\x06reason\x18\x04 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x08metadata\x18\x06 \x03(\x0b\x32+.checkpoint.v1.CheckpointInfo.MetadataEntry\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10GetStatusRequest\"\xde\x01\n\x11GetStatusResponse\x12/\n\x0cgrace_period\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08trainers\x18\x02 \x03(\x0b\x32\x1a.checkpoint.v1.TrainerInfo\x12\x13\n\x0bterminating\x18\x03 \x01(\x08\x12$\n\x1clast_committed_checkpoint_id\x18\x04 \x01(\t\x12/\n\nlast_flush\x18\x05 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\"D\n\x0bTrainerInfo\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xa8\x03\n\x0c\x46lushTimings\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12)\n\x06notify\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x64ump\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x63opy\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06verify\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05total\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62udget\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x62udget_used_ratio\x18\n \x01(\x01\x12\r\n\x05\x62ytes\x18\x0b \x01(\x03*\x95\x01\n\x10\x43heckpointReason\x12!\n\x1d\x43HECKPOINT_REASON_UNSPECIFIED\x10\x00\x12 \n\x1c\x43HECKPOINT_REASON_PREEMPTION\x10\x01\x12\x1e\n\x1a\x43HECKPOINT_REASON_PERIODIC\x10\x02\x12\x1c\n\x18\x43HECKPOINT_REASON_MANUAL\x10\x03*\x96\x01\n\x10\x43heckpointStatus\x12!\n\x1d\x43HECKPOINT_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43HECKPOINT_STATUS_COMMITTED\x10\x01\x12\x1c\n\x18\x43HECKPOINT_STATUS_FAILED\x10\x02\x12 \n\x1c\x43HECKPOINT_STATUS_SUPERSEDED\x10\x03\x32\x97\x05\n\x11\x43heckpointService\x12G\n\x06\x41ttach\x12\x1c.checkpoint.v1.AttachRequest\x1a\x1d.checkpoint.v1.SidecarCommand0\x01\x12`\n\x0f\x42\x65ginCheckpoint\x12%.checkpoint.v1.BeginCheckpointRequest\x1a&.checkpoint.v1.BeginCheckpointResponse\x12Q\n\nReportDump\x12 .checkpoint.v1.ReportDumpRequest\x1a!.checkpoint.v1.ReportDumpResponse\x12^\n\x11WaitForCheckpoint\x12\'.checkpoint.v1.WaitForCheckpointRequest\x1a .checkpoint.v1.CheckpointOutcome\x12\x66\n\x11NotifyTermination\x12\'.checkpoint.v1.NotifyTerminationRequest\x1a(.checkpoint.v1.NotifyTerminationResponse\x12l\n\x13GetLatestCheckpoint\x12).checkpoint.v1.GetLatestCheckpointRequest\x1a*.checkpoint.v1.GetLatestCheckpointResponse\x12N\n\tGetStatus\x12\x1f.checkpoint.v1.GetStatusRequest\x1a .checkpoint.v1.GetStatusResponseB\x17\xaa\x02\x14\x43heckpoint.Protos.V1b\x06proto3')
+  serialized_pb=_b('\n\x1e\x63heckpoint/v1/checkpoint.proto\x12\rcheckpoint.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"2\n\rAttachRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"t\n\x0eSidecarCommand\x12+\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x17.checkpoint.v1.AttachedH\x00\x12*\n\x04\x64ump\x18\x02 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequestH\x00\x42\t\n\x07\x63ommand\"O\n\x08\x41ttached\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x98\x01\n\x0b\x44umpRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12,\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bstaging_dir\x18\x04 \x01(\t\"k\n\x16\x42\x65ginCheckpointRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12/\n\x06reason\x18\x03 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\"C\n\x17\x42\x65ginCheckpointResponse\x12(\n\x04\x64ump\x18\x01 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequest\"\xce\x01\n\x11ReportDumpRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\r\n\x05\x66iles\x18\x04 \x03(\t\x12@\n\x08metadata\x18\x05 \x03(\x0b\x32..checkpoint.v1.ReportDumpRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x12ReportDumpResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x16\n\x0eranks_reported\x18\x02 \x01(\x05\x12\x16\n\x0eranks_expected\x18\x03 \x01(\x05\"1\n\x18WaitForCheckpointRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\"\xb9\x01\n\x11\x43heckpointOutcome\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointStatus\x12\x11\n\tdirectory\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12,\n\x07timings\x18\x06 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\"`\n\x18NotifyTerminationRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x30\n\x06source\x18\x02 \x01(\x0e\x32 .checkpoint.v1.TerminationSource\"`\n\x19NotifyTerminationResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x1aGetLatestCheckpointRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\"P\n\x1bGetLatestCheckpointResponse\x12\x31\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1d.checkpoint.v1.CheckpointInfo\"\xab\x02\n\x0e\x43heckpointInfo\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x11\n\tdirectory\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12/\n\x06reason\x18\x04 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x08metadata\x18\x06 \x03(\x0b\x32+.checkpoint.v1.CheckpointInfo.MetadataEntry\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10GetStatusRequest\"\xde\x01\n\x11GetStatusResponse\x12/\n\x0cgrace_period\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08trainers\x18\x02 \x03(\x0b\x32\x1a.checkpoint.v1.TrainerInfo\x12\x13\n\x0bterminating\x18\x03 \x01(\x08\x12$\n\x1clast_committed_checkpoint_id\x18\x04 \x01(\t\x12/\n\nlast_flush\x18\x05 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\"D\n\x0bTrainerInfo\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xa8\x03\n\x0c\x46lushTimings\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12)\n\x06notify\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x64ump\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x63opy\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06verify\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05total\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62udget\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x62udget_used_ratio\x18\n \x01(\x01\x12\r\n\x05\x62ytes\x18\x0b \x01(\x03*\x95\x01\n\x10\x43heckpointReason\x12!\n\x1d\x43HECKPOINT_REASON_UNSPECIFIED\x10\x00\x12 \n\x1c\x43HECKPOINT_REASON_PREEMPTION\x10\x01\x12\x1e\n\x1a\x43HECKPOINT_REASON_PERIODIC\x10\x02\x12\x1c\n\x18\x43HECKPOINT_REASON_MANUAL\x10\x03*\x96\x01\n\x10\x43heckpointStatus\x12!\n\x1d\x43HECKPOINT_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43HECKPOINT_STATUS_COMMITTED\x10\x01\x12\x1c\n\x18\x43HECKPOINT_STATUS_FAILED\x10\x02\x12 \n\x1c\x43HECKPOINT_STATUS_SUPERSEDED\x10\x03*\x83\x01\n\x11TerminationSource\x12\"\n\x1eTERMINATION_SOURCE_UNSPECIFIED\x10\x00\x12%\n!TERMINATION_SOURCE_TRAINER_SIGNAL\x10\x01\x12#\n\x1fTERMINATION_SOURCE_PRESTOP_HOOK\x10\x02\x32\x97\x05\n\x11\x43heckpointService\x12G\n\x06\x41ttach\x12\x1c.checkpoint.v1.AttachRequest\x1a\x1d.checkpoint.v1.SidecarCommand0\x01\x12`\n\x0f\x42\x65ginCheckpoint\x12%.checkpoint.v1.BeginCheckpointRequest\x1a&.checkpoint.v1.BeginCheckpointResponse\x12Q\n\nReportDump\x12 .checkpoint.v1.ReportDumpRequest\x1a!.checkpoint.v1.ReportDumpResponse\x12^\n\x11WaitForCheckpoint\x12\'.checkpoint.v1.WaitForCheckpointRequest\x1a .checkpoint.v1.CheckpointOutcome\x12\x66\n\x11NotifyTermination\x12\'.checkpoint.v1.NotifyTerminationRequest\x1a(.checkpoint.v1.NotifyTerminationResponse\x12l\n\x13GetLatestCheckpoint\x12).checkpoint.v1.GetLatestCheckpointRequest\x1a*.checkpoint.v1.GetLatestCheckpointResponse\x12N\n\tGetStatus\x12\x1f.checkpoint.v1.GetStatusRequest\x1a .checkpoint.v1.GetStatusResponseB\x17\xaa\x02\x14\x43heckpoint.Protos.V1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_duration__pb2.DESCRIPTOR,google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -51,8 +51,8 @@ _CHECKPOINTREASON = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2556,
-  serialized_end=2705,
+  serialized_start=2606,
+  serialized_end=2755,
 )
 _sym_db.RegisterEnumDescriptor(_CHECKPOINTREASON)
 
@@ -82,12 +82,39 @@ _CHECKPOINTSTATUS = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2708,
-  serialized_end=2858,
+  serialized_start=2758,
+  serialized_end=2908,
 )
 _sym_db.RegisterEnumDescriptor(_CHECKPOINTSTATUS)
 
 CheckpointStatus = enum_type_wrapper.EnumTypeWrapper(_CHECKPOINTSTATUS)
+_TERMINATIONSOURCE = _descriptor.EnumDescriptor(
+  name='TerminationSource',
+  full_name='checkpoint.v1.TerminationSource',
+  filename=None,
+  file=DESCRIPTOR,
+  values=[
+    _descriptor.EnumValueDescriptor(
+      name='TERMINATION_SOURCE_UNSPECIFIED', index=0, number=0,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='TERMINATION_SOURCE_TRAINER_SIGNAL', index=1, number=1,
+      options=None,
+      type=None),
+    _descriptor.EnumValueDescriptor(
+      name='TERMINATION_SOURCE_PRESTOP_HOOK', index=2, number=2,
+      options=None,
+      type=None),
+  ],
+  containing_type=None,
+  options=None,
+  serialized_start=2911,
+  serialized_end=3042,
+)
+_sym_db.RegisterEnumDescriptor(_TERMINATIONSOURCE)
+
+TerminationSource = enum_type_wrapper.EnumTypeWrapper(_TERMINATIONSOURCE)
 CHECKPOINT_REASON_UNSPECIFIED = 0
 CHECKPOINT_REASON_PREEMPTION = 1
 CHECKPOINT_REASON_PERIODIC = 2
@@ -96,6 +123,9 @@ CHECKPOINT_STATUS_UNSPECIFIED = 0
 CHECKPOINT_STATUS_COMMITTED = 1
 CHECKPOINT_STATUS_FAILED = 2
 CHECKPOINT_STATUS_SUPERSEDED = 3
+TERMINATION_SOURCE_UNSPECIFIED = 0
+TERMINATION_SOURCE_TRAINER_SIGNAL = 1
+TERMINATION_SOURCE_PRESTOP_HOOK = 2
 
 
 
@@ -596,6 +626,13 @@ _NOTIFYTERMINATIONREQUEST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='source', full_name='checkpoint.v1.NotifyTerminationRequest.source', index=1,
+      number=2, type=14, cpp_type=8, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -609,7 +646,7 @@ _NOTIFYTERMINATIONREQUEST = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=1239,
-  serialized_end=1285,
+  serialized_end=1335,
 )
 
 
@@ -646,8 +683,8 @@ _NOTIFYTERMINATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1287,
-  serialized_end=1383,
+  serialized_start=1337,
+  serialized_end=1433,
 )
 
 
@@ -677,8 +714,8 @@ _GETLATESTCHECKPOINTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1385,
-  serialized_end=1427,
+  serialized_start=1435,
+  serialized_end=1477,
 )
 
 
@@ -708,8 +745,8 @@ _GETLATESTCHECKPOINTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1429,
-  serialized_end=1509,
+  serialized_start=1479,
+  serialized_end=1559,
 )
 
 
@@ -818,8 +855,8 @@ _CHECKPOINTINFO = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1512,
-  serialized_end=1811,
+  serialized_start=1562,
+  serialized_end=1861,
 )
 
 
@@ -842,8 +879,8 @@ _GETSTATUSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1813,
-  serialized_end=1831,
+  serialized_start=1863,
+  serialized_end=1881,
 )
 
 
@@ -901,8 +938,8 @@ _GETSTATUSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1834,
-  serialized_end=2056,
+  serialized_start=1884,
+  serialized_end=2106,
 )
 
 
@@ -946,8 +983,8 @@ _TRAINERINFO = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2058,
-  serialized_end=2126,
+  serialized_start=2108,
+  serialized_end=2176,
 )
 
 
@@ -1047,8 +1084,8 @@ _FLUSHTIMINGS = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2129,
-  serialized_end=2553,
+  serialized_start=2179,
+  serialized_end=2603,
 )
 
 _SIDECARCOMMAND.fields_by_name['attached'].message_type = _ATTACHED
@@ -1068,6 +1105,7 @@ _REPORTDUMPREQUEST_METADATAENTRY.containing_type = _REPORTDUMPREQUEST
 _REPORTDUMPREQUEST.fields_by_name['metadata'].message_type = _REPORTDUMPREQUEST_METADATAENTRY
 _CHECKPOINTOUTCOME.fields_by_name['status'].enum_type = _CHECKPOINTSTATUS
 _CHECKPOINTOUTCOME.fields_by_name['timings'].message_type = _FLUSHTIMINGS
+_NOTIFYTERMINATIONREQUEST.fields_by_name['source'].enum_type = _TERMINATIONSOURCE
 _NOTIFYTERMINATIONRESPONSE.fields_by_name['deadline'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 _GETLATESTCHECKPOINTRESPONSE.fields_by_name['checkpoint'].message_type = _CHECKPOINTINFO
 _CHECKPOINTINFO_METADATAENTRY.containing_type = _CHECKPOINTINFO
@@ -1106,6 +1144,7 @@ DESCRIPTOR.message_types_by_name['TrainerInfo'] = _TRAINERINFO
 DESCRIPTOR.message_types_by_name['FlushTimings'] = _FLUSHTIMINGS
 DESCRIPTOR.enum_types_by_name['CheckpointReason'] = _CHECKPOINTREASON
 DESCRIPTOR.enum_types_by_name['CheckpointStatus'] = _CHECKPOINTSTATUS
+DESCRIPTOR.enum_types_by_name['TerminationSource'] = _TERMINATIONSOURCE
 _sym_db.RegisterFileDescriptor(DESCRIPTOR)
 
 AttachRequest = _reflection.GeneratedProtocolMessageType('AttachRequest', (_message.Message,), dict(
@@ -1271,8 +1310,8 @@ _CHECKPOINTSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=2861,
-  serialized_end=3524,
+  serialized_start=3045,
+  serialized_end=3708,
   methods=[
   _descriptor.MethodDescriptor(
     name='Attach',

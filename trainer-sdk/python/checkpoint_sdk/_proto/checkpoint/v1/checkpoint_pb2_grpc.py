@@ -89,7 +89,8 @@ class CheckpointServiceServicer(object):
     raise NotImplementedError('Method not implemented!')
 
   def NotifyTermination(self, request, context):
-    """The trainer process received SIGTERM itself: start (or join) the preemption flush.
+    """The pod is terminating: the trainer process received SIGTERM itself, or a preStop hook runs.
+    Starts (or joins) the preemption flush; any number of calls make one flush.
     """
     context.set_code(grpc.StatusCode.UNIMPLEMENTED)
     context.set_details('Method not implemented!')
