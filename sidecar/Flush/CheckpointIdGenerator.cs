@@ -5,7 +5,8 @@ namespace Checkpoint.Sidecar.Flush;
 
 /// <summary>
 /// Checkpoint ids sort by creation time (retention and resume fall back on that order) and say why
-/// the checkpoint was taken: <c>20261129T024500123Z-preemption</c>.
+/// the checkpoint was taken: <c>20261129T024500123Z-preemption</c>; a second id in the same
+/// millisecond gets <c>-002</c> (zero-padded so that ids keep sorting in order).
 /// </summary>
 internal sealed class CheckpointIdGenerator(TimeProvider time, CheckpointLayout layout)
 {
@@ -25,7 +26,7 @@ internal sealed class CheckpointIdGenerator(TimeProvider time, CheckpointLayout 
         // Same millisecond, or a directory of that name from an earlier pod with a skewed clock.
         for (var n = 2; _issuedThisStamp.Contains(id) || Directory.Exists(layout.CommittedDirectory(id)); n++)
         {
-            id = $"{stamp}-{reason.ToLabel()}-{n}";
+            id = string.Create(CultureInfo.InvariantCulture, $"{stamp}-{reason.ToLabel()}-{n:D3}");
         }
 
         _issuedThisStamp.Add(id);

@@ -35,7 +35,7 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
                 lastCopied = now > lastCopied ? now : lastCopied;
             }
 
-            VerifyFile(entry, partialDirectory, cancellationToken);
+            VerifyFile(entry, partialDirectory, onBytes: null, cancellationToken);
             entries[index] = entry;
         }, cancellationToken).ConfigureAwait(false);
 
@@ -51,13 +51,13 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
 
     /// <summary>Re-reads every file from storage with the cache dropped and compares its hash.</summary>
     /// <exception cref="VerificationFailedException">The first file whose bytes differ.</exception>
-    public Task VerifyAsync(IReadOnlyList<ManifestFile> entries, string directory, CancellationToken cancellationToken) =>
-        ForEachFileAsync(Enumerable.Range(0, entries.Count).ToList(), index => VerifyFile(entries[index], directory, cancellationToken), cancellationToken);
+    public Task VerifyAsync(IReadOnlyList<ManifestFile> entries, string directory, Action<long>? onBytes, CancellationToken cancellationToken) =>
+        ForEachFileAsync(Enumerable.Range(0, entries.Count).ToList(), index => VerifyFile(entries[index], directory, onBytes, cancellationToken), cancellationToken);
 
-    private void VerifyFile(ManifestFile entry, string directory, CancellationToken cancellationToken)
+    private void VerifyFile(ManifestFile entry, string directory, Action<long>? onBytes, CancellationToken cancellationToken)
     {
         var path = Path.Combine(directory, entry.Path);
-        var actual = FileHasher.HashFromStorage(path, bufferSize, onBytes: null, cancellationToken);
+        var actual = FileHasher.HashFromStorage(path, bufferSize, onBytes, cancellationToken);
         if (!string.Equals(actual, entry.Xxh128, StringComparison.Ordinal))
         {
             throw new VerificationFailedException(entry.Path, entry.Xxh128, actual);
@@ -69,7 +69,9 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
         var destination = Path.Combine(partialDirectory, file.RelativePath);
         Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
 
-        using var source = File.OpenHandle(file.SourcePath, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+        // Not File.OpenHandle(SourcePath): the trainer could have swapped the file for a symlink since
+        // it was validated, and the sidecar can read things the trainer must not get into a checkpoint.
+        using var source = NativeFile.OpenBeneath(file.StagingRoot, file.PathBeneathRoot);
         using var target = File.OpenHandle(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.None, preallocationSize: file.Size);
         var hash = new XxHash128();
         var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);

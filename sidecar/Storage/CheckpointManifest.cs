@@ -55,6 +55,7 @@ public sealed record ManifestTimings(
     PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase,
     WriteIndented = true,
     IgnoreReadOnlyProperties = true,
-    RespectRequiredConstructorParameters = true)]
+    RespectRequiredConstructorParameters = true,
+    RespectNullableAnnotations = true)]
 [JsonSerializable(typeof(CheckpointManifest))]
 internal sealed partial class ManifestJsonContext : JsonSerializerContext;

@@ -120,9 +120,8 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
     {
         var latest = ReadLatestId();
         var removed = new List<string>();
-        var checkpoints = layout.CommittedCandidates().Order(StringComparer.Ordinal).ToList();
-        var excess = checkpoints.Count - keep;
-        foreach (var id in checkpoints.Where(id => id != latest).Take(Math.Max(0, excess)))
+        var beyondNewest = layout.CommittedCandidates().OrderDescending(StringComparer.Ordinal).Skip(keep);
+        foreach (var id in beyondNewest.Where(id => id != latest).Order(StringComparer.Ordinal).ToList())
         {
             var deleting = layout.DeletingDirectory(id);
             Directory.Move(layout.CommittedDirectory(id), deleting);
@@ -210,6 +209,11 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         if (manifest.FormatVersion != CheckpointManifest.CurrentFormatVersion)
         {
             return $"manifest format version {manifest.FormatVersion} is not {CheckpointManifest.CurrentFormatVersion}";
+        }
+
+        if (manifest.Files is null || manifest.Ranks is null)
+        {
+            return "manifest lacks its file or rank list";
         }
 
         if (manifest.Id != id)

@@ -20,6 +20,12 @@ internal static partial class NativeFile
     private const int ORdOnly = 0;
     private const int ODirectory = 0x10000;
     private const int OCloExec = 0x80000;
+    private const int ONonBlock = 0x800;
+    private const int ONoFollow = 0x20000;
+    private const int AtEmptyPath = 0x1000;
+    private const ulong ResolveNoMagicLinks = 0x02;
+    private const ulong ResolveBeneath = 0x08;
+    private const long SysOpenat2 = 437;
 
     public static void Fsync(SafeFileHandle handle, string pathForErrors)
     {
@@ -56,6 +62,51 @@ internal static partial class NativeFile
         }
     }
 
+    /// <summary>
+    /// Opens <paramref name="relativePath"/> for reading without ever leaving <paramref name="root"/>:
+    /// the kernel refuses symlinks and '..' that escape it (openat2 RESOLVE_BENEATH), so a trainer
+    /// cannot swap a validated file for a link to the sidecar's secrets between report and copy.
+    /// O_NONBLOCK keeps a file swapped for a FIFO from blocking the open; the caller checks the type.
+    /// </summary>
+    public static SafeFileHandle OpenBeneath(string root, string relativePath)
+    {
+        var rootFd = open(root, ORdOnly | ODirectory | OCloExec);
+        if (rootFd < 0)
+        {
+            throw ErrorFor("open staging directory", root);
+        }
+
+        using var rootHandle = new SafeFileHandle(rootFd, ownsHandle: true);
+        var how = new OpenHow { Flags = ORdOnly | OCloExec | ONonBlock | ONoFollow, Mode = 0, Resolve = ResolveBeneath | ResolveNoMagicLinks };
+        var fd = (int)syscall_openat2(SysOpenat2, rootHandle, relativePath, ref how, (nuint)Marshal.SizeOf<OpenHow>());
+        if (fd < 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == 18 /* EXDEV */ || errno == 40 /* ELOOP */)
+            {
+                throw new IOException($"'{relativePath}' leads out of the staging directory", errno);
+            }
+
+            throw ErrorFor("openat2", Path.Combine(root, relativePath));
+        }
+
+        var handle = new SafeFileHandle(fd, ownsHandle: true);
+        Span<byte> statx = stackalloc byte[256];
+        if (statx_fd(handle, "", AtEmptyPath, StatxType | StatxSize, ref MemoryMarshal.GetReference(statx)) != 0)
+        {
+            handle.Dispose();
+            throw ErrorFor("statx", relativePath);
+        }
+
+        if ((MemoryMarshal.Read<ushort>(statx[28..]) & 0xF000) != 0x8000)
+        {
+            handle.Dispose();
+            throw new IOException($"'{relativePath}' is no longer a regular file");
+        }
+
+        return handle;
+    }
+
     public static FileKind GetKind(string path)
     {
         Span<byte> statx = stackalloc byte[256];
@@ -82,8 +133,23 @@ internal static partial class NativeFile
         return new IOException($"{call} on '{path}' failed: {new Win32Exception(errno).Message} (errno {errno})", errno);
     }
 
+    [StructLayout(LayoutKind.Sequential)]
+    private struct OpenHow
+    {
+        public ulong Flags;
+        public ulong Mode;
+        public ulong Resolve;
+    }
+
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fsync(SafeFileHandle fd);
+
+    // glibc has no openat2 wrapper; the system call number is the same on every architecture.
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial long syscall_openat2(long number, SafeFileHandle dirfd, string path, ref OpenHow how, nuint size);
+
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int statx_fd(SafeFileHandle dirfd, string path, int flags, uint mask, ref byte buffer);
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int open(string path, int flags);

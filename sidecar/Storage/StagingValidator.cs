@@ -63,7 +63,7 @@ public static class StagingValidator
                     throw new InvalidReportException(reported, "is not a regular file (device, FIFO or socket)");
             }
 
-            files.Add(new StagedFile(relative, real, new FileInfo(real).Length));
+            files.Add(new StagedFile(relative, real, new FileInfo(real).Length, stagingRoot));
         }
 
         return files;

@@ -21,6 +21,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
     private readonly CollectorRegistry _registry = Prometheus.Metrics.NewCustomRegistry();
     private readonly CheckpointStore _store;
     private readonly FlushCoordinator _coordinator;
+    private readonly RecordingReporter _reporter = new();
 
     public FlushCoordinatorTests()
     {
@@ -44,7 +45,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
             NullLogger<CheckpointStore>.Instance);
         var pipeline = new FlushPipeline(_store, options, planner, _time, NullLogger<FlushPipeline>.Instance);
         _coordinator = new FlushCoordinator(
-            options, planner, pipeline, _store, new CheckpointMetrics(_registry), _time, NullLogger<FlushCoordinator>.Instance);
+            options, planner, pipeline, _store, new CheckpointMetrics(_registry), [_reporter], _time, NullLogger<FlushCoordinator>.Instance);
     }
 
     public Task InitializeAsync() => _coordinator.StartAsync(CancellationToken.None);
@@ -479,5 +480,31 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
         var outcome = await _coordinator.WaitAsync(command.CheckpointId, CancellationToken.None).WaitAsync(Bound);
         Assert.Equal(CheckpointStatus.Committed, outcome.Status);
         return command.CheckpointId;
+    }
+
+    /// <summary>Keeps what the coordinator reports, and lets a test await the first flush report.</summary>
+    private sealed class RecordingReporter : IFlushReporter
+    {
+        private readonly TaskCompletionSource<FlushReport> _firstEnded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public List<PreemptionStarted> Started { get; } = [];
+
+        public Task<FlushReport> FirstEnded => _firstEnded.Task;
+
+        public Task PreemptionStartedAsync(PreemptionStarted started, CancellationToken cancellationToken)
+        {
+            lock (Started)
+            {
+                Started.Add(started);
+            }
+
+            return Task.CompletedTask;
+        }
+
+        public Task FlushEndedAsync(FlushReport report, CancellationToken cancellationToken)
+        {
+            _firstEnded.TrySetResult(report);
+            return Task.CompletedTask;
+        }
     }
 }
