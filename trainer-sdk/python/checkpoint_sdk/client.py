@@ -232,7 +232,13 @@ class CheckpointClient:
     def latest(self) -> Optional[LatestCheckpoint]:
         """The newest committed checkpoint with this rank's metadata, or None (start fresh)."""
         response = self._unary("GetLatestCheckpoint", "GetLatestCheckpoint", pb.GetLatestCheckpointRequest(rank=self.rank))
-        return LatestCheckpoint._from_proto(response.checkpoint) if response.HasField("checkpoint") else None
+        if not response.HasField("checkpoint"):
+            return None
+        latest = LatestCheckpoint._from_proto(response.checkpoint)
+        with self._lock:
+            if self._last_checkpoint_step is None:
+                self._last_checkpoint_step = latest.step  # resuming at that step: no periodic copy of it again
+        return latest
 
     def should_checkpoint(self, step: int) -> bool:
         """Whether to write a checkpoint at this step boundary; call it at every step, on every rank.

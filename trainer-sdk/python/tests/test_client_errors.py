@@ -107,6 +107,10 @@ def test_periodic_checkpoint_commits_and_is_returned_for_resume(procs, dirs):
         assert latest.metadata == {"epoch": "3"}
         assert (latest.rank_dir(0) / "sub" / "model.pt").is_file()
         assert_verifies(latest.directory)
+    with client_for(dirs, checkpoint_every=10) as resumed:
+        assert resumed.latest().step == 10
+        assert not resumed.should_checkpoint(10), "the step resumed from is not checkpointed again"
+        assert resumed.should_checkpoint(20)
 
 
 def test_begin_while_terminating_is_failed_precondition(procs, dirs):
