@@ -11,6 +11,11 @@ public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        if (args is [PreStopCommand.Name, .. var rest])
+        {
+            return await PreStopCommand.RunAsync(rest).ConfigureAwait(false);
+        }
+
         WebApplication app;
         try
         {

@@ -61,6 +61,10 @@ public sealed class SidecarOptions
     [ConfigurationKeyName("CHECKPOINT_KUBERNETES_ENABLED")]
     public bool KubernetesEnabled { get; set; } = true;
 
+    /// <summary>Optional Prometheus Pushgateway to push the final metrics to after a preemption flush.</summary>
+    [ConfigurationKeyName("CHECKPOINT_PUSHGATEWAY_URL")]
+    public string PushgatewayUrl { get; set; } = "";
+
     public TimeSpan GracePeriod => TimeSpan.FromSeconds(GracePeriodSeconds);
 
     public TimeSpan SafetyMargin => TimeSpan.FromSeconds(SafetyMarginSeconds);

@@ -63,6 +63,12 @@ public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
             errors.Add($"CHECKPOINT_COPY_BUFFER_KIB: {options.CopyBufferKiB} must be between 64 and 65536.");
         }
 
+        if (!string.IsNullOrEmpty(options.PushgatewayUrl)
+            && (!Uri.TryCreate(options.PushgatewayUrl, UriKind.Absolute, out var pushgateway) || pushgateway.Scheme is not ("http" or "https")))
+        {
+            errors.Add($"CHECKPOINT_PUSHGATEWAY_URL: '{options.PushgatewayUrl}' must be an absolute http:// or https:// URL.");
+        }
+
         RequirePathSegment(errors, "CHECKPOINT_JOB_NAME", options.JobName);
         RequirePathSegment(errors, "POD_NAMESPACE", options.PodNamespace);
 

@@ -517,12 +517,6 @@ internal sealed class FlushCoordinator : BackgroundService
             _metrics.RecordPreemption(session.Cause ?? TerminationSource.Signal.ToString());
         }
 
-        if (outcome.Status != CheckpointStatus.Superseded)
-        {
-            var report = new FlushReport(outcome, session.Reason, session.Cause, _planner.GracePeriod, session.TriggeredAt, _time.GetUtcNow());
-            _metrics.RecordLastFlushDeadlineMissed(report.DeadlineMissed);
-            Report(reporter => reporter.FlushEndedAsync(report, CancellationToken.None));
-        }
 
         switch (outcome.Status)
         {
@@ -545,8 +539,13 @@ internal sealed class FlushCoordinator : BackgroundService
             default:
                 _metrics.RecordSuperseded(session.Reason);
                 FlushLog.Superseded(_logger, session.Id, reason);
-                break;
+                return;
         }
+
+        // After the metrics: a Pushgateway push must carry this flush's figures.
+        var report = new FlushReport(outcome, session.Reason, session.Cause, _planner.GracePeriod, session.TriggeredAt, _time.GetUtcNow());
+        _metrics.RecordLastFlushDeadlineMissed(report.DeadlineMissed);
+        Report(reporter => reporter.FlushEndedAsync(report, CancellationToken.None));
     }
 
     private void RemoveStaging(CheckpointSession session)

@@ -3,6 +3,7 @@ using Checkpoint.Sidecar.Flush;
 using Checkpoint.Sidecar.Grpc;
 using Checkpoint.Sidecar.Kubernetes;
 using Checkpoint.Sidecar.Metrics;
+using Checkpoint.Sidecar.Reporting;
 using Checkpoint.Sidecar.Resume;
 using Checkpoint.Sidecar.Storage;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -60,6 +61,11 @@ public static class SidecarHost
             return new CheckpointLayout(o.StorageDir, o.PodNamespace, o.JobName);
         });
         services.AddSingleton<CheckpointStore>();
+        services.AddSingleton(sp => new FlushRecordStore(sp.GetRequiredService<CheckpointLayout>()));
+        services.AddSingleton<KubernetesConnection>();
+        services.AddSingleton<IFlushReporter, FlushRecordReporter>();
+        services.AddSingleton<IFlushReporter, PodEventReporter>();
+        services.AddSingleton<IFlushReporter, PushgatewayReporter>();
         services.AddSingleton(sp =>
         {
             var o = sp.GetRequiredService<IOptions<SidecarOptions>>().Value;
@@ -74,7 +80,7 @@ public static class SidecarHost
         services.AddSingleton<FlushCoordinator>();
         services.AddHostedService(sp => sp.GetRequiredService<FlushCoordinator>());
         services.AddHostedService<TerminationSignalHandler>();
-        services.AddHostedService<PodGracePeriodReader>();
+        services.AddHostedService<PodWatcher>();
 
         services.AddGrpc(o => o.EnableDetailedErrors = false);
         services.AddOptions<KestrelServerOptions>().Configure<IOptions<SidecarOptions>, ILoggerFactory>((kestrel, sidecar, loggers) =>

@@ -1,5 +1,7 @@
 using Checkpoint.Sidecar.Configuration;
 using Checkpoint.Sidecar.Flush;
+using Checkpoint.Sidecar.Metrics;
+using Checkpoint.Sidecar.Reporting;
 using Checkpoint.Sidecar.Storage;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -9,11 +11,14 @@ namespace Checkpoint.Sidecar.Hosting;
 
 /// <summary>
 /// Before the socket accepts calls: the job directory exists and whatever a killed predecessor left
-/// half-written is swept. Once the server listens: the socket's permissions are set and /readyz
-/// turns ready.
+/// half-written is swept, and the previous pod's last flush (from its record on the shared storage)
+/// is exported as this job's last flush and feeds the prediction. Once the server listens: the
+/// socket's permissions are set and /readyz turns ready.
 /// </summary>
 internal sealed class StartupTasks(
     CheckpointStore store,
+    FlushRecordStore records,
+    CheckpointMetrics metrics,
     IOptions<SidecarOptions> options,
     FlushPlanner planner,
     IHostApplicationLifetime lifetime,
@@ -27,11 +32,33 @@ internal sealed class StartupTasks(
     {
         store.EnsureJobDirectory();
         store.SweepLeftovers();
+        RestoreLastFlush();
         lifetime.ApplicationStarted.Register(OnListening);
         return Task.CompletedTask;
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private void RestoreLastFlush()
+    {
+        if (records.ReadLatest() is not { } record)
+        {
+            return;
+        }
+
+        var timings = FlushRecordReporter.ToTimings(record);
+        if (timings is not null)
+        {
+            planner.RecordFlush(timings);
+            metrics.RestoreLastFlush(timings, record.DeadlineMissed);
+        }
+        else
+        {
+            metrics.RecordLastFlushDeadlineMissed(record.DeadlineMissed);
+        }
+
+        ReportingLog.Restored(logger, record.CheckpointId, record.Reason, record.Outcome, record.Pod, timings?.BudgetUsedRatio ?? double.NaN);
+    }
 
     private void OnListening()
     {

@@ -19,6 +19,9 @@ internal sealed class TerminationSignalHandler(
     /// <summary>Past the deadline, a flush stuck in storage I/O must not keep the pod until SIGKILL.</summary>
     private static readonly TimeSpan StuckFlushAllowance = TimeSpan.FromSeconds(1);
 
+    /// <summary>Reports get at least this long even when the deadline has passed.</summary>
+    private static readonly TimeSpan ReportsMinimum = TimeSpan.FromMilliseconds(500);
+
     private readonly List<PosixSignalRegistration> _registrations = [];
     private int _stopping;
 
@@ -50,6 +53,8 @@ internal sealed class TerminationSignalHandler(
         }
     }
 
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
     private async Task StopWhenFlushedAsync(TerminationTicket ticket)
     {
         var flushed = coordinator.Terminated;
@@ -64,6 +69,10 @@ internal sealed class TerminationSignalHandler(
         }
 
         var outcome = flushed.IsCompleted ? await flushed.ConfigureAwait(false) : null;
+
+        // The Event, the flush record and the Pushgateway push must leave before the process does.
+        var reportsAllowance = ticket.Deadline is { } end ? end - time.GetUtcNow() + StuckFlushAllowance : StuckFlushAllowance;
+        await Task.WhenAny(coordinator.ReportsDrained, Task.Delay(Max(reportsAllowance, ReportsMinimum), time)).ConfigureAwait(false);
         // Exit 1 tells the kubelet (and anyone reading the pod status) that the flush did not commit.
         Environment.ExitCode = outcome is null || outcome.Status == CheckpointStatus.Committed ? 0 : 1;
         if (!flushed.IsCompleted)

@@ -7,12 +7,21 @@ internal static partial class KubernetesLog
     [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "Grace period {Seconds} s read from pod {Namespace}/{Pod}")]
     public static partial void GraceFromPod(ILogger logger, string @namespace, string pod, long seconds);
 
-    [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "Not running in a cluster (or POD_NAME unset): grace period {Seconds} s from CHECKPOINT_GRACE_PERIOD_SECONDS")]
-    public static partial void NotInCluster(ILogger logger, double seconds);
+    [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "No Kubernetes API ({Why}): the grace period comes from CHECKPOINT_GRACE_PERIOD_SECONDS; signals and hooks trigger flushes")]
+    public static partial void NoApi(ILogger logger, string why);
 
-    [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "Kubernetes API unreachable reading pod {Namespace}/{Pod} ({Error}): grace period {Seconds} s from CHECKPOINT_GRACE_PERIOD_SECONDS; signals and hooks still trigger flushes")]
+    [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "Kubernetes API unreachable for pod {Namespace}/{Pod} ({Error}); using a grace period of {Seconds} s; signals and hooks still trigger flushes; retrying in the background")]
     public static partial void ApiUnreachable(ILogger logger, string @namespace, string pod, string error, double seconds);
 
-    [LoggerMessage(EventId = 303, Level = LogLevel.Information, Message = "CHECKPOINT_KUBERNETES_ENABLED=false: grace period {Seconds} s from CHECKPOINT_GRACE_PERIOD_SECONDS")]
-    public static partial void Disabled(ILogger logger, double seconds);
+    [LoggerMessage(EventId = 303, Level = LogLevel.Information, Message = "Watching pod {Namespace}/{Pod}")]
+    public static partial void Watching(ILogger logger, string @namespace, string pod);
+
+    [LoggerMessage(EventId = 304, Level = LogLevel.Warning, Message = "Pod {Pod} is terminating: deletionTimestamp {Deletion:O}, DisruptionTarget {Reason} {Message}")]
+    public static partial void Terminating(ILogger logger, string pod, DateTimeOffset? deletion, string reason, string message);
+
+    [LoggerMessage(EventId = 305, Level = LogLevel.Error, Message = "The grace period of {GraceSeconds} s leaves no time for a flush after the {MarginSeconds} s safety margin: a preemption will lose the work since the last checkpoint. Raise terminationGracePeriodSeconds.")]
+    public static partial void NoBudget(ILogger logger, double graceSeconds, double marginSeconds);
+
+    [LoggerMessage(EventId = 306, Level = LogLevel.Warning, Message = "Could not record event {Reason} on pod {Pod}: {Error}")]
+    public static partial void EventFailed(ILogger logger, string reason, string pod, string error);
 }

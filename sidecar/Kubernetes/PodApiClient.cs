@@ -18,6 +18,9 @@ internal sealed class PodApiClient : IDisposable
     private readonly KubernetesClientConfiguration _config;
     private readonly HttpClient _http;
 
+    /// <summary>Watches stay open for minutes: no request timeout, cancelled by the caller instead.</summary>
+    private readonly HttpClient _watchHttp;
+
     public PodApiClient(KubernetesClientConfiguration config)
     {
         _config = config;
@@ -39,7 +42,9 @@ internal sealed class PodApiClient : IDisposable
             handler.SslOptions.CertificateChainPolicy.CustomTrustStore.AddRange(authorities);
         }
 
-        _http = new HttpClient(handler) { BaseAddress = new Uri(config.Host.TrimEnd('/') + "/"), Timeout = TimeSpan.FromSeconds(10) };
+        var baseAddress = new Uri(config.Host.TrimEnd('/') + "/");
+        _http = new HttpClient(handler, disposeHandler: false) { BaseAddress = baseAddress, Timeout = TimeSpan.FromSeconds(10) };
+        _watchHttp = new HttpClient(handler, disposeHandler: true) { BaseAddress = baseAddress, Timeout = Timeout.InfiniteTimeSpan };
     }
 
     public async Task<PodView> GetPodAsync(string @namespace, string name, CancellationToken cancellationToken)
@@ -59,7 +64,66 @@ internal sealed class PodApiClient : IDisposable
             ?? throw new HttpRequestException($"GET pod {@namespace}/{name}: empty response");
     }
 
-    public void Dispose() => _http.Dispose();
+    /// <summary>
+    /// Watches the one pod (field selector on its name) from <paramref name="resourceVersion"/>;
+    /// ends when the server closes the stream, as it does every few minutes.
+    /// </summary>
+    public async IAsyncEnumerable<PodWatchEvent> WatchPodAsync(
+        string @namespace, string name, string? resourceVersion, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var query = $"api/v1/namespaces/{Uri.EscapeDataString(@namespace)}/pods?watch=true&allowWatchBookmarks=true" +
+            $"&fieldSelector={Uri.EscapeDataString("metadata.name=" + name)}" +
+            (string.IsNullOrEmpty(resourceVersion) ? "" : $"&resourceVersion={Uri.EscapeDataString(resourceVersion)}");
+        using var request = new HttpRequestMessage(HttpMethod.Get, query);
+        request.Headers.Authorization = await AuthorizationAsync(cancellationToken).ConfigureAwait(false);
+        using var response = await _watchHttp.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+        {
+            var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+            throw new HttpRequestException($"watch pod {@namespace}/{name}: HTTP {(int)response.StatusCode}: {Truncate(body)}");
+        }
+
+        await using var stream = await response.Content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        using var reader = new StreamReader(stream);
+        while (await reader.ReadLineAsync(cancellationToken).ConfigureAwait(false) is { } line)
+        {
+            if (line.Length == 0)
+            {
+                continue;
+            }
+
+            var watchEvent = JsonSerializer.Deserialize(line, PodJsonContext.Default.PodWatchEvent);
+            if (watchEvent is not null)
+            {
+                yield return watchEvent;
+            }
+        }
+    }
+
+    /// <summary>Records a core/v1 Event on the pod, where `kubectl describe pod` shows it.</summary>
+    public async Task CreateEventAsync(string @namespace, KubernetesEvent kubernetesEvent, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"api/v1/namespaces/{Uri.EscapeDataString(@namespace)}/events")
+        {
+            Content = new StringContent(
+                JsonSerializer.Serialize(kubernetesEvent, PodJsonContext.Default.KubernetesEvent),
+                System.Text.Encoding.UTF8,
+                "application/json"),
+        };
+        request.Headers.Authorization = await AuthorizationAsync(cancellationToken).ConfigureAwait(false);
+        using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+        {
+            var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+            throw new HttpRequestException($"POST event in {@namespace}: HTTP {(int)response.StatusCode}: {Truncate(body)}");
+        }
+    }
+
+    public void Dispose()
+    {
+        _http.Dispose();
+        _watchHttp.Dispose();
+    }
 
     private async Task<AuthenticationHeaderValue?> AuthorizationAsync(CancellationToken cancellationToken)
     {
@@ -78,7 +142,7 @@ internal sealed class PodApiClient : IDisposable
 /// <summary>The fields of a Kubernetes Pod the sidecar acts on, named as in the API's JSON.</summary>
 internal sealed record PodView(PodViewMetadata? Metadata, PodViewSpec? Spec, PodViewStatus? Status);
 
-internal sealed record PodViewMetadata(string? Name, string? Namespace, string? Uid, DateTimeOffset? DeletionTimestamp);
+internal sealed record PodViewMetadata(string? Name, string? Namespace, string? Uid, string? ResourceVersion, DateTimeOffset? DeletionTimestamp);
 
 internal sealed record PodViewSpec(long? TerminationGracePeriodSeconds);
 
@@ -86,6 +150,31 @@ internal sealed record PodViewStatus(IReadOnlyList<PodViewCondition>? Conditions
 
 internal sealed record PodViewCondition(string Type, string Status, string? Reason, string? Message);
 
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+/// <summary>One line of a watch stream: ADDED, MODIFIED, DELETED, BOOKMARK or ERROR, and the object.</summary>
+internal sealed record PodWatchEvent(string Type, PodView? Object);
+
+/// <summary>A core/v1 Event, with the fields `kubectl describe` and event exporters read.</summary>
+internal sealed record KubernetesEvent(
+    KubernetesEventMetadata Metadata,
+    KubernetesObjectReference InvolvedObject,
+    string Reason,
+    string Message,
+    string Type,
+    DateTimeOffset FirstTimestamp,
+    DateTimeOffset LastTimestamp,
+    int Count,
+    KubernetesEventSource Source,
+    string ReportingComponent,
+    string ReportingInstance);
+
+internal sealed record KubernetesEventMetadata(string GenerateName, string Namespace);
+
+internal sealed record KubernetesObjectReference(string Kind, string ApiVersion, string Name, string Namespace, string? Uid);
+
+internal sealed record KubernetesEventSource(string Component, string? Host);
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(PodView))]
+[JsonSerializable(typeof(PodWatchEvent))]
+[JsonSerializable(typeof(KubernetesEvent))]
 internal sealed partial class PodJsonContext : JsonSerializerContext;

@@ -9,6 +9,7 @@ namespace Checkpoint.Sidecar.Storage;
 ///   &lt;id&gt;/manifest.json, files  committed, immutable
 ///   &lt;id&gt;.partial/              in progress; never read; swept at start
 ///   &lt;id&gt;.deleting/             being removed by retention; never read; swept at start
+///   flush-records/            one JSON record per flush (timings against the budget)
 /// </code>
 /// </summary>
 public sealed partial class CheckpointLayout(string storageRoot, string podNamespace, string jobName)
@@ -24,6 +25,9 @@ public sealed partial class CheckpointLayout(string storageRoot, string podNames
     public string LatestFile => Path.Combine(JobDirectory, LatestFileName);
 
     public string LatestTempFile => LatestFile + LatestTempSuffix;
+
+    /// <summary>One JSON file per flush, for whoever wants to know how the flushes of this job went.</summary>
+    public string FlushRecordsDirectory => Path.Combine(JobDirectory, "flush-records");
 
     public string CommittedDirectory(string checkpointId) => Path.Combine(JobDirectory, checkpointId);
 

@@ -1,0 +1,50 @@
+using Checkpoint.Sidecar.Configuration;
+using Checkpoint.Sidecar.Flush;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Prometheus;
+
+namespace Checkpoint.Sidecar.Reporting;
+
+/// <summary>
+/// Pushes the sidecar's metrics to a Prometheus Pushgateway when a preemption flush has ended: the
+/// pod exits moments later, usually before the next scrape, and this is the only way its final
+/// figures reach Prometheus. Grouped by job, namespace and pod, so each pod's last flush stays.
+/// </summary>
+internal sealed class PushgatewayReporter(
+    IOptions<SidecarOptions> options, CollectorRegistry registry, ILogger<PushgatewayReporter> logger) : IFlushReporter
+{
+    private static readonly TimeSpan PushTimeout = TimeSpan.FromSeconds(5);
+
+    public Task PreemptionStartedAsync(PreemptionStarted started, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public async Task FlushEndedAsync(FlushReport report, CancellationToken cancellationToken)
+    {
+        var settings = options.Value;
+        if (string.IsNullOrEmpty(settings.PushgatewayUrl) || report.Reason != CheckpointReason.Preemption)
+        {
+            return;
+        }
+
+        var group = $"metrics/job/checkpoint-sidecar/namespace/{Uri.EscapeDataString(settings.PodNamespace)}" +
+            $"/checkpoint_job/{Uri.EscapeDataString(settings.JobName)}/pod/{Uri.EscapeDataString(FlushRecordReporter.PodName(settings))}";
+        var url = new Uri(new Uri(settings.PushgatewayUrl.TrimEnd('/') + "/"), group);
+        var shown = url.ToString();
+        try
+        {
+            using var body = new MemoryStream();
+            await registry.CollectAndExportAsTextAsync(body, cancellationToken).ConfigureAwait(false);
+            using var http = new HttpClient { Timeout = PushTimeout };
+            using var content = new ByteArrayContent(body.ToArray());
+            content.Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("text/plain") { CharSet = "utf-8" };
+            content.Headers.ContentType.Parameters.Add(new System.Net.Http.Headers.NameValueHeaderValue("version", "0.0.4"));
+            using var response = await http.PutAsync(url, content, cancellationToken).ConfigureAwait(false);
+            response.EnsureSuccessStatusCode();
+            ReportingLog.Pushed(logger, shown);
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException or TaskCanceledException)
+        {
+            ReportingLog.PushFailed(logger, shown, e.Message);
+        }
+    }
+}
