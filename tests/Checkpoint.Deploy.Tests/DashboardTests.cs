@@ -1,0 +1,71 @@
+using System.Text.Json.Nodes;
+using Checkpoint.Deploy.Tests.Infrastructure;
+
+namespace Checkpoint.Deploy.Tests;
+
+/// <summary>The Grafana dashboard JSON: well formed, on the datasource variable, with the panels operators need.</summary>
+public sealed class DashboardTests
+{
+    private static readonly JsonNode Dashboard = MetricNames.Dashboard();
+
+    private static IEnumerable<JsonNode> Panels => Dashboard["panels"]!.AsArray().Select(p => p!).Where(p => p["type"]!.GetValue<string>() != "row");
+
+    [Fact]
+    public void Panels_HaveUniqueIdsFitTheGridAndQueryThroughTheDatasourceVariable()
+    {
+        var all = Dashboard["panels"]!.AsArray().Select(p => p!).ToList();
+        Assert.Equal(all.Count, all.Select(p => p["id"]!.GetValue<int>()).Distinct().Count());
+        Assert.Equal("checkpoint-sidecar", Dashboard["uid"]!.GetValue<string>());
+        var variables = Dashboard["templating"]!["list"]!.AsArray().Select(v => v!["name"]!.GetValue<string>()).ToList();
+        Assert.Equal(["datasource", "namespace", "job_name", "pod", "reason"], variables);
+        foreach (var panel in Panels)
+        {
+            var grid = panel["gridPos"]!;
+            Assert.InRange(grid["x"]!.GetValue<int>() + grid["w"]!.GetValue<int>(), 1, 24);
+            Assert.Equal("${datasource}", panel["datasource"]!["uid"]!.GetValue<string>());
+            var targets = panel["targets"]!.AsArray();
+            Assert.NotEmpty(targets);
+            Assert.All(targets, t => Assert.Equal("${datasource}", t!["datasource"]!["uid"]!.GetValue<string>()));
+            Assert.Equal(targets.Count, targets.Select(t => t!["refId"]!.GetValue<string>()).Distinct().Count());
+        }
+    }
+
+    [Fact]
+    public void FlushPhasesPanel_StacksThePhasesWithTheGracePeriodAsAnUnstackedLine()
+    {
+        var panel = Assert.Single(Panels, p => Exprs(p).Any(e => e.Contains("checkpoint_last_flush_phase_seconds", StringComparison.Ordinal)));
+        var exprs = Exprs(panel);
+        Assert.Contains(exprs, e => e.Contains("phase!=\"total\"", StringComparison.Ordinal));
+        Assert.Contains(exprs, e => e.StartsWith("checkpoint_grace_period_seconds", StringComparison.Ordinal));
+        Assert.Equal("normal", panel["fieldConfig"]!["defaults"]!["custom"]!["stacking"]!["mode"]!.GetValue<string>());
+        var grace = Assert.Single(panel["fieldConfig"]!["overrides"]!.AsArray(), o => o!["matcher"]!["options"]!.GetValue<string>() == "grace period G");
+        var stacking = Assert.Single(grace!["properties"]!.AsArray(), p => p!["id"]!.GetValue<string>() == "custom.stacking");
+        Assert.Equal("none", stacking!["value"]!["mode"]!.GetValue<string>());
+    }
+
+    [Theory]
+    [InlineData("checkpoint_last_flush_budget_used_ratio")]
+    [InlineData("checkpoint_predicted_flush_budget_ratio")]
+    [InlineData("checkpoint_flush_throughput_bytes_per_second")]
+    [InlineData("time() - (checkpoint_last_committed_timestamp_seconds")]
+    [InlineData("checkpoint_trainers_attached")]
+    [InlineData("checkpoint_flush_failures_total")]
+    [InlineData("checkpoint_deadline_misses_total")]
+    [InlineData("checkpoint_last_flush_deadline_missed")]
+    [InlineData("checkpoint_verify_failures_total")]
+    [InlineData("checkpoint_recommended_grace_period_seconds")]
+    public void Dashboard_HasAPanelQuerying(string fragment) =>
+        Assert.Contains(MetricNames.DashboardExpressions(), e => e.Expr.Contains(fragment, StringComparison.Ordinal));
+
+    [Fact]
+    public void BudgetPanel_MarksTheAlertThresholdOfTheRules()
+    {
+        var panel = Assert.Single(Panels, p => Exprs(p).Any(e => e.Contains("checkpoint_predicted_flush_budget_ratio", StringComparison.Ordinal)));
+        var steps = panel["fieldConfig"]!["defaults"]!["thresholds"]!["steps"]!.AsArray();
+        Assert.Contains(steps, s => s!["value"]?.GetValue<double>() == 0.8);
+        Assert.Contains(MetricNames.RuleExpressions(), r => r.Expr == "checkpoint_predicted_flush_budget_ratio > 0.8");
+    }
+
+    private static List<string> Exprs(JsonNode panel) =>
+        panel["targets"]!.AsArray().Select(t => t!["expr"]!.GetValue<string>()).ToList();
+}
