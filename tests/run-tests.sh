@@ -6,8 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-# Debian packages: xxhsum (independent hash check), FUSE for fault injection, gcc/zlib for Native AOT.
-packages=(xxhash fuse3 python3-fusepy gcc zlib1g-dev)
+# Debian packages: xxhsum (independent hash check), FUSE for fault injection, gcc/zlib for Native AOT,
+# a real Prometheus, promtool and Pushgateway, and what the Python SDK's tests need (gRPC, PyTorch CPU).
+# kubectl (with built-in kustomize) comes with the machine image.
+packages=(xxhash fuse3 python3-fusepy gcc zlib1g-dev prometheus prometheus-pushgateway
+  python3-grpcio python3-protobuf python3-grpc-tools python3-torch python3-numpy python3-pytest)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -32,3 +35,6 @@ export CHECKPOINT_SIDECAR_BIN="$root/artifacts/sidecar/checkpoint-sidecar"
 echo "run-tests: building and testing the solution"
 dotnet build Checkpoint.sln -c Release -nologo -v quiet
 dotnet test Checkpoint.sln -c Release --no-build -nologo --logger "console;verbosity=normal" "$@"
+
+echo "run-tests: Python trainer SDK (real PyTorch, real sidecar)"
+trainer-sdk/python/run-tests.sh

@@ -1,0 +1,240 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using k8s;
+using k8s.Models;
+
+namespace Checkpoint.IntegrationTests.Infrastructure;
+
+/// <summary>
+/// A stand-in for the Kubernetes API server, the one stand-in the tests use: no API server can run
+/// on these machines. It speaks real Kubernetes JSON (serialized from KubernetesClient's model
+/// types) for what the sidecar uses: GET of its pod, a watch on it (MODIFIED events pushed by the
+/// test), and Event creation.
+/// </summary>
+internal sealed class FakeKubernetesApi : IAsyncDisposable
+{
+    public const string Token = "fake-service-account-token";
+
+    private readonly HttpListener _listener = new();
+    private readonly V1Pod _pod;
+    private readonly List<HttpListenerResponse> _watchers = [];
+    private readonly List<Corev1Event> _events = [];
+    private readonly List<(string Reason, TaskCompletionSource<Corev1Event> Found)> _eventWaiters = [];
+    private readonly TaskCompletionSource _watching = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Task _serving;
+    private int _resourceVersion = 100;
+
+    public FakeKubernetesApi(V1Pod pod)
+    {
+        _pod = pod;
+        Port = TestDirectories.FreeTcpPort();
+        _listener.Prefixes.Add($"http://127.0.0.1:{Port}/");
+        _listener.Start();
+        _serving = Task.Run(ServeAsync);
+    }
+
+    public int Port { get; }
+
+    /// <summary>Completes when the sidecar has opened a watch on its pod.</summary>
+    public Task Watching => _watching.Task;
+
+    public static V1Pod Pod(string name, long gracePeriodSeconds) => new()
+    {
+        ApiVersion = "v1",
+        Kind = "Pod",
+        Metadata = new V1ObjectMeta
+        {
+            Name = name,
+            NamespaceProperty = "default",
+            Uid = Guid.NewGuid().ToString(),
+            ResourceVersion = "100",
+            Labels = new Dictionary<string, string> { ["job-name"] = "it-job" },
+        },
+        Spec = new V1PodSpec
+        {
+            TerminationGracePeriodSeconds = gracePeriodSeconds,
+            Containers = [new V1Container { Name = "checkpoint-sidecar", Image = "checkpoint-sidecar:test" }],
+        },
+        Status = new V1PodStatus { Phase = "Running", Conditions = [new V1PodCondition { Type = "Ready", Status = "True" }] },
+    };
+
+    public string PodUid => _pod.Metadata.Uid;
+
+    /// <summary>A kubeconfig pointing at this server with a bearer token, for the sidecar's KUBECONFIG.</summary>
+    public string WriteKubeconfig(string directory)
+    {
+        var path = Path.Combine(directory, "kubeconfig");
+        File.WriteAllText(path, $"""
+            apiVersion: v1
+            kind: Config
+            clusters:
+            - name: fake
+              cluster:
+                server: http://127.0.0.1:{Port}
+            users:
+            - name: sidecar
+              user:
+                token: {Token}
+            contexts:
+            - name: fake
+              context:
+                cluster: fake
+                user: sidecar
+                namespace: default
+            current-context: fake
+            """);
+        return path;
+    }
+
+    /// <summary>Changes the pod as the control plane would and sends MODIFIED to every watcher.</summary>
+    public async Task ModifyAsync(Action<V1Pod> change)
+    {
+        List<HttpListenerResponse> watchers;
+        string line;
+        lock (_pod)
+        {
+            change(_pod);
+            _pod.Metadata.ResourceVersion = (++_resourceVersion).ToString(CultureInfo.InvariantCulture);
+            // The watch wire format: one JSON object a line, the event type in capitals.
+            line = $"{{\"type\":\"MODIFIED\",\"object\":{KubernetesJson.Serialize(_pod)}}}\n";
+            watchers = _watchers.ToList();
+        }
+
+        foreach (var watcher in watchers)
+        {
+            var bytes = Encoding.UTF8.GetBytes(line);
+            await watcher.OutputStream.WriteAsync(bytes);
+            await watcher.OutputStream.FlushAsync();
+        }
+    }
+
+    public async Task<Corev1Event> WaitForEventAsync(string reason)
+    {
+        TaskCompletionSource<Corev1Event> found;
+        lock (_events)
+        {
+            if (_events.FirstOrDefault(e => e.Reason == reason) is { } seen)
+            {
+                return seen;
+            }
+
+            found = new TaskCompletionSource<Corev1Event>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _eventWaiters.Add((reason, found));
+        }
+
+        try
+        {
+            return await found.Task.WaitAsync(ObservedProcess.DefaultTimeout);
+        }
+        catch (TimeoutException)
+        {
+            lock (_events)
+            {
+                throw new TimeoutException($"no event {reason}; events: {string.Join(", ", _events.Select(e => e.Reason))}");
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _listener.Stop();
+        lock (_pod)
+        {
+            foreach (var watcher in _watchers)
+            {
+                watcher.Abort();
+            }
+        }
+
+        await _serving.ConfigureAwait(false);
+        _listener.Close();
+    }
+
+    private async Task ServeAsync()
+    {
+        while (_listener.IsListening)
+        {
+            HttpListenerContext context;
+            try
+            {
+                context = await _listener.GetContextAsync().ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or InvalidOperationException)
+            {
+                return;
+            }
+
+            _ = Task.Run(() => HandleAsync(context));
+        }
+    }
+
+    private async Task HandleAsync(HttpListenerContext context)
+    {
+        var request = context.Request;
+        var response = context.Response;
+        var podPath = $"/api/v1/namespaces/{_pod.Metadata.NamespaceProperty}/pods";
+        if (request.Headers["Authorization"] != $"Bearer {Token}")
+        {
+            await RespondAsync(response, 401, """{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Unauthorized","code":401}""");
+            return;
+        }
+
+        var path = request.Url!.AbsolutePath;
+        if (request.HttpMethod == "GET" && path == $"{podPath}/{_pod.Metadata.Name}")
+        {
+            string json;
+            lock (_pod)
+            {
+                json = KubernetesJson.Serialize(_pod);
+            }
+
+            await RespondAsync(response, 200, json);
+        }
+        else if (request.HttpMethod == "GET" && path == podPath && request.QueryString["watch"] == "true"
+                 && request.QueryString["fieldSelector"] == $"metadata.name={_pod.Metadata.Name}")
+        {
+            response.StatusCode = 200;
+            response.ContentType = "application/json";
+            response.SendChunked = true;
+            await response.OutputStream.FlushAsync();
+            lock (_pod)
+            {
+                _watchers.Add(response);
+            }
+
+            _watching.TrySetResult();
+        }
+        else if (request.HttpMethod == "POST" && path == $"/api/v1/namespaces/{_pod.Metadata.NamespaceProperty}/events")
+        {
+            using var reader = new StreamReader(request.InputStream, Encoding.UTF8);
+            var body = await reader.ReadToEndAsync();
+            var posted = KubernetesJson.Deserialize<Corev1Event>(body);
+            lock (_events)
+            {
+                _events.Add(posted);
+                foreach (var waiter in _eventWaiters.Where(w => w.Reason == posted.Reason).ToList())
+                {
+                    waiter.Found.TrySetResult(posted);
+                    _eventWaiters.Remove(waiter);
+                }
+            }
+
+            await RespondAsync(response, 201, body);
+        }
+        else
+        {
+            await RespondAsync(response, 404, """{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}""");
+        }
+    }
+
+    private static async Task RespondAsync(HttpListenerResponse response, int status, string json)
+    {
+        response.StatusCode = status;
+        response.ContentType = "application/json";
+        var bytes = Encoding.UTF8.GetBytes(json);
+        response.ContentLength64 = bytes.Length;
+        await response.OutputStream.WriteAsync(bytes);
+        response.Close();
+    }
+}
