@@ -38,6 +38,7 @@ internal sealed class FlushCoordinator : BackgroundService
     private readonly IReadOnlyList<IFlushReporter> _reporters;
     private readonly List<Task> _reporting = [];
 
+    private TaskCompletionSource _noTrainers = NewSignal(completed: true);
     private CheckpointSession? _preemption;
     private CheckpointSession? _persisting;
     private ITimer? _deadlineTimer;
@@ -102,6 +103,11 @@ internal sealed class FlushCoordinator : BackgroundService
 
             trainer = new AttachedTrainer($"trainer-{++_nextTrainer}-rank-{rank}", rank, description);
             _trainers.Add(trainer.Id, trainer);
+            if (_noTrainers.Task.IsCompleted)
+            {
+                _noTrainers = NewSignal(completed: false);
+            }
+
             _metrics.SetTrainersAttached(_trainers.Count);
         }
 
@@ -121,6 +127,11 @@ internal sealed class FlushCoordinator : BackgroundService
 
             trainer.Commands.Writer.TryComplete();
             _metrics.SetTrainersAttached(_trainers.Count);
+            if (_trainers.Count == 0)
+            {
+                _noTrainers.TrySetResult();
+            }
+
             FlushLog.Detached(_logger, trainerId, trainer.Rank);
             foreach (var session in _sessions.Values.Where(s => s.State == SessionState.Collecting
                          && s.ExpectedRanks.ContainsKey(trainerId) && !s.HasReported(trainerId)).ToList())
@@ -185,6 +196,18 @@ internal sealed class FlushCoordinator : BackgroundService
             var started = new PreemptionStarted(session.Id, cause, now, deadline, _planner.GracePeriod, _trainers.Count);
             Report(reporter => reporter.PreemptionStartedAsync(started, CancellationToken.None));
             return new TerminationTicket(session.Id, deadline);
+        }
+    }
+
+    /// <summary>Completes when no trainer is attached (at once if none is).</summary>
+    public Task NoTrainersAttached
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _noTrainers.Task;
+            }
         }
     }
 
@@ -577,6 +600,17 @@ internal sealed class FlushCoordinator : BackgroundService
         session.FailedOutcome(cause, error);
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    private static TaskCompletionSource NewSignal(bool completed)
+    {
+        var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        if (completed)
+        {
+            signal.SetResult();
+        }
+
+        return signal;
+    }
 }
 
 /// <summary>A trainer process on the other end of an Attach stream.</summary>

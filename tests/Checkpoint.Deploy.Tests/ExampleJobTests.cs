@@ -200,7 +200,7 @@ public sealed class ExampleJobTests
     }
 
     [Fact]
-    public async Task IndexedJob_RunsSeveralPodsSharingTheJobName_WithTheCompletionIndexForRanks()
+    public async Task IndexedJob_RunsSeveralPodsEachWithItsOwnCheckpointDirectory_WithTheCompletionIndexForRanks()
     {
         var job = await Manifests.JobAsync("deploy/examples/indexed-job");
         Assert.Equal("Indexed", job.Spec.CompletionMode);
@@ -208,9 +208,13 @@ public sealed class ExampleJobTests
         Assert.Equal(job.Spec.Completions, job.Spec.Parallelism);
 
         var sidecar = Manifests.Sidecar(job);
-        Assert.Equal(job.Metadata.Name, Manifests.Env(sidecar, "CHECKPOINT_JOB_NAME"));
+        // Each pod commits only its own ranks, so each needs its own LATEST: no cross-pod commit yet.
+        Assert.Equal(job.Metadata.Name + "-$(JOB_COMPLETION_INDEX)", Manifests.Env(sidecar, "CHECKPOINT_JOB_NAME"));
         Assert.Equal("metadata.annotations['batch.kubernetes.io/job-completion-index']",
             sidecar.Env.Single(e => e.Name == "JOB_COMPLETION_INDEX").ValueFrom?.FieldRef?.FieldPath);
+        // Kubernetes expands $(VAR) only from variables declared earlier in the list.
+        Assert.True(sidecar.Env.ToList().FindIndex(e => e.Name == "JOB_COMPLETION_INDEX")
+            < sidecar.Env.ToList().FindIndex(e => e.Name == "CHECKPOINT_JOB_NAME"));
 
         var trainer = Manifests.Trainer(job);
         Assert.Contains(trainer.Env, e => e.Name == "JOB_COMPLETION_INDEX");

@@ -109,8 +109,9 @@ public sealed class KubernetesTriggerTests
 
         sidecar.Process.Signal(Posix.SigTerm);
         var dump = await MultiRankTests.DumpRequestAsync(client);
+        var outcome = client.WaitForCheckpointAsync(dump.CheckpointId);
         await client.CompleteDumpAsync(dump, 3, TrainerFiles.Write(dump, 0, ("model.bin", 4096)), null);
-        Assert.Equal(CheckpointStatus.Committed, (await client.WaitForCheckpointAsync(dump.CheckpointId)).Status);
+        Assert.Equal(CheckpointStatus.Committed, (await outcome).Status);
         Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
         Assert.Equal(1, sidecar.Process.Lines.Count(l => l.Contains("Kubernetes API unreachable", StringComparison.Ordinal)));
         Assert.Equal(dump.CheckpointId, IndependentCheck.Latest(dirs.JobDirectory()));

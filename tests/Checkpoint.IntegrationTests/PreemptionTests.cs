@@ -1,4 +1,5 @@
 using Checkpoint.IntegrationTests.Infrastructure;
+using Checkpoint.TrainerSdk;
 
 namespace Checkpoint.IntegrationTests;
 
@@ -55,6 +56,23 @@ public sealed class PreemptionTests
             Assert.Equal(uninterrupted, finished.Groups[1].Value);
             Assert.Equal(0, await trainer.WaitForExitAsync());
         }
+    }
+
+    [Fact]
+    public async Task Sigterm_TrainerAsksForTheOutcomeAfterTheCommit_StillLearnsIt()
+    {
+        using var dirs = new TestDirectories();
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
+        await using var client = await sidecar.ConnectAsync();
+        sidecar.Process.Signal(Posix.SigTerm);
+        var dump = await MultiRankTests.DumpRequestAsync(client);
+        await client.CompleteDumpAsync(dump, 7, TrainerFiles.Write(dump, 0, ("model.bin", 1 << 20)), null);
+        await sidecar.Process.WaitForLineAsync($"Checkpoint {dump.CheckpointId} .* committed");
+
+        // The flush is over, but a trainer still attached gets to learn how it ended.
+        var outcome = await client.WaitForCheckpointAsync(dump.CheckpointId);
+        Assert.Equal(CheckpointStatus.Committed, outcome.Status);
+        Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
     }
 
     private static async Task<string> TrainUninterruptedAsync()

@@ -21,8 +21,9 @@ public sealed class ReportingTests
         {
             sidecar.Process.Signal(Posix.SigTerm);
             var dump = await MultiRankTests.DumpRequestAsync(client);
+            var waiting = client.WaitForCheckpointAsync(dump.CheckpointId);
             await client.CompleteDumpAsync(dump, 5, TrainerFiles.Write(dump, 0, ("model.bin", 2 << 20)), null);
-            outcome = await client.WaitForCheckpointAsync(dump.CheckpointId);
+            outcome = await waiting;
             Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
         }
 
