@@ -61,6 +61,13 @@ public sealed class SidecarOptions
     [ConfigurationKeyName("CHECKPOINT_KUBERNETES_ENABLED")]
     public bool KubernetesEnabled { get; set; } = true;
 
+    /// <summary>
+    /// Exit (0) once the trainers that attached have all gone and their checkpoints are persisted, so
+    /// a batch Job with a regular (not native) sidecar completes when training does.
+    /// </summary>
+    [ConfigurationKeyName("CHECKPOINT_EXIT_WHEN_TRAINERS_DONE")]
+    public bool ExitWhenTrainersDone { get; set; }
+
     /// <summary>Optional Prometheus Pushgateway to push the final metrics to after a preemption flush.</summary>
     [ConfigurationKeyName("CHECKPOINT_PUSHGATEWAY_URL")]
     public string PushgatewayUrl { get; set; } = "";

@@ -38,6 +38,7 @@ internal sealed class FlushCoordinator : BackgroundService
     private readonly IReadOnlyList<IFlushReporter> _reporters;
     private readonly List<Task> _reporting = [];
 
+    private readonly TaskCompletionSource _firstAttached = NewSignal(completed: false);
     private TaskCompletionSource _noTrainers = NewSignal(completed: true);
     private CheckpointSession? _preemption;
     private CheckpointSession? _persisting;
@@ -107,6 +108,8 @@ internal sealed class FlushCoordinator : BackgroundService
             {
                 _noTrainers = NewSignal(completed: false);
             }
+
+            _firstAttached.TrySetResult();
 
             _metrics.SetTrainersAttached(_trainers.Count);
         }
@@ -208,6 +211,18 @@ internal sealed class FlushCoordinator : BackgroundService
             {
                 return _noTrainers.Task;
             }
+        }
+    }
+
+    /// <summary>Completes when a trainer has attached at least once.</summary>
+    public Task FirstAttached => _firstAttached.Task;
+
+    /// <summary>Completes when every checkpoint in progress now has ended (committed, failed or superseded).</summary>
+    public Task CheckpointsSettled()
+    {
+        lock (_gate)
+        {
+            return Task.WhenAll(_sessions.Values.Where(s => !s.IsFinished).Select(s => s.Outcome));
         }
     }
 

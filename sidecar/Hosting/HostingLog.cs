@@ -13,6 +13,9 @@ internal static partial class HostingLog
     [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "Stopping after the preemption flush: {Outcome}")]
     public static partial void Stopping(ILogger logger, string outcome);
 
+    [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "Every trainer has detached and its checkpoints are persisted: exiting (CHECKPOINT_EXIT_WHEN_TRAINERS_DONE)")]
+    public static partial void TrainersDone(ILogger logger);
+
     [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Removed stale socket file {SocketPath}")]
     public static partial void StaleSocketRemoved(ILogger logger, string socketPath);
 }

@@ -81,6 +81,7 @@ public static class SidecarHost
         services.AddHostedService(sp => sp.GetRequiredService<FlushCoordinator>());
         services.AddHostedService<TerminationSignalHandler>();
         services.AddHostedService<PodWatcher>();
+        services.AddHostedService<TrainersDoneWatcher>();
 
         services.AddGrpc(o => o.EnableDetailedErrors = false);
         services.AddOptions<KestrelServerOptions>().Configure<IOptions<SidecarOptions>, ILoggerFactory>((kestrel, sidecar, loggers) =>

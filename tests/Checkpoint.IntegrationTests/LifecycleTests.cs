@@ -1,0 +1,45 @@
+using Checkpoint.IntegrationTests.Infrastructure;
+
+namespace Checkpoint.IntegrationTests;
+
+/// <summary>A regular sidecar in a batch Job: it must let the Job complete when training does.</summary>
+public sealed class LifecycleTests
+{
+    [Fact]
+    public async Task ExitWhenTrainersDone_TrainerFinishes_SidecarPersistsLastCheckpointAndExits0()
+    {
+        using var dirs = new TestDirectories();
+        await using var sidecar = await SidecarProcess.StartAsync(dirs, overrides: new Dictionary<string, string>
+        {
+            ["CHECKPOINT_EXIT_WHEN_TRAINERS_DONE"] = "true",
+        });
+        await using var trainer = ObservedProcess.Start("sample-trainer", "dotnet",
+            [RepoPaths.SampleTrainerDll, "--steps", "60", "--checkpoint-every", "20", "--payload-bytes", "4194304"],
+            new Dictionary<string, string> { ["CHECKPOINT_SOCKET_PATH"] = sidecar.SocketPath });
+        var last = await trainer.WaitForLineAsync(@"^checkpoint (\S+) written at step 60 ");
+        Assert.Equal(0, await trainer.WaitForExitAsync());
+
+        Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
+        await sidecar.Process.WaitForLineAsync("Every trainer has detached and its checkpoints are persisted");
+        Assert.Equal(last.Groups[1].Value, IndependentCheck.Latest(dirs.JobDirectory()));
+        IndependentCheck.AssertVerifies(Path.Combine(dirs.JobDirectory(), last.Groups[1].Value));
+    }
+
+    [Fact]
+    public async Task ByDefault_TrainerFinishes_SidecarKeepsServing()
+    {
+        using var dirs = new TestDirectories();
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
+        await using (var trainer = ObservedProcess.Start("sample-trainer", "dotnet",
+            [RepoPaths.SampleTrainerDll, "--steps", "20", "--checkpoint-every", "0"],
+            new Dictionary<string, string> { ["CHECKPOINT_SOCKET_PATH"] = sidecar.SocketPath }))
+        {
+            Assert.Equal(0, await trainer.WaitForExitAsync());
+        }
+
+        await sidecar.Process.WaitForLineAsync("detached");
+        using var http = new HttpClient();
+        Assert.Equal("ready\n", await http.GetStringAsync(new Uri($"http://127.0.0.1:{sidecar.MetricsPort}/readyz")));
+        Assert.False(sidecar.Process.HasExited);
+    }
+}
