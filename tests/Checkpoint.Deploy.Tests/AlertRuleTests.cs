@@ -21,7 +21,7 @@ public sealed class AlertRuleTests
     [Fact]
     public async Task PromtoolCheckRules_AcceptsTheRulesFile()
     {
-        var result = await Tool.RunAsync("promtool", ["check", "rules", RepoPaths.RulesFile]);
+        var result = await Tool.RunAsync("promtool", ["check", "rules", DeployPaths.RulesFile]);
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Contains($"SUCCESS: {MetricNames.RuleExpressions().Count()} rules found", result.Stdout, StringComparison.Ordinal);
     }
@@ -29,7 +29,7 @@ public sealed class AlertRuleTests
     [Fact]
     public async Task PromtoolTestRules_EveryAlertFiresAndStaysQuietWhenItShould()
     {
-        var result = await Tool.RunAsync("promtool", ["test", "rules", RepoPaths.RulesTestFile]);
+        var result = await Tool.RunAsync("promtool", ["test", "rules", DeployPaths.RulesTestFile]);
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Contains("SUCCESS", result.Stdout, StringComparison.Ordinal);
     }
@@ -38,7 +38,7 @@ public sealed class AlertRuleTests
     [MemberData(nameof(Alerts))]
     public void RulesTestFile_HasAFiringAndAQuietCaseForTheAlert(string alert)
     {
-        var cases = Yaml.Load(File.ReadAllText(RepoPaths.RulesTestFile))["tests"]!.AsArray()
+        var cases = Yaml.Load(File.ReadAllText(DeployPaths.RulesTestFile))["tests"]!.AsArray()
             .SelectMany(t => t!["alert_rule_test"]?.AsArray() ?? [])
             .Where(c => c!["alertname"]!.GetValue<string>() == alert)
             .ToList();
@@ -57,8 +57,8 @@ public sealed class AlertRuleTests
     [Fact]
     public void PrometheusRule_CarriesExactlyTheGroupsOfTheRulesFile()
     {
-        var rules = Yaml.Load(File.ReadAllText(RepoPaths.RulesFile));
-        var resource = Yaml.Load(File.ReadAllText(RepoPaths.PrometheusRuleFile));
+        var rules = Yaml.Load(File.ReadAllText(DeployPaths.RulesFile));
+        var resource = Yaml.Load(File.ReadAllText(DeployPaths.PrometheusRuleFile));
         Assert.Equal("monitoring.coreos.com/v1", resource["apiVersion"]!.GetValue<string>());
         Assert.Equal("PrometheusRule", resource["kind"]!.GetValue<string>());
         Assert.True(
@@ -73,7 +73,7 @@ public sealed class AlertRuleTests
         try
         {
             var stream = new YamlStream();
-            using (var reader = new StringReader(await File.ReadAllTextAsync(RepoPaths.RulesFile)))
+            using (var reader = new StringReader(await File.ReadAllTextAsync(DeployPaths.RulesFile)))
             {
                 stream.Load(reader);
             }
@@ -83,13 +83,13 @@ public sealed class AlertRuleTests
                 .SelectMany(g => ((YamlSequenceNode)g["rules"]).Cast<YamlMappingNode>())
                 .Single(r => r.Children.TryGetValue(new YamlScalarNode("alert"), out var name) && ((YamlScalarNode)name).Value == alert);
             rule.Children[new YamlScalarNode("expr")] = new YamlScalarNode(expr);
-            await using (var writer = new StreamWriter(Path.Combine(dir.FullName, Path.GetFileName(RepoPaths.RulesFile))))
+            await using (var writer = new StreamWriter(Path.Combine(dir.FullName, Path.GetFileName(DeployPaths.RulesFile))))
             {
                 stream.Save(writer, assignAnchors: false);
             }
 
-            var tests = Path.Combine(dir.FullName, Path.GetFileName(RepoPaths.RulesTestFile));
-            File.Copy(RepoPaths.RulesTestFile, tests);
+            var tests = Path.Combine(dir.FullName, Path.GetFileName(DeployPaths.RulesTestFile));
+            File.Copy(DeployPaths.RulesTestFile, tests);
             var result = await Tool.RunAsync("promtool", ["test", "rules", tests], workingDirectory: dir.FullName);
             Assert.True(result.ExitCode != 0, $"the rules tests still pass with {alert}'s expr replaced by `{expr}`:\n{result}");
             Assert.Contains($"alertname: {alert},", result.Stdout + result.Stderr, StringComparison.Ordinal);

@@ -22,9 +22,10 @@ public sealed class LiveSidecarTests
     [Fact]
     public async Task PromtoolCheckMetrics_AcceptsTheExpositionAfterAFlush()
     {
-        await using var sidecar = await SidecarProcess.StartAsync();
+        using var dirs = new TestDirectories();
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
         await using var client = await sidecar.ConnectAsync();
-        var outcome = await SidecarProcess.FlushOnceAsync(client, 10);
+        var outcome = await TrainerFiles.CheckpointAsync(client, 10, 0, ("model.bin", 3 << 20), ("optimizer.bin", 1 << 20));
         Assert.Equal(CheckpointStatus.Committed, outcome.Status);
 
         var exposition = await sidecar.ScrapeMetricsAsync();
@@ -36,7 +37,8 @@ public sealed class LiveSidecarTests
     [Fact]
     public async Task EveryMetricNamedByTheRulesAndTheDashboard_IsExportedByTheSidecar()
     {
-        await using var sidecar = await SidecarProcess.StartAsync();
+        using var dirs = new TestDirectories();
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
         var exported = MetricNames.Exported(await sidecar.ScrapeMetricsAsync());
         Assert.Contains("checkpoint_flushes_total", exported);
         Assert.Contains("checkpoint_flush_phase_duration_seconds_bucket", exported);
@@ -55,13 +57,14 @@ public sealed class LiveSidecarTests
     [Fact]
     public async Task RealPrometheus_ScrapesTheFlush_EvaluatesTheRules_AndAnswersTheDashboardQueries()
     {
-        await using var sidecar = await SidecarProcess.StartAsync();
+        using var dirs = new TestDirectories();
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
         await using var client = await sidecar.ConnectAsync();
-        var outcome = await SidecarProcess.FlushOnceAsync(client, 42);
+        var outcome = await TrainerFiles.CheckpointAsync(client, 42, 0, ("model.bin", 3 << 20), ("optimizer.bin", 1 << 20));
         Assert.Equal(CheckpointStatus.Committed, outcome.Status);
 
         await using var prometheus = await PrometheusServer.StartAsync(
-            $"127.0.0.1:{sidecar.MetricsPort}", PodMonitorLabels, [RepoPaths.RulesFile]);
+            $"127.0.0.1:{sidecar.MetricsPort}", PodMonitorLabels, [DeployPaths.RulesFile]);
 
         // The flush counter, through the query API once the first scrape has landed.
         var series = await PrometheusServer.UntilAsync(

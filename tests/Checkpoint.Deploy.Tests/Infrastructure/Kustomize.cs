@@ -7,7 +7,7 @@ internal static class Kustomize
 {
     /// <summary>Every directory under deploy/ with a kustomization, relative to the repository root.</summary>
     public static IReadOnlyList<string> Directories { get; } =
-        Directory.EnumerateFiles(RepoPaths.Deploy, "kustomization.yaml", SearchOption.AllDirectories)
+        Directory.EnumerateFiles(DeployPaths.Deploy, "kustomization.yaml", SearchOption.AllDirectories)
             .Select(f => Path.GetRelativePath(RepoPaths.Root, Path.GetDirectoryName(f)!))
             .Order(StringComparer.Ordinal)
             .ToList();

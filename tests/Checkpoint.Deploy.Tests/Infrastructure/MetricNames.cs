@@ -34,7 +34,7 @@ internal static partial class MetricNames
     /// <summary>Every PromQL expression of the alert rules, with the alert's name.</summary>
     public static IEnumerable<(string Alert, string Expr)> RuleExpressions()
     {
-        var rules = Yaml.Load(File.ReadAllText(RepoPaths.RulesFile));
+        var rules = Yaml.Load(File.ReadAllText(DeployPaths.RulesFile));
         foreach (var group in rules["groups"]!.AsArray())
         {
             foreach (var rule in group!["rules"]!.AsArray())
@@ -47,7 +47,7 @@ internal static partial class MetricNames
     /// <summary>Names in the rules' expressions and annotations (annotations point operators at metrics too).</summary>
     public static SortedSet<string> UsedByRules()
     {
-        var rules = Yaml.Load(File.ReadAllText(RepoPaths.RulesFile));
+        var rules = Yaml.Load(File.ReadAllText(DeployPaths.RulesFile));
         var names = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var rule in rules["groups"]!.AsArray().SelectMany(g => g!["rules"]!.AsArray()))
         {
@@ -61,7 +61,7 @@ internal static partial class MetricNames
         return names;
     }
 
-    public static JsonNode Dashboard() => JsonNode.Parse(File.ReadAllText(RepoPaths.DashboardFile))!;
+    public static JsonNode Dashboard() => JsonNode.Parse(File.ReadAllText(DeployPaths.DashboardFile))!;
 
     /// <summary>Every panel's query expressions, in panel order.</summary>
     public static IEnumerable<(string Panel, string Expr)> DashboardExpressions()
@@ -76,7 +76,7 @@ internal static partial class MetricNames
     }
 
     /// <summary>Names anywhere in the dashboard: queries, variable queries, descriptions.</summary>
-    public static SortedSet<string> UsedByDashboard() => new(In(File.ReadAllText(RepoPaths.DashboardFile)), StringComparer.Ordinal);
+    public static SortedSet<string> UsedByDashboard() => new(In(File.ReadAllText(DeployPaths.DashboardFile)), StringComparer.Ordinal);
 
     /// <summary>Series names an exposition offers: families from # TYPE (histograms as _bucket, _sum, _count) and samples.</summary>
     public static SortedSet<string> Exported(string exposition)

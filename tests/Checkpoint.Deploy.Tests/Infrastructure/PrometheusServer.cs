@@ -46,7 +46,7 @@ internal sealed class PrometheusServer : IAsyncDisposable
         var configFile = Path.Combine(dir.FullName, "prometheus.yml");
         await File.WriteAllTextAsync(configFile, config).ConfigureAwait(false);
 
-        var port = SidecarProcess.FreeTcpPort();
+        var port = TestDirectories.FreeTcpPort();
         var process = ObservedProcess.Start(
             "prometheus",
             Tool.Find("prometheus"),

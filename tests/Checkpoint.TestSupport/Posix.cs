@@ -1,9 +1,9 @@
 using System.Runtime.InteropServices;
 
-namespace Checkpoint.IntegrationTests.Infrastructure;
+namespace Checkpoint.TestSupport;
 
 /// <summary>Real signals to real processes, as the kubelet sends them.</summary>
-internal static partial class Posix
+public static partial class Posix
 {
     public const int SigInt = 2;
     public const int SigKill = 9;

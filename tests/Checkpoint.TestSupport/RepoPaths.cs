@@ -1,7 +1,7 @@
-namespace Checkpoint.IntegrationTests.Infrastructure;
+namespace Checkpoint.TestSupport;
 
 /// <summary>Where the processes under test live, found from the test assembly's location.</summary>
-internal static class RepoPaths
+public static class RepoPaths
 {
     public const string SidecarBinaryVariable = "CHECKPOINT_SIDECAR_BIN";
 

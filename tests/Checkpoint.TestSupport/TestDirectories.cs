@@ -1,10 +1,10 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace Checkpoint.IntegrationTests.Infrastructure;
+namespace Checkpoint.TestSupport;
 
 /// <summary>A private staging volume, "NFS share" and socket directory for one test.</summary>
-internal sealed class TestDirectories : IDisposable
+public sealed class TestDirectories : IDisposable
 {
     public TestDirectories()
     {

@@ -1,9 +1,9 @@
 using Checkpoint.TrainerSdk;
 
-namespace Checkpoint.IntegrationTests.Infrastructure;
+namespace Checkpoint.TestSupport;
 
 /// <summary>Writes deterministic checkpoint files the way a trainer would, for tests that drive the SDK directly.</summary>
-internal static class TrainerFiles
+public static class TrainerFiles
 {
     /// <summary>Writes each (name, size) under rank-&lt;rank&gt;/ and returns the relative paths to report.</summary>
     public static IReadOnlyList<string> Write(DumpRequest dump, int rank, params (string Name, int Size)[] files)

@@ -2,10 +2,10 @@ using System.Globalization;
 using System.Text.RegularExpressions;
 using Checkpoint.TrainerSdk;
 
-namespace Checkpoint.IntegrationTests.Infrastructure;
+namespace Checkpoint.TestSupport;
 
 /// <summary>The published Native AOT sidecar, started as a real process on a test's directories.</summary>
-internal sealed class SidecarProcess : IAsyncDisposable
+public sealed class SidecarProcess : IAsyncDisposable
 {
     private const string ReadyLine = "Checkpoint sidecar ready";
 

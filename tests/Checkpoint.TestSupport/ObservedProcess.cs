@@ -1,13 +1,13 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 
-namespace Checkpoint.IntegrationTests.Infrastructure;
+namespace Checkpoint.TestSupport;
 
 /// <summary>
 /// A child process whose output lines the test can wait for: every wait is on an event (a line
 /// appearing, the process exiting), bounded by a timeout that fails the test with the output so far.
 /// </summary>
-internal sealed class ObservedProcess : IAsyncDisposable
+public sealed class ObservedProcess : IAsyncDisposable
 {
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromSeconds(60);
 
