@@ -20,6 +20,7 @@ public sealed partial class CheckpointClient
     private DateTimeOffset? watchdogDeadline;
     private Task<CheckpointOutcome>? preemptionOutcome;
     private int terminationSignalled;
+    private int terminationNotified;
     private int preemptionDumpSeen;
     private int exiting;
 
@@ -48,6 +49,8 @@ public sealed partial class CheckpointClient
         }
     }
 
+    // Tells the sidecar, which starts (or joins) the preemption flush. While detached with reattaching on it waits up to
+    // NotifyTerminationTimeout, counted from the signal, for the sidecar to come back; past that there is nothing to wait for.
     private async Task OnTerminationSignalAsync()
     {
         if (Interlocked.Exchange(ref terminationSignalled, 1) == 1)
@@ -57,28 +60,99 @@ public sealed partial class CheckpointClient
         }
 
         Log("SIGTERM received: asking the checkpoint sidecar to start the preemption checkpoint");
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(lifetime.Token);
-        timeout.CancelAfter(NotifyTerminationTimeout);
+        var giveUpAt = options.TimeProvider.GetUtcNow() + NotifyTerminationTimeout;
+        while (true)
+        {
+            bool isAttached;
+            string trainerId;
+            Task reattached, detached;
+            lock (attachGate)
+            {
+                isAttached = attached;
+                trainerId = TrainerId;
+                reattached = attachedSignal.Task;
+                detached = detachedSignal.Task;
+            }
+
+            var remaining = giveUpAt - options.TimeProvider.GetUtcNow();
+            if (!isAttached)
+            {
+                if (!options.Reattach || remaining <= TimeSpan.Zero)
+                {
+                    ExitForPreemption(options.Reattach
+                        ? $"the checkpoint sidecar did not come back within {NotifyTerminationTimeout.TotalSeconds:0} s of SIGTERM, so there is nothing to wait for"
+                        : "detached from the checkpoint sidecar at SIGTERM and reattaching is off, so there is nothing to wait for");
+                    return;
+                }
+
+                Log($"SIGTERM while detached from the checkpoint sidecar: waiting up to {remaining.TotalSeconds:0.#} s for the reattachment");
+                if (!await WaitBoundedAsync(reattached, remaining).ConfigureAwait(false) && lifetime.IsCancellationRequested)
+                {
+                    return;
+                }
+
+                continue;
+            }
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(lifetime.Token);
+            timeout.CancelAfter(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero);
+            try
+            {
+                var response = await CallAsync(
+                    "NotifyTermination",
+                    token => sidecar.NotifyTerminationAsync(new Proto.NotifyTerminationRequest { TrainerId = trainerId }, cancellationToken: token),
+                    timeout.Token).ConfigureAwait(false);
+                Volatile.Write(ref terminationNotified, 1);
+                var deadline = response.Deadline?.ToDateTimeOffset() ?? DefaultDeadline();
+                Log($"the sidecar is taking preemption checkpoint {response.CheckpointId}; it must be committed by {deadline:O}");
+                ArmWatchdog(deadline);
+                return;
+            }
+            catch (OperationCanceledException) when (lifetime.IsCancellationRequested)
+            {
+                // Disposed meanwhile: the trainer has taken termination back into its own hands.
+                return;
+            }
+            catch (CheckpointException exception) when (options.Reattach && exception.StatusCode == CheckpointErrorCode.Unavailable)
+            {
+                // The sidecar went away under the attachment, which the listener may not have noticed yet: once it has, wait for
+                // the reattachment above. If the attachment is not lost by then, give up as below.
+                remaining = giveUpAt - options.TimeProvider.GetUtcNow();
+                if (await WaitBoundedAsync(detached, remaining).ConfigureAwait(false))
+                {
+                    continue;
+                }
+
+                ExitForPreemption($"could not tell the checkpoint sidecar about SIGTERM, so there is nothing to wait for. {exception.Message}");
+                return;
+            }
+            catch (Exception exception) when (exception is CheckpointException or OperationCanceledException or ObjectDisposedException)
+            {
+                string why = exception is OperationCanceledException
+                    ? $"no answer within {NotifyTerminationTimeout.TotalSeconds:0} s"
+                    : exception.Message;
+                ExitForPreemption($"could not tell the checkpoint sidecar about SIGTERM, so there is nothing to wait for. {why}");
+                return;
+            }
+        }
+    }
+
+    // True when the signal completed within the bound; false on timeout, on dispose, or when the bound is already spent.
+    private async Task<bool> WaitBoundedAsync(Task signal, TimeSpan bound)
+    {
+        if (bound <= TimeSpan.Zero)
+        {
+            return signal.IsCompletedSuccessfully;
+        }
+
         try
         {
-            var response = await CallAsync(
-                "NotifyTermination",
-                token => sidecar.NotifyTerminationAsync(new Proto.NotifyTerminationRequest { TrainerId = TrainerId }, cancellationToken: token),
-                timeout.Token).ConfigureAwait(false);
-            var deadline = response.Deadline?.ToDateTimeOffset() ?? DefaultDeadline();
-            Log($"the sidecar is taking preemption checkpoint {response.CheckpointId}; it must be committed by {deadline:O}");
-            ArmWatchdog(deadline);
+            await signal.WaitAsync(bound, options.TimeProvider, lifetime.Token).ConfigureAwait(false);
+            return !lifetime.IsCancellationRequested;
         }
-        catch (OperationCanceledException) when (lifetime.IsCancellationRequested)
+        catch (Exception exception) when (exception is TimeoutException or OperationCanceledException or ObjectDisposedException)
         {
-            // Disposed meanwhile: the trainer has taken termination back into its own hands.
-        }
-        catch (Exception exception) when (exception is CheckpointException or OperationCanceledException or ObjectDisposedException)
-        {
-            string why = exception is OperationCanceledException
-                ? $"no answer within {NotifyTerminationTimeout.TotalSeconds:0} s"
-                : exception.Message;
-            ExitForPreemption($"could not tell the checkpoint sidecar about SIGTERM, so there is nothing to wait for. {why}");
+            return false;
         }
     }
 
@@ -91,13 +165,13 @@ public sealed partial class CheckpointClient
         }
     }
 
-    private void OnAttachmentLost(string why)
+    // Whether losing the attachment leaves the trainer to carry on (and reattach); false when it was handled here because the
+    // pod terminates: then only a SIGTERM still waiting to reach the sidecar is worth reattaching for.
+    private bool ContinueAfterAttachmentLostDuringTermination(string why)
     {
-        Log($"detached from the checkpoint sidecar: {why}");
         if (!options.HandleTermination || !TerminationRequested)
         {
-            // Training can go on; checkpoints will fail (and say so) until the pod is restarted.
-            return;
+            return true;
         }
 
         lock (terminationGate)
@@ -105,11 +179,23 @@ public sealed partial class CheckpointClient
             if (preemptionOutcome is not null)
             {
                 // The reported dump's outcome wait fails on its own if the sidecar is really gone, and exits then.
-                return;
+                Log($"detached from the checkpoint sidecar: {why}");
+                return false;
             }
         }
 
+        bool sigtermNotYetTold = Volatile.Read(ref terminationSignalled) == 1
+            && Volatile.Read(ref terminationNotified) == 0
+            && Volatile.Read(ref preemptionDumpSeen) == 0;
+        if (options.Reattach && sigtermNotYetTold)
+        {
+            // The SIGTERM handler waits, bounded, for the reattachment and tells the new sidecar, or exits.
+            return true;
+        }
+
+        Log($"detached from the checkpoint sidecar: {why}");
         ExitForPreemption("the sidecar went away while the pod terminates; no preemption checkpoint can be committed any more");
+        return false;
     }
 
     private Task<CheckpointOutcome> FinishPreemption(string checkpointId)

@@ -12,6 +12,8 @@ namespace Checkpoint.TrainerSdk;
 /// <para>
 /// Connect once at start-up with <see cref="ConnectAsync"/> and keep the client for the life of the process: the connection
 /// holds the attachment through which the sidecar pushes "dump now" when the pod is preempted. Disposing the client detaches.
+/// If the sidecar goes away (its container is restarted or upgraded) the client reattaches in the background, with a new
+/// <see cref="TrainerId"/>; see <see cref="CheckpointClientOptions.Reattach"/>.
 /// </para>
 /// <para>
 /// Learn about dump requests either by polling <see cref="DumpRequested"/> / <see cref="PendingDump"/> at a step boundary
@@ -28,11 +30,9 @@ public sealed partial class CheckpointClient : IAsyncDisposable
     private readonly Proto.CheckpointService.CheckpointServiceClient sidecar;
     private readonly SidecarErrors errors;
 
-    // Cancelled on dispose: ends the Attach stream (which detaches) and every background wait.
+    // Cancelled on dispose: ends the Attach stream (which detaches), reattaching, and every background wait.
     private readonly CancellationTokenSource lifetime = new();
 
-    private AsyncServerStreamingCall<Proto.SidecarCommand>? attachCall;
-    private Task commandLoop = Task.CompletedTask;
     private DumpRequest? pendingDump;
 
     // Copy-on-write so the listener can call handlers without holding a lock while they run.
@@ -47,14 +47,8 @@ public sealed partial class CheckpointClient : IAsyncDisposable
         errors = new SidecarErrors(options.SocketPath);
     }
 
-    /// <summary>The identifier the sidecar gave this attachment.</summary>
-    public string TrainerId { get; private set; } = string.Empty;
-
     /// <summary>The rank this process attached with.</summary>
     public int Rank => options.Rank;
-
-    /// <summary>The grace period the sidecar plans preemption flushes against.</summary>
-    public TimeSpan GracePeriod { get; private set; }
 
     /// <summary>Whether the sidecar is waiting for this process to dump; check it at every step boundary.</summary>
     public bool DumpRequested => PendingDump is not null;
@@ -96,7 +90,7 @@ public sealed partial class CheckpointClient : IAsyncDisposable
         var client = new CheckpointClient(options, UnixSocketChannel.Create(options.SocketPath, options.ConnectTimeout));
         try
         {
-            await client.AttachAsync(cancellationToken).ConfigureAwait(false);
+            client.Activate(await client.AttachOnceAsync(cancellationToken).ConfigureAwait(false));
         }
         catch
         {
@@ -135,7 +129,10 @@ public sealed partial class CheckpointClient : IAsyncDisposable
     /// <param name="cancellationToken">Abandons the call.</param>
     /// <returns>Where to write the checkpoint's files.</returns>
     /// <exception cref="ArgumentException"><paramref name="reason"/> is <see cref="CheckpointReason.Preemption"/>, which only the sidecar starts.</exception>
-    /// <exception cref="CheckpointException">The sidecar refused (for example while the pod terminates) or could not be reached.</exception>
+    /// <exception cref="CheckpointException">
+    /// The sidecar refused (for example while the pod terminates) or could not be reached;
+    /// <see cref="CheckpointErrorCode.Unavailable"/> at once while the client is detached (see <see cref="IsAttached"/>).
+    /// </exception>
     public async Task<DumpRequest> BeginCheckpointAsync(long step, CheckpointReason reason = CheckpointReason.Periodic, CancellationToken cancellationToken = default)
     {
         if (reason is not (CheckpointReason.Periodic or CheckpointReason.Manual))
@@ -145,7 +142,7 @@ public sealed partial class CheckpointClient : IAsyncDisposable
                 nameof(reason));
         }
 
-        var request = new Proto.BeginCheckpointRequest { TrainerId = TrainerId, Step = step, Reason = ProtoMapping.ToProto(reason) };
+        var request = new Proto.BeginCheckpointRequest { TrainerId = AttachedTrainerId("BeginCheckpoint"), Step = step, Reason = ProtoMapping.ToProto(reason) };
         var response = await CallAsync(
             "BeginCheckpoint",
             token => sidecar.BeginCheckpointAsync(request, cancellationToken: token),
@@ -180,7 +177,8 @@ public sealed partial class CheckpointClient : IAsyncDisposable
     /// <exception cref="CheckpointException">
     /// <see cref="CheckpointErrorCode.InvalidArgument"/> names a file that is missing or not a regular file;
     /// <see cref="CheckpointErrorCode.NotFound"/> or <see cref="CheckpointErrorCode.FailedPrecondition"/> mean the checkpoint is
-    /// unknown or already ended; <see cref="CheckpointErrorCode.Unavailable"/> means the sidecar could not be reached.
+    /// unknown or already ended; <see cref="CheckpointErrorCode.Unavailable"/> means the sidecar could not be reached or the
+    /// client is detached (see <see cref="IsAttached"/>).
     /// </exception>
     public async Task CompleteDumpAsync(
         DumpRequest dump,
@@ -192,7 +190,7 @@ public sealed partial class CheckpointClient : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(dump);
         ArgumentNullException.ThrowIfNull(relativeFiles);
 
-        var request = new Proto.ReportDumpRequest { TrainerId = TrainerId, CheckpointId = dump.CheckpointId, Step = step };
+        var request = new Proto.ReportDumpRequest { CheckpointId = dump.CheckpointId, Step = step };
         foreach (string file in relativeFiles)
         {
             if (string.IsNullOrWhiteSpace(file))
@@ -216,6 +214,7 @@ public sealed partial class CheckpointClient : IAsyncDisposable
             }
         }
 
+        request.TrainerId = AttachedTrainerId("ReportDump");
         await CallAsync(
             "ReportDump",
             token => sidecar.ReportDumpAsync(request, cancellationToken: token),
@@ -304,92 +303,9 @@ public sealed partial class CheckpointClient : IAsyncDisposable
 
         DisposeTermination();
         await lifetime.CancelAsync().ConfigureAwait(false);
-        try
-        {
-            await commandLoop.ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
-            // The loop ends by cancellation on dispose; nothing to report.
-        }
-
-        attachCall?.Dispose();
+        await StopAttachmentAsync().ConfigureAwait(false);
         channel.Dispose();
         lifetime.Dispose();
-    }
-
-    private async Task AttachAsync(CancellationToken cancellationToken)
-    {
-        var call = sidecar.Attach(
-            new Proto.AttachRequest { Rank = options.Rank, Description = options.Description },
-            cancellationToken: lifetime.Token);
-        attachCall = call;
-
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(options.ConnectTimeout);
-        bool received;
-        try
-        {
-            received = await call.ResponseStream.MoveNext(timeout.Token).ConfigureAwait(false);
-        }
-        catch (Exception exception) when (exception is RpcException or OperationCanceledException && timeout.IsCancellationRequested)
-        {
-            cancellationToken.ThrowIfCancellationRequested();
-            throw errors.Unreachable(
-                "Attach",
-                $"no answer within {options.ConnectTimeout.TotalSeconds:0.#} s",
-                exception);
-        }
-        catch (Exception exception) when (exception is RpcException || SidecarErrors.IsTransportFailure(exception))
-        {
-            throw errors.Translate("Attach", exception);
-        }
-
-        if (!received || call.ResponseStream.Current.CommandCase != Proto.SidecarCommand.CommandOneofCase.Attached)
-        {
-            throw new CheckpointException(
-                $"The checkpoint sidecar at {options.SocketPath} did not confirm the attachment of rank {options.Rank}: " +
-                (received ? $"its first message was {call.ResponseStream.Current.CommandCase} instead of Attached." : "it closed the stream."),
-                CheckpointErrorCode.Internal);
-        }
-
-        var attached = call.ResponseStream.Current.Attached;
-        TrainerId = attached.TrainerId;
-        GracePeriod = ProtoMapping.ToTimeSpan(attached.GracePeriod);
-        // The loop must outlive the caller's connect token: it stops only when the client is disposed.
-        commandLoop = Task.Run(() => ReadCommandsAsync(call), CancellationToken.None);
-    }
-
-    private async Task ReadCommandsAsync(AsyncServerStreamingCall<Proto.SidecarCommand> call)
-    {
-        string why;
-        try
-        {
-            while (await call.ResponseStream.MoveNext(lifetime.Token).ConfigureAwait(false))
-            {
-                var command = call.ResponseStream.Current;
-                if (command.CommandCase == Proto.SidecarCommand.CommandOneofCase.Dump)
-                {
-                    HandleDumpRequest(ProtoMapping.ToDumpRequest(command.Dump));
-                }
-            }
-
-            why = "the sidecar closed the attachment stream";
-        }
-        catch (Exception) when (lifetime.IsCancellationRequested)
-        {
-            return;
-        }
-        catch (RpcException exception)
-        {
-            why = $"the attachment stream broke ({exception.StatusCode}: {exception.Status.Detail})";
-        }
-        catch (Exception exception) when (SidecarErrors.IsTransportFailure(exception))
-        {
-            why = $"the attachment stream broke ({exception.Message})";
-        }
-
-        OnAttachmentLost(why);
     }
 
     private void HandleDumpRequest(DumpRequest dump)
@@ -472,7 +388,7 @@ public sealed partial class CheckpointClient : IAsyncDisposable
         }
         catch (Exception exception) when (exception is RpcException || SidecarErrors.IsTransportFailure(exception))
         {
-            throw errors.Translate(operation, exception);
+            throw ExplainDetached(errors.Translate(operation, exception));
         }
     }
 

@@ -54,6 +54,19 @@ public sealed class CheckpointClientOptions
     /// </summary>
     public bool HandleTermination { get; set; } = true;
 
+    /// <summary>
+    /// Whether the client attaches again when the attachment breaks, for example because the sidecar container crashed and
+    /// was restarted, or was upgraded. When set (the default) training goes on while detached: calls that need the sidecar
+    /// fail fast with <see cref="CheckpointErrorCode.Unavailable"/> and say the client is reattaching, while the client
+    /// tries again in the background (after 100 ms, doubling up to every 2 s) until the sidecar accepts it or the client is
+    /// disposed. The new attachment has a new <see cref="CheckpointClient.TrainerId"/>, and a dump request of the old
+    /// attachment is dropped. A SIGTERM while detached (with <see cref="HandleTermination"/>) waits up to 5 s for the
+    /// reattachment to tell the sidecar; if the sidecar is not back by then the process exits with
+    /// <see cref="PreemptionExitCode"/> at once, as it does when the sidecar cannot be reached. Turn it off to stay
+    /// detached for the rest of the process once the attachment is lost.
+    /// </summary>
+    public bool Reattach { get; set; } = true;
+
     /// <summary>How long <see cref="CheckpointClient.ConnectAsync"/> waits for the sidecar to accept the attachment.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
