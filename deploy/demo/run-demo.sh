@@ -86,8 +86,13 @@ for f in m["files"]:
 sys.exit(1 if bad else 0)
 PY
 
+say "The flush record the preemption left on the shared storage (it outlives the pod)"
+cat "$(ls "$job"/flush-records/*.json | tail -n 1)"
+
 say "Restart: a new sidecar and trainer; the trainer resumes from the latest checkpoint"
 start_sidecar
+echo "--- the new sidecar re-exports how the previous pod's flush went, and predicts the next one ---"
+curl -fs "http://127.0.0.1:$CHECKPOINT_METRICS_PORT/metrics" | grep -E '^checkpoint_(last_flush_phase_seconds|last_flush_budget_used_ratio|last_flush_deadline_missed|predicted_flush|recommended_grace)' || true
 dotnet "$trainer_dll" --steps $steps --checkpoint-every 100 >"$demo/trainer2.log" 2>&1
 grep -E "^(resumed|finished)" "$demo/trainer2.log"
 kill -TERM "$sidecar_pid"; wait "$sidecar_pid" || true
