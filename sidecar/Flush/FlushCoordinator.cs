@@ -45,6 +45,12 @@ internal sealed class FlushCoordinator : BackgroundService
     private ITimer? _deadlineTimer;
     private int _nextTrainer;
 
+    /// <summary>
+    /// Part of every trainer id, different in each sidecar process: an id handed out before a
+    /// restart must not name a trainer of the new process.
+    /// </summary>
+    private readonly string _instance = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(3));
+
     public FlushCoordinator(
         IOptions<SidecarOptions> options,
         FlushPlanner planner,
@@ -102,7 +108,7 @@ internal sealed class FlushCoordinator : BackgroundService
                 throw new FlushRequestException(FlushRequestError.AlreadyExists, $"a trainer with rank {rank} is already attached");
             }
 
-            trainer = new AttachedTrainer($"trainer-{++_nextTrainer}-rank-{rank}", rank, description);
+            trainer = new AttachedTrainer($"trainer-{_instance}-{++_nextTrainer}-rank-{rank}", rank, description);
             _trainers.Add(trainer.Id, trainer);
             if (_noTrainers.Task.IsCompleted)
             {

@@ -18,9 +18,6 @@ public sealed class SdkReattachTests
         string oldTrainerId;
         await using (var first = await SidecarProcess.StartAsync(dirs))
         {
-            // The sidecar numbers attachments from 1 in each process, so a restarted sidecar would hand out the same id again:
-            // an earlier attachment here makes the restarted sidecar's id for this client differ from the first one's.
-            await (await first.ConnectAsync(rank: 1)).DisposeAsync();
             client = await CheckpointClient.ConnectAsync(new CheckpointClientOptions
             {
                 SocketPath = dirs.SocketPath,
