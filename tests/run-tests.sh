@@ -25,6 +25,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+if ! command -v kubectl >/dev/null; then
+  echo "run-tests: kubectl (with built-in kustomize) is needed by the deploy tests; it is not a Debian 12 package, install it from the Kubernetes release or use the project's machine image" >&2
+  exit 1
+fi
+
 echo "run-tests: fault-injecting filesystem self-test"
 bash tests/faultfs/selftest.sh
 
