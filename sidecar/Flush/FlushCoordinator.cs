@@ -47,9 +47,10 @@ internal sealed class FlushCoordinator : BackgroundService
 
     /// <summary>
     /// Part of every trainer id, different in each sidecar process: an id handed out before a
-    /// restart must not name a trainer of the new process.
+    /// restart must not name a trainer of the new process. Not a secret, so not the crypto RNG,
+    /// which would load OpenSSL (~2 MB resident) for nothing.
     /// </summary>
-    private readonly string _instance = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(3));
+    private readonly string _instance = Random.Shared.Next(0x1000000).ToString("x6", System.Globalization.CultureInfo.InvariantCulture);
 
     public FlushCoordinator(
         IOptions<SidecarOptions> options,
