@@ -11,8 +11,14 @@ steps=400
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-if ! command -v xxhsum >/dev/null; then
-  if [ "$(id -u)" -eq 0 ]; then apt-get update -qq && apt-get install -y -qq xxhash >/dev/null; else echo "demo: install xxhash (xxhsum) first" >&2; exit 1; fi
+# xxhsum for the independent check; gcc and zlib for the Native AOT publish.
+missing=()
+for p in xxhash gcc zlib1g-dev; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then echo "demo: install the Debian packages ${missing[*]} first" >&2; exit 1; fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 say "Building: the Native AOT sidecar and the sample trainer"
