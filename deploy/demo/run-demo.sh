@@ -11,9 +11,9 @@ steps=400
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-# xxhsum for the independent check; gcc and zlib for the Native AOT publish.
+# xxhsum for the independent check, curl for the metrics, gcc and zlib for the Native AOT publish.
 missing=()
-for p in xxhash gcc zlib1g-dev; do
+for p in xxhash curl gcc zlib1g-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
