@@ -73,7 +73,6 @@ internal sealed class FlushPipeline(
                 Total: committed - session.TriggeredAt,
                 Budget: planner.GracePeriod,
                 Bytes: totalBytes);
-            planner.RecordThroughput(totalBytes, timings.Copy, timings.Verify);
             ApplyRetention();
             return new CheckpointOutcome(session.Id, CheckpointStatus.Committed, directory, manifest.Step, null, null, timings);
         }
