@@ -38,8 +38,16 @@ public sealed class LifecycleTests
         }
 
         await sidecar.Process.WaitForLineAsync("detached");
-        using var http = new HttpClient();
-        Assert.Equal("ready\n", await http.GetStringAsync(new Uri($"http://127.0.0.1:{sidecar.MetricsPort}/readyz")));
+
+        // Still serving: a second trainer process can attach and train.
+        await using (var second = ObservedProcess.Start("sample-trainer-2", "dotnet",
+            [RepoPaths.SampleTrainerDll, "--steps", "20", "--checkpoint-every", "0"],
+            new Dictionary<string, string> { ["CHECKPOINT_SOCKET_PATH"] = sidecar.SocketPath }))
+        {
+            Assert.Equal(0, await second.WaitForExitAsync());
+        }
+
         Assert.False(sidecar.Process.HasExited);
+        Assert.DoesNotContain(sidecar.Process.Lines, l => l.Contains("Every trainer has detached", StringComparison.Ordinal));
     }
 }

@@ -69,10 +69,15 @@ public sealed class PreemptionTests
         await client.CompleteDumpAsync(dump, 7, TrainerFiles.Write(dump, 0, ("model.bin", 1 << 20)), null);
         await sidecar.Process.WaitForLineAsync($"Checkpoint {dump.CheckpointId} .* committed");
 
-        // The flush is over, but a trainer still attached gets to learn how it ended.
+        // The flush is over, but a trainer still attached gets to learn how it ended: the sidecar
+        // must not begin to stop while it is attached (it lingers up to 2 s for it).
         var outcome = await client.WaitForCheckpointAsync(dump.CheckpointId);
         Assert.Equal(CheckpointStatus.Committed, outcome.Status);
+        Assert.DoesNotContain(sidecar.Process.Lines, l => l.Contains("Stopping after the preemption flush", StringComparison.Ordinal));
+
+        await client.DisposeAsync();
         Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
+        await sidecar.Process.WaitForLineAsync("Stopping after the preemption flush: Committed");
     }
 
     private static async Task<string> TrainUninterruptedAsync()
