@@ -30,16 +30,61 @@ if ! command -v kubectl >/dev/null; then
   exit 1
 fi
 
-echo "run-tests: fault-injecting filesystem self-test"
-bash tests/faultfs/selftest.sh
+# Every suite runs even when an earlier one failed, so one failure never hides another; the script
+# exits non-zero at the end if any step failed and names every failed step.
+failed=()
+step() {
+  local name=$1
+  shift
+  echo "run-tests: $name"
+  if ! "$@"; then
+    echo "run-tests: FAILED: $name" >&2
+    failed+=("$name")
+  fi
+}
 
+step "fault-injecting filesystem self-test" bash tests/faultfs/selftest.sh
+
+# The sidecar binary and the build are what every later suite runs: without them, stop here.
 echo "run-tests: publishing the Native AOT sidecar"
 dotnet publish sidecar/Checkpoint.Sidecar.csproj -c Release -o "$root/artifacts/sidecar" -nologo -v quiet
 export CHECKPOINT_SIDECAR_BIN="$root/artifacts/sidecar/checkpoint-sidecar"
-
-echo "run-tests: building and testing the solution"
+echo "run-tests: building the solution"
 dotnet build Checkpoint.sln -c Release -nologo -v quiet
-dotnet test Checkpoint.sln -c Release --no-build -nologo --logger "console;verbosity=normal" "$@"
 
-echo "run-tests: Python trainer SDK (real PyTorch, real sidecar)"
-trainer-sdk/python/run-tests.sh
+log_dir=$(mktemp -d)
+trap 'rm -rf "$log_dir"' EXIT
+step "C# unit, integration and deploy tests" \
+  bash -o pipefail -c 'dotnet test Checkpoint.sln -c Release --no-build -nologo --logger "console;verbosity=normal" "$@" | tee "$0"' \
+  "$log_dir/dotnet.log" "$@"
+step "Python trainer SDK (real PyTorch, real sidecar)" \
+  bash -o pipefail -c 'trainer-sdk/python/run-tests.sh | tee "$0"' "$log_dir/python.log"
+
+# One closing line over every suite: dotnet test prints a summary per test project, pytest one line.
+passed=0 failed_tests=0 skipped=0
+while read -r key value; do
+  case $key in
+    Passed:) passed=$((passed + value)) ;;
+    Failed:) failed_tests=$((failed_tests + value)) ;;
+    Skipped:) skipped=$((skipped + value)) ;;
+  esac
+done < <(grep -E '^ +(Passed|Failed|Skipped): +[0-9]+$' "$log_dir/dotnet.log")
+pytest_summary=$(tail -n 1 "$log_dir/python.log")
+for kind in passed failed error skipped; do
+  n=$(grep -oE "[0-9]+ $kind" <<<"$pytest_summary" | cut -d' ' -f1)
+  n=${n:-0}
+  case $kind in
+    passed) passed=$((passed + n)) ;;
+    failed | error) failed_tests=$((failed_tests + n)) ;;
+    skipped) skipped=$((skipped + n)) ;;
+  esac
+done
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "run-tests: ${#failed[@]} step(s) failed:" >&2
+  printf 'run-tests:   %s\n' "${failed[@]}" >&2
+  echo "$passed passed, $failed_tests failed, $skipped skipped"
+  exit 1
+fi
+echo "run-tests: every step passed"
+echo "$passed passed, $failed_tests failed, $skipped skipped"
