@@ -91,10 +91,11 @@ internal sealed class CheckpointSession(
     public CheckpointOutcome FailedOutcome(FlushFailureCause cause, string error) =>
         new(Id, CheckpointStatus.Failed, null, Step, error, cause, null);
 
-    public bool TryFinish(CheckpointOutcome outcome)
+    /// <summary>Tells every waiting caller the outcome; called once, after the outcome is recorded.</summary>
+    public void Complete(CheckpointOutcome outcome)
     {
         State = SessionState.Finished;
-        return _outcome.TrySetResult(outcome);
+        _outcome.SetResult(outcome);
     }
 }
 

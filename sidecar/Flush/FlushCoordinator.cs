@@ -528,18 +528,24 @@ internal sealed class FlushCoordinator : BackgroundService
         }
     }
 
-    /// <summary>Records the outcome once: metrics, log, staging cleanup, waiting callers.</summary>
+    /// <summary>Records the outcome once: metrics, log, staging cleanup, then waiting callers.</summary>
+    /// <remarks>
+    /// Waiting callers are told last: a trainer that learns the outcome, and an operator who scrapes
+    /// right after it, find the metrics already updated and the staging directory gone. Reports that
+    /// leave the process (Events, flush records, pushes) run in the background and may land later.
+    /// </remarks>
     private void Finish(CheckpointSession session, CheckpointOutcome outcome)
     {
         lock (_gate)
         {
-            if (!session.TryFinish(outcome))
+            if (session.IsFinished)
             {
                 return;
             }
 
             RecordOutcome(session, outcome);
             RemoveStaging(session);
+            session.Complete(outcome);
             _finishedOrder.Enqueue(session.Id);
             while (_finishedOrder.Count > FinishedSessionsKept)
             {

@@ -19,9 +19,6 @@ internal sealed class TerminationSignalHandler(
     /// <summary>Past the deadline, a flush stuck in storage I/O must not keep the pod until SIGKILL.</summary>
     private static readonly TimeSpan StuckFlushAllowance = TimeSpan.FromSeconds(1);
 
-    /// <summary>How long trainers still attached after the flush get to fetch its outcome.</summary>
-    private static readonly TimeSpan TrainerLinger = TimeSpan.FromSeconds(2);
-
     /// <summary>Reports get at least this long even when the deadline has passed.</summary>
     private static readonly TimeSpan ReportsMinimum = TimeSpan.FromMilliseconds(500);
 
@@ -75,12 +72,12 @@ internal sealed class TerminationSignalHandler(
 
         // The Event, the flush record and the Pushgateway push must leave before the process does,
         // and a trainer that has just reported must still learn the outcome: linger until the
-        // trainers have gone (they exit once they know), briefly, and never past the deadline.
+        // trainers have gone (the SDKs exit once they know), never past the deadline. Lingering costs
+        // nothing: the pod ends only when its trainer container has ended anyway.
         var allowance = ticket.Deadline is { } end ? end - time.GetUtcNow() + StuckFlushAllowance : StuckFlushAllowance;
-        var linger = Task.Delay(Max(TimeSpan.Zero, allowance < TrainerLinger ? allowance : TrainerLinger), time);
         await Task.WhenAll(
             Task.WhenAny(coordinator.ReportsDrained, Task.Delay(Max(allowance, ReportsMinimum), time)),
-            Task.WhenAny(coordinator.NoTrainersAttached, linger)).ConfigureAwait(false);
+            Task.WhenAny(coordinator.NoTrainersAttached, Task.Delay(Max(TimeSpan.Zero, allowance), time))).ConfigureAwait(false);
         // Exit 1 tells the kubelet (and anyone reading the pod status) that the flush did not commit.
         Environment.ExitCode = outcome is null || outcome.Status == CheckpointStatus.Committed ? 0 : 1;
         if (!flushed.IsCompleted)

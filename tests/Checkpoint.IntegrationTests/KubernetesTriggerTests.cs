@@ -73,18 +73,19 @@ public sealed class KubernetesTriggerTests
 
         var metrics = await sidecar.ScrapeMetricsAsync();
         Assert.Equal("1", Metric(metrics, "checkpoint_preemptions_total{cause=\"PreemptionByScheduler\"}"));
-        var record = Assert.Single(Directory.GetFiles(Path.Combine(dirs.JobDirectory(), "flush-records"), "*.json"));
-        using (var json = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(record)))
-        {
-            Assert.Equal("PreemptionByScheduler", json.RootElement.GetProperty("cause").GetString());
-            Assert.Equal(PodName, json.RootElement.GetProperty("pod").GetString());
-            Assert.Equal("committed", json.RootElement.GetProperty("outcome").GetString());
-        }
 
         // The SIGTERM that follows joins the finished flush: no second checkpoint, a clean exit.
         sidecar.Process.Signal(Posix.SigTerm);
         Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
         Assert.Single(Directory.GetDirectories(dirs.JobDirectory()), d => Path.GetFileName(d).EndsWith("-preemption", StringComparison.Ordinal));
+
+        // The flush record is written in the background after the outcome; it must be on storage by
+        // the time the sidecar has exited, because it is what outlives the pod.
+        var record = Assert.Single(Directory.GetFiles(Path.Combine(dirs.JobDirectory(), "flush-records"), "*.json"));
+        using var json = System.Text.Json.JsonDocument.Parse(File.ReadAllBytes(record));
+        Assert.Equal("PreemptionByScheduler", json.RootElement.GetProperty("cause").GetString());
+        Assert.Equal(PodName, json.RootElement.GetProperty("pod").GetString());
+        Assert.Equal("committed", json.RootElement.GetProperty("outcome").GetString());
     }
 
     [Fact]
@@ -112,6 +113,7 @@ public sealed class KubernetesTriggerTests
         var outcome = client.WaitForCheckpointAsync(dump.CheckpointId);
         await client.CompleteDumpAsync(dump, 3, TrainerFiles.Write(dump, 0, ("model.bin", 4096)), null);
         Assert.Equal(CheckpointStatus.Committed, (await outcome).Status);
+        await client.DisposeAsync();
         Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
         Assert.Equal(1, sidecar.Process.Lines.Count(l => l.Contains("Kubernetes API unreachable", StringComparison.Ordinal)));
         Assert.Equal(dump.CheckpointId, IndependentCheck.Latest(dirs.JobDirectory()));

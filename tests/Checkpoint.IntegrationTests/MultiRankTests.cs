@@ -43,6 +43,10 @@ public sealed class MultiRankTests
         Assert.Equal(["rank-0/model.bin", "rank-0/optimizer.bin", "rank-1/model.bin"], paths);
         var ranks = manifest.RootElement.GetProperty("ranks").EnumerateArray().Select(r => r.GetProperty("rank").GetInt32()).ToList();
         Assert.Equal([0, 1], ranks);
+
+        // The trainers exit once they know; the sidecar lingers until they have.
+        await rank0.DisposeAsync();
+        await rank1.DisposeAsync();
         Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
     }
 

@@ -70,7 +70,7 @@ public sealed class PreemptionTests
         await sidecar.Process.WaitForLineAsync($"Checkpoint {dump.CheckpointId} .* committed");
 
         // The flush is over, but a trainer still attached gets to learn how it ended: the sidecar
-        // must not begin to stop while it is attached (it lingers up to 2 s for it).
+        // must not begin to stop while it is attached (it lingers for it until the deadline).
         var outcome = await client.WaitForCheckpointAsync(dump.CheckpointId);
         Assert.Equal(CheckpointStatus.Committed, outcome.Status);
         Assert.DoesNotContain(sidecar.Process.Lines, l => l.Contains("Stopping after the preemption flush", StringComparison.Ordinal));

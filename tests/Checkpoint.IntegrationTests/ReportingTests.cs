@@ -24,6 +24,7 @@ public sealed class ReportingTests
             var waiting = client.WaitForCheckpointAsync(dump.CheckpointId);
             await client.CompleteDumpAsync(dump, 5, TrainerFiles.Write(dump, 0, ("model.bin", 2 << 20)), null);
             outcome = await waiting;
+            await client.DisposeAsync();
             Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
         }
 
@@ -57,6 +58,8 @@ public sealed class ReportingTests
         sidecar.Process.Signal(Posix.SigTerm);
         var dump = await MultiRankTests.DumpRequestAsync(client);
         await client.CompleteDumpAsync(dump, 5, TrainerFiles.Write(dump, 0, ("model.bin", 1 << 20)), null);
+        Assert.Equal(CheckpointStatus.Committed, (await client.WaitForCheckpointAsync(dump.CheckpointId)).Status);
+        await client.DisposeAsync();
         Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
         await sidecar.Process.WaitForLineAsync("Pushed the final metrics to");
 

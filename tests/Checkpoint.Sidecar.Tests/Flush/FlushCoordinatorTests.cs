@@ -2,6 +2,7 @@ using Checkpoint.Sidecar.Configuration;
 using Checkpoint.Sidecar.Flush;
 using Checkpoint.Sidecar.Metrics;
 using Checkpoint.Sidecar.Storage;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
@@ -22,6 +23,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
     private readonly CheckpointStore _store;
     private readonly FlushCoordinator _coordinator;
     private readonly RecordingReporter _reporter = new();
+    private readonly ProbeLogger _logger = new();
 
     public FlushCoordinatorTests()
     {
@@ -45,7 +47,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
             NullLogger<CheckpointStore>.Instance);
         var pipeline = new FlushPipeline(_store, options, planner, _time, NullLogger<FlushPipeline>.Instance);
         _coordinator = new FlushCoordinator(
-            options, planner, pipeline, _store, new CheckpointMetrics(_registry), [_reporter], _time, NullLogger<FlushCoordinator>.Instance);
+            options, planner, pipeline, _store, new CheckpointMetrics(_registry), [_reporter], _time, _logger);
     }
 
     public Task InitializeAsync() => _coordinator.StartAsync(CancellationToken.None);
@@ -160,6 +162,45 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
         Assert.Equal(0.1, samples.Value("checkpoint_last_flush_budget_used_ratio"), 1e-9);
         Assert.Equal(100, samples.Value("checkpoint_last_committed_step"));
         Assert.Equal(0, samples.Value("checkpoint_deadline_misses_total"));
+    }
+
+    [Theory]
+    [InlineData(CheckpointStatus.Committed)]
+    [InlineData(CheckpointStatus.Failed)]
+    public async Task Finish_OutcomeIsRecordedBeforeWaitersLearnIt(CheckpointStatus status)
+    {
+        // A trainer that learns the outcome, and an operator who scrapes right after, must find the
+        // metrics already updated: the outcome is logged (right after the metrics are set) while
+        // waiters still wait.
+        var (rank0, rank1) = AttachTwo();
+        var command = _coordinator.BeginCheckpoint(rank0.Id, 7, CheckpointReason.Periodic);
+        _coordinator.BeginCheckpoint(rank1.Id, 7, CheckpointReason.Periodic);
+        var outcomeTask = _coordinator.WaitAsync(command.CheckpointId, CancellationToken.None);
+        bool? waitersKnewWhenRecorded = null;
+        _logger.OnLog = eventId =>
+        {
+            if (eventId.Name is "Committed" or "Failed")
+            {
+                waitersKnewWhenRecorded = outcomeTask.IsCompleted;
+            }
+        };
+
+        _coordinator.Report(rank0.Id, command.CheckpointId, 7, Dump(command, rank: 0, seed: 1), NoMetadata);
+        if (status == CheckpointStatus.Failed)
+        {
+            _coordinator.Detach(rank1.Id);
+        }
+        else
+        {
+            _coordinator.Report(rank1.Id, command.CheckpointId, 7, Dump(command, rank: 1, seed: 2), NoMetadata);
+        }
+
+        var outcome = await outcomeTask.WaitAsync(Bound);
+        Assert.Equal(status, outcome.Status);
+        Assert.False(waitersKnewWhenRecorded, "the outcome was recorded after waiters had learned it (or never)");
+        Assert.False(Directory.Exists(command.StagingDirectory));
+        var samples = await MetricsText.CollectAsync(_registry);
+        Assert.Equal(1, samples.Value("checkpoint_flushes_total", ("reason", "periodic"), ("outcome", status == CheckpointStatus.Committed ? "committed" : "failed")));
     }
 
     [Fact]
@@ -480,6 +521,20 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
         var outcome = await _coordinator.WaitAsync(command.CheckpointId, CancellationToken.None).WaitAsync(Bound);
         Assert.Equal(CheckpointStatus.Committed, outcome.Status);
         return command.CheckpointId;
+    }
+
+    /// <summary>Lets a test look at the world at the moment the coordinator logs an event.</summary>
+    private sealed class ProbeLogger : ILogger<FlushCoordinator>
+    {
+        public Action<EventId>? OnLog { get; set; }
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+            OnLog?.Invoke(eventId);
     }
 
     /// <summary>Keeps what the coordinator reports, and lets a test await the first flush report.</summary>
