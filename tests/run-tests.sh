@@ -68,10 +68,10 @@ while read -r key value; do
     Failed:) failed_tests=$((failed_tests + value)) ;;
     Skipped:) skipped=$((skipped + value)) ;;
   esac
-done < <(grep -E '^ +(Passed|Failed|Skipped): +[0-9]+$' "$log_dir/dotnet.log")
+done < <(grep -E '^ +(Passed|Failed|Skipped): +[0-9]+$' "$log_dir/dotnet.log" || true)
 pytest_summary=$(tail -n 1 "$log_dir/python.log")
 for kind in passed failed error skipped; do
-  n=$(grep -oE "[0-9]+ $kind" <<<"$pytest_summary" | cut -d' ' -f1)
+  n=$(grep -oE "[0-9]+ $kind" <<<"$pytest_summary" | cut -d' ' -f1 || true)
   n=${n:-0}
   case $kind in
     passed) passed=$((passed + n)) ;;
