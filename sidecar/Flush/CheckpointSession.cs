@@ -91,6 +91,10 @@ internal sealed class CheckpointSession(
     public CheckpointOutcome FailedOutcome(FlushFailureCause cause, string error) =>
         new(Id, CheckpointStatus.Failed, null, Step, error, cause, null);
 
+    public CheckpointOutcome DeadlinePassedOutcome() =>
+        FailedOutcome(FlushFailureCause.DeadlineExceeded,
+            $"the deadline passed after {Interlocked.Read(ref BytesPersisted)} of {TotalBytes} bytes were copied");
+
     /// <summary>Tells every waiting caller the outcome; called once, after the outcome is recorded.</summary>
     public void Complete(CheckpointOutcome outcome)
     {

@@ -397,17 +397,46 @@ internal sealed class FlushCoordinator : BackgroundService
                     session.CancelledBecause = FlushFailureCause.StorageError;
                     session.Cancellation.Cancel();
                 });
-                var outcome = await _pipeline.PersistAsync(session).ConfigureAwait(false);
+                var persisting = _pipeline.PersistAsync(session);
+
+                // A hung NFS server can block a write or an fsync for minutes, and no cancellation
+                // reaches a blocked system call. The deadline or a newer checkpoint may decide the
+                // outcome first: then the writer moves on and the blocked call ends in the background.
+                await Task.WhenAny(persisting, session.Outcome).ConfigureAwait(false);
                 lock (_gate)
                 {
                     _persisting = null;
-                    Finish(session, outcome);
+                    if (persisting.IsCompleted)
+                    {
+                        Finish(session, persisting.Result);
+                        continue;
+                    }
                 }
+
+                FlushLog.AbandonedToStorage(_logger, session.Id, session.Outcome.Result.Status.ToString());
+                _ = ObserveAbandonedAsync(session, persisting);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
             // Host shutdown.
+        }
+    }
+
+    /// <summary>What an abandoned storage call did when it finally returned: the outcome was already told.</summary>
+    private async Task ObserveAbandonedAsync(CheckpointSession session, Task<CheckpointOutcome> persisting)
+    {
+        try
+        {
+            var late = await persisting.ConfigureAwait(false);
+            if (late.Status == CheckpointStatus.Committed)
+            {
+                FlushLog.CommittedAfterItsOutcome(_logger, session.Id, session.Outcome.Result.Status.ToString());
+            }
+        }
+        catch (Exception e)
+        {
+            FlushLog.AbandonedWriteFailed(_logger, session.Id, e.Message);
         }
     }
 
@@ -445,9 +474,9 @@ internal sealed class FlushCoordinator : BackgroundService
                     continue;
                 }
 
-                // No cause: the writer reports the cancelled upload as superseded.
+                // Superseded now, not when the cancelled copy returns: on hung storage that may be
+                // never, and the writer must be free for the preemption flush.
                 session.Cancellation.Cancel();
-                continue;
             }
 
             Finish(session, Superseded(session));
@@ -523,8 +552,10 @@ internal sealed class FlushCoordinator : BackgroundService
                 return;
             }
 
-            // Queued or persisting: the writer sees the cancellation and reports the miss.
+            // Queued or persisting: the copy is cancelled, and the deadline decides the outcome by
+            // itself, for storage blocked in a system call may not return before SIGKILL.
             session.Cancellation.Cancel();
+            Finish(session, session.DeadlinePassedOutcome());
         }
     }
 

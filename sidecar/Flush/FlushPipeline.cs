@@ -82,8 +82,7 @@ internal sealed class FlushPipeline(
             return session.CancelledBecause switch
             {
                 null => session.SupersededOutcome(),
-                FlushFailureCause.DeadlineExceeded => session.FailedOutcome(FlushFailureCause.DeadlineExceeded,
-                    $"the deadline passed after {session.BytesPersisted} of {totalBytes} bytes were copied"),
+                FlushFailureCause.DeadlineExceeded => session.DeadlinePassedOutcome(),
                 var cause => session.FailedOutcome(cause.Value, "the sidecar stopped before the checkpoint was committed"),
             };
         }
