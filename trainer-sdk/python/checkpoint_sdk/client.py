@@ -368,9 +368,11 @@ class CheckpointClient:
     # ------------------------------------------------------------------ internals: attachment
 
     def _new_channel(self) -> grpc.Channel:
+        # Reconnect quickly after a sidecar restart (initial/max backoff), but leave the connect timeout
+        # at gRPC's default: gRPC takes grpc.min_reconnect_backoff_ms as the minimum connect timeout too,
+        # and on a busy node the sidecar's HTTP/2 SETTINGS can take longer than a short one.
         return grpc.insecure_channel(f"unix://{self.socket_path}", options=[
             ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1000),
             ("grpc.enable_retries", 0),
         ])

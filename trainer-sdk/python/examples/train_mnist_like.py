@@ -141,6 +141,9 @@ def main(argv) -> int:
             if step % 10 == 0:
                 print(f"step {step} loss {loss!r}", flush=True)
             if args.step_delay_ms:
+                if args.step_delay_ms >= 1000:
+                    # A step this long is where a preemption finds the trainer: say so.
+                    print(f"step {step} takes {args.step_delay_ms / 1000:g} s", flush=True)
                 time.sleep(args.step_delay_ms / 1000)
 
         print(f"finished at step {step} params-sha256 {state_sha256(model, optimizer)}", flush=True)

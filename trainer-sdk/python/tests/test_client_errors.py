@@ -52,6 +52,67 @@ def test_default_socket_path_comes_from_the_environment(dirs, monkeypatch):
     assert "/var/run/checkpoint/sidecar.sock" in str(raised.value)
 
 
+class SlowHandshakeProxy:
+    """A Unix-socket proxy in front of the sidecar that holds each new connection for a while before
+    passing bytes on: what a sidecar on a busy node looks like to a connecting trainer."""
+
+    def __init__(self, target: str, path: str, hold_s: float):
+        self.target, self.path, self.hold_s = target, path, hold_s
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen(8)
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                downstream, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(downstream,), daemon=True).start()
+
+    def _serve(self, downstream: socket.socket) -> None:
+        time.sleep(self.hold_s)  # the fault being injected: a slow first answer, not synchronisation
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.connect(self.target)
+        for source, sink in ((downstream, upstream), (upstream, downstream)):
+            threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_attach_waits_for_a_slow_handshake(procs, dirs, tmp_path):
+    """gRPC takes grpc.min_reconnect_backoff_ms as its connect timeout too: a short one made attaching
+    fail on a busy node, where the sidecar's HTTP/2 SETTINGS frame can take a second to come."""
+    procs.sidecar()
+    proxy = SlowHandshakeProxy(dirs.socket_path, str(tmp_path / "slow.sock"), hold_s=1.5)
+    try:
+        options = {"handle_termination": False,
+                   "exit_process": lambda code: pytest.fail(f"the SDK tried to exit the test process ({code})")}
+        with CheckpointClient(proxy.path, connect_timeout=20, **options) as client:
+            assert [t.rank for t in client.status().trainers] == [0]
+        assert proxy.connections >= 1
+    finally:
+        proxy.close()
+
+
 def test_sidecar_refuses_a_missing_file_with_invalid_argument(procs, dirs):
     procs.sidecar()
     with client_for(dirs) as client:

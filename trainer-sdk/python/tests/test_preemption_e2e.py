@@ -61,7 +61,7 @@ def test_stuck_step_exits_at_the_deadline(procs, dirs):
     grace, margin = 3, 1
     sidecar = procs.sidecar(grace=grace, margin=margin)
     trainer = procs.trainer("--steps", "100", "--checkpoint-every", "0", "--step-delay-ms", "60000")
-    trainer.wait_for_line("^starting fresh$")
+    trainer.wait_for_line(r"^step 1 takes 60 s$")  # inside the long step, past its step boundary
     sidecar.wait_for_line(r"Trainer \S+ \(rank 0, .*\) attached")
     start = time.monotonic()
     sidecar.signal(SIGTERM)
