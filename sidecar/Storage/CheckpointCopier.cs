@@ -69,9 +69,10 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
         var destination = Path.Combine(partialDirectory, file.RelativePath);
         Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
 
-        // Not File.OpenHandle(SourcePath): the trainer could have swapped the file for a symlink since
-        // it was validated, and the sidecar can read things the trainer must not get into a checkpoint.
-        using var source = NativeFile.OpenBeneath(file.StagingRoot, file.PathBeneathRoot);
+        // Not File.OpenHandle(SourcePath): the trainer could have swapped the file, or a directory
+        // above it, for a symlink since it was validated, and the sidecar can read things the trainer
+        // must not get into a checkpoint.
+        using var source = NativeFile.OpenFileBeneath(file.Staging.Handle, file.RelativePath);
         using var target = File.OpenHandle(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.None, preallocationSize: file.Size);
         var hash = new XxHash128();
         var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);

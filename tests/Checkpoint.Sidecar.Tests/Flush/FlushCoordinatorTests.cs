@@ -21,6 +21,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 29, 2, 45, 0, TimeSpan.Zero));
     private readonly CollectorRegistry _registry = Prometheus.Metrics.NewCustomRegistry();
     private readonly CheckpointStore _store;
+    private readonly StagingRoot _stagingRoot;
     private readonly FlushCoordinator _coordinator;
     private readonly RecordingReporter _reporter = new();
     private readonly ProbeLogger _logger = new();
@@ -46,8 +47,9 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
             new CheckpointLayout(options.Value.StorageDir, options.Value.PodNamespace, options.Value.JobName),
             NullLogger<CheckpointStore>.Instance);
         var pipeline = new FlushPipeline(_store, options, planner, _time, NullLogger<FlushPipeline>.Instance);
+        _stagingRoot = new StagingRoot(options.Value.StagingDir, NullLogger<StagingRoot>.Instance);
         _coordinator = new FlushCoordinator(
-            options, planner, pipeline, _store, new CheckpointMetrics(_registry), [_reporter], _time, _logger);
+            options, planner, pipeline, _store, _stagingRoot, new CheckpointMetrics(_registry), [_reporter], _time, _logger);
     }
 
     public Task InitializeAsync() => _coordinator.StartAsync(CancellationToken.None);
@@ -58,6 +60,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
     public void Dispose()
     {
         _coordinator.Dispose();
+        _stagingRoot.Dispose();
         _temp.Dispose();
     }
 
@@ -478,6 +481,22 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
         Assert.Null(await _coordinator.Terminated.WaitAsync(Bound));
         Assert.Equal(new TerminationTicket(null, null), _coordinator.Terminate(TerminationSource.PreStopHook));
         Assert.True(_coordinator.IsTerminating);
+    }
+
+    [Fact]
+    public async Task Finish_StagingHoldsNamesThatAreNotUtf8_RemovesIt()
+    {
+        var (rank0, rank1) = AttachTwo();
+        var command = _coordinator.BeginCheckpoint(rank0.Id, 10, CheckpointReason.Periodic);
+        _coordinator.BeginCheckpoint(rank1.Id, 10, CheckpointReason.Periodic);
+        var files = Dump(command, rank: 0, seed: 1);
+        await TempDirectory.WriteFilesNamedInLatin1Async(Path.Combine(command.StagingDirectory, "rank0"));
+        _coordinator.Report(rank0.Id, command.CheckpointId, 10, files, NoMetadata);
+
+        _coordinator.Detach(rank1.Id);
+
+        Assert.Equal(CheckpointStatus.Failed, (await _coordinator.WaitAsync(command.CheckpointId, CancellationToken.None).WaitAsync(Bound)).Status);
+        Assert.False(Path.Exists(command.StagingDirectory));
     }
 
     [Fact]
