@@ -191,7 +191,17 @@ internal sealed class FlushCoordinator : BackgroundService
 
             var deadline = _planner.PreemptionDeadline(now, deletionTimestamp);
             var id = _ids.Next(CheckpointReason.Preemption);
-            var session = NewSession(id, CheckpointReason.Preemption, _stagingRoot.CreateCheckpointDirectory(id), now, deadline);
+            StagingDirectory staging;
+            try
+            {
+                staging = _stagingRoot.CreateCheckpointDirectory(id);
+            }
+            catch (StagingUnavailableException e)
+            {
+                return FailPreemptionWithoutStaging(id, e, now, deadline, cause, disruptionReason is not null);
+            }
+
+            var session = NewSession(id, CheckpointReason.Preemption, staging, now, deadline);
             session.Cause = cause;
             session.CauseIsDisruptionReason = disruptionReason is not null;
             _preemption = session;
@@ -287,7 +297,18 @@ internal sealed class FlushCoordinator : BackgroundService
 
             var now = _time.GetUtcNow();
             var id = _ids.Next(reason);
-            var session = NewSession(id, reason, _stagingRoot.CreateCheckpointDirectory(id), now, deadline: null);
+            StagingDirectory staging;
+            try
+            {
+                staging = _stagingRoot.CreateCheckpointDirectory(id);
+            }
+            catch (StagingUnavailableException e)
+            {
+                FlushLog.NotStarted(_logger, id, reason.ToLabel(), e.Message);
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition, $"checkpoint not started: {e.Message}");
+            }
+
+            var session = NewSession(id, reason, staging, now, deadline: null);
             session.PendingStep = step;
             session.NotifiedAt = now;
             if (open is not null)
@@ -434,6 +455,23 @@ internal sealed class FlushCoordinator : BackgroundService
             _trainers.Values.ToDictionary(t => t.Id, t => t.Rank, StringComparer.Ordinal));
         _sessions.Add(id, session);
         return session;
+    }
+
+    /// <summary>
+    /// Nothing may escape the signal path: a preemption whose staging directory cannot be created
+    /// (read-only or full volume, a name taken) ends at once as a failed flush with that cause,
+    /// reported like any other (metrics, log, flush record, Event), and the sidecar exits 1. Older
+    /// checkpoints are left to finish: one of them committing is better than none.
+    /// </summary>
+    private TerminationTicket FailPreemptionWithoutStaging(
+        string id, StagingUnavailableException failure, DateTimeOffset now, DateTimeOffset deadline, string cause, bool causeIsDisruptionReason)
+    {
+        var session = NewSession(id, CheckpointReason.Preemption, staging: null, now, deadline);
+        session.Cause = cause;
+        session.CauseIsDisruptionReason = causeIsDisruptionReason;
+        _preemption = session;
+        Finish(session, Failed(session, FlushFailureCause.StorageError, failure.Message));
+        return new TerminationTicket(session.Id, deadline);
     }
 
     /// <summary>

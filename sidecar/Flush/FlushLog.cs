@@ -48,4 +48,7 @@ internal static partial class FlushLog
 
     [LoggerMessage(EventId = 214, Level = LogLevel.Warning, Message = "Reporting a flush through {Reporter} failed: {Error}")]
     public static partial void ReporterFailed(ILogger logger, string reporter, string error);
+
+    [LoggerMessage(EventId = 230, Level = LogLevel.Error, Message = "Checkpoint {CheckpointId} ({Reason}) not started: {Error}")]
+    public static partial void NotStarted(ILogger logger, string checkpointId, string reason, string error);
 }

@@ -1,3 +1,5 @@
+using System.Text.Json;
+using System.Text.RegularExpressions;
 using Checkpoint.IntegrationTests.Infrastructure;
 using Checkpoint.TrainerSdk;
 
@@ -67,6 +69,37 @@ public sealed class HostileStagingTests
             await File.ReadAllBytesAsync(Path.Combine(committed, "rank-0/second-small.bin")));
         IndependentCheck.AssertVerifies(committed);
         AssertNowhereIn(faultFs.Backing, secret);
+    }
+
+    [Theory]
+    [InlineData("EROFS", "Read-only file system")]
+    [InlineData("ENOSPC", "No space left on device")]
+    public async Task Sigterm_StagingDirectoryCannotBeCreated_FailedFlushWithItsCauseAndExitOne(string errno, string cause)
+    {
+        using var dirs = new TestDirectories();
+        await using var staging = await FaultFs.MountAsync(dirs.Root, name: "staging-fs");
+        staging.SetRules(new FaultRule("no-mkdir", "mkdir", "*", "errno", Once: false, Errno: errno));
+        await using var sidecar = await SidecarProcess.StartAsync(dirs,
+            overrides: new Dictionary<string, string> { ["CHECKPOINT_STAGING_DIR"] = staging.MountPoint });
+        await using var client = await sidecar.ConnectAsync();
+
+        sidecar.Process.Signal(Posix.SigTerm);
+
+        var failed = await sidecar.Process.WaitForLineAsync(
+            $@"Checkpoint (\S+) \(preemption\) failed \(storage_error\): could not create the staging directory '{Regex.Escape(staging.MountPoint)}/\S+': {cause}");
+        var checkpointId = failed.Groups[1].Value;
+        var metrics = await sidecar.ScrapeMetricsAsync();
+        Assert.Equal(1, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_flush_failures_total{cause=\"storage_error\"}"));
+        await client.DisposeAsync();
+        Assert.Equal(1, await sidecar.Process.WaitForExitAsync());
+        await sidecar.Process.WaitForLineAsync("Stopping after the preemption flush: Failed");
+
+        var record = Assert.Single(Directory.GetFiles(Path.Combine(dirs.JobDirectory(), "flush-records"), "*.json"));
+        using var json = JsonDocument.Parse(await File.ReadAllBytesAsync(record));
+        Assert.Equal(checkpointId, json.RootElement.GetProperty("checkpointId").GetString());
+        Assert.Equal("failed", json.RootElement.GetProperty("outcome").GetString());
+        Assert.Equal("storage_error", json.RootElement.GetProperty("failureCause").GetString());
+        Assert.Contains(cause, json.RootElement.GetProperty("error").GetString(), StringComparison.Ordinal);
     }
 
     private static byte[] WriteSecret(string directory, string relative)

@@ -484,6 +484,43 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
+    public async Task Terminate_StagingCannotBeCreated_FailsTheFlushWithItsCauseInsteadOfThrowing()
+    {
+        // Terminate runs on the SIGTERM path: an exception there kills the sidecar with no record.
+        var (rank0, _) = AttachTwo();
+        MakeStagingUnusable();
+
+        var ticket = _coordinator.Terminate(TerminationSource.Signal);
+
+        var outcome = await _coordinator.Terminated.WaitAsync(Bound);
+        Assert.NotNull(outcome);
+        Assert.Equal(ticket.CheckpointId, outcome.CheckpointId);
+        Assert.Equal(CheckpointStatus.Failed, outcome.Status);
+        Assert.Equal(FlushFailureCause.StorageError, outcome.FailureCause);
+        Assert.Contains($"could not create the staging directory '{Path.Combine(_temp.Combine("staging"), ticket.CheckpointId!)}'", outcome.Error, StringComparison.Ordinal);
+        Assert.False(rank0.Commands.Reader.TryRead(out _));
+        var report = await _reporter.FirstEnded.WaitAsync(Bound);
+        Assert.Equal(CheckpointStatus.Failed, report.Outcome.Status);
+        var samples = await MetricsText.CollectAsync(_registry);
+        Assert.Equal(1, samples.Value("checkpoint_flush_failures_total", ("cause", "storage_error")));
+        Assert.Equal(1, samples.Value("checkpoint_flushes_total", ("reason", "preemption"), ("outcome", "failed")));
+        Assert.Equal(ticket, _coordinator.Terminate(TerminationSource.PreStopHook));
+    }
+
+    [Fact]
+    public void BeginCheckpoint_StagingCannotBeCreated_ThrowsFailedPreconditionNamingTheDirectory()
+    {
+        var (rank0, _) = AttachTwo();
+        MakeStagingUnusable();
+
+        var e = Assert.Throws<FlushRequestException>(() => _coordinator.BeginCheckpoint(rank0.Id, 10, CheckpointReason.Periodic));
+
+        Assert.Equal(FlushRequestError.FailedPrecondition, e.Error);
+        Assert.Contains($"could not create the staging directory '{_temp.Combine("staging")}/", e.Message, StringComparison.Ordinal);
+        Assert.False(_coordinator.IsTerminating);
+    }
+
+    [Fact]
     public async Task Finish_StagingHoldsNamesThatAreNotUtf8_RemovesIt()
     {
         var (rank0, rank1) = AttachTwo();
@@ -512,6 +549,14 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
 
         Assert.Equal(ids[1..], _store.Layout.CommittedCandidates().Order(StringComparer.Ordinal));
         Assert.Equal(ids[^1], _store.ReadLatestId());
+    }
+
+    /// <summary>The staging volume gone from under the sidecar, a regular file where it was.</summary>
+    private void MakeStagingUnusable()
+    {
+        var staging = _temp.Combine("staging");
+        Directory.Delete(staging);
+        File.WriteAllText(staging, "not a directory");
     }
 
     private (AttachedTrainer Rank0, AttachedTrainer Rank1) AttachTwo() =>
