@@ -145,6 +145,34 @@ public sealed class CheckpointCopierTests : IDisposable
     }
 
     [Fact]
+    public async Task CopyAsync_StagedFileRewrittenInPlaceDuringCopy_ThrowsNamingFile()
+    {
+        // Same size, so only the file's status can tell: copied as it was, its hash would be the torn
+        // bytes' hash, and read-back and resume checks would pass.
+        var source = TempDirectory.WriteFile(_staging, "model.bin", TempDirectory.RandomBytes(3 * BufferSize, seed: 12));
+        // A modification time well in the past: a rewrite is then told apart on any timestamp granularity.
+        File.SetLastWriteTimeUtc(source, DateTime.UtcNow.AddHours(-1));
+        var staged = StagingValidator.Validate(_stagingDirectory, ["model.bin"], NoneReported);
+        var rewritten = 0;
+        void RewriteSecondChunkOnce(long bytes)
+        {
+            // Called on the copying thread after the first chunk is copied: the race, made deterministic.
+            if (Interlocked.Exchange(ref rewritten, 1) == 0)
+            {
+                using var stream = new FileStream(source, FileMode.Open, FileAccess.Write);
+                stream.Position = BufferSize;
+                stream.Write(TempDirectory.RandomBytes(BufferSize, seed: 13));
+            }
+        }
+
+        var e = await Assert.ThrowsAsync<IOException>(() => _copier.CopyAndVerifyAsync(staged, _partial, RewriteSecondChunkOnce, CancellationToken.None));
+
+        Assert.Equal(1, rewritten);
+        Assert.Contains("'model.bin'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("changed while it was copied", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task CopyAsync_StagingDirectorySwappedForSymlinkAfterValidation_CopiesWhatWasStagedNotTheLinkTarget()
     {
         var staged = TempDirectory.RandomBytes(1000, seed: 14);
