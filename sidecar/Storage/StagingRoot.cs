@@ -13,6 +13,8 @@ namespace Checkpoint.Sidecar.Storage;
 /// </summary>
 public sealed class StagingRoot : IDisposable
 {
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
     private readonly SafeFileHandle _handle;
     private readonly ILogger<StagingRoot> _logger;
 
@@ -75,6 +77,55 @@ public sealed class StagingRoot : IDisposable
         }
     }
 
+    /// <summary>
+    /// Removes the checkpoint directories a predecessor left behind (it was killed before it could):
+    /// only directories named like the checkpoint ids the sidecar creates, never a symlink or anything
+    /// else. Best effort: what cannot be removed is logged and left. Call it before this process has
+    /// created a checkpoint directory of its own.
+    /// </summary>
+    /// <returns>How many directories were removed.</returns>
+    public int SweepLeftovers()
+    {
+        List<byte[]> names;
+        try
+        {
+            names = NativeFile.ListDirectory(_handle, Path);
+        }
+        catch (IOException e)
+        {
+            StorageLog.StagingSweepFailed(_logger, Path, e.Message);
+            return 0;
+        }
+
+        var swept = 0;
+        foreach (var raw in names)
+        {
+            if (DecodeStrictly(raw) is not { } name || !CheckpointLayout.IsCommittedName(name))
+            {
+                continue;
+            }
+
+            var path = System.IO.Path.Combine(Path, name);
+            try
+            {
+                if (NativeFile.StatusAt(_handle, name, path)?.Kind != FileKind.Directory)
+                {
+                    continue;
+                }
+
+                NativeFile.RemoveTreeAt(_handle, raw, path);
+                StorageLog.Swept(_logger, path);
+                swept++;
+            }
+            catch (IOException e)
+            {
+                StorageLog.StagingSweepFailed(_logger, path, e.Message);
+            }
+        }
+
+        return swept;
+    }
+
     public void Dispose() => _handle.Dispose();
 
     private void RemoveQuietly(string checkpointId, string path)
@@ -86,6 +137,19 @@ public sealed class StagingRoot : IDisposable
         catch (IOException e)
         {
             StorageLog.StagingSweepFailed(_logger, path, e.Message);
+        }
+    }
+
+    /// <summary>A name that is not UTF-8 is not one of the sidecar's ids.</summary>
+    private static string? DecodeStrictly(byte[] name)
+    {
+        try
+        {
+            return StrictUtf8.GetString(name);
+        }
+        catch (DecoderFallbackException)
+        {
+            return null;
         }
     }
 }

@@ -102,6 +102,35 @@ public sealed class HostileStagingTests
         Assert.Contains(cause, json.RootElement.GetProperty("error").GetString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Start_StagingLeftByASigkilledSidecar_IsSweptAndNothingElse()
+    {
+        using var dirs = new TestDirectories();
+        string leftover;
+        await using (var sidecar = await SidecarProcess.StartAsync(dirs))
+        {
+            await using var client = await sidecar.ConnectAsync();
+            var dump = await client.BeginCheckpointAsync(5, CheckpointReason.Periodic);
+            TrainerFiles.Write(dump, 0, ("model.bin", 1 << 20));
+            leftover = dump.StagingDirectory;
+
+            sidecar.Process.Signal(Posix.SigKill);
+            Assert.Equal(128 + Posix.SigKill, await sidecar.Process.WaitForExitAsync());
+        }
+
+        Assert.True(Directory.Exists(leftover));
+        var notes = Path.Combine(dirs.Staging, "notes", "keep.txt");
+        Directory.CreateDirectory(Path.GetDirectoryName(notes)!);
+        await File.WriteAllTextAsync(notes, "not the sidecar's");
+
+        await using (var next = await SidecarProcess.StartAsync(dirs))
+        {
+            Assert.False(Path.Exists(leftover));
+            Assert.True(File.Exists(notes));
+            await next.Process.WaitForLineAsync($"Swept leftover directory {Regex.Escape(leftover)}");
+        }
+    }
+
     private static byte[] WriteSecret(string directory, string relative)
     {
         var path = Path.Combine(directory, relative);

@@ -81,4 +81,30 @@ public sealed class StagingRootTests : IDisposable
         Assert.False(Path.Exists(staging.Path));
         Assert.True(File.Exists(precious));
     }
+
+    [Fact]
+    public async Task SweepLeftovers_CheckpointDirectoriesOfAKilledSidecar_RemovesOnlyThem()
+    {
+        string[] leftovers = [Id, "20261129T024500123Z-periodic", "20261129T024500123Z-manual-002"];
+        foreach (var leftover in leftovers)
+        {
+            TempDirectory.WriteFile(Path.Combine(_rootPath, leftover), "rank-0/model.bin", new byte[10]);
+        }
+
+        await TempDirectory.WriteFilesNamedInLatin1Async(Path.Combine(_rootPath, Id));
+        var notes = TempDirectory.WriteFile(_rootPath, "notes/todo.txt", new byte[1]);
+        var fileNamedLikeAnId = TempDirectory.WriteFile(_rootPath, "20261129T024500124Z-periodic", new byte[1]);
+        var outside = TempDirectory.WriteFile(_temp.CreateDirectory("outside"), "data.bin", new byte[1]);
+        var linkNamedLikeAnId = Path.Combine(_rootPath, "20261129T024500125Z-periodic");
+        Directory.CreateSymbolicLink(linkNamedLikeAnId, Path.GetDirectoryName(outside)!);
+
+        var swept = _root.SweepLeftovers();
+
+        Assert.Equal(leftovers.Length, swept);
+        Assert.All(leftovers, leftover => Assert.False(Path.Exists(Path.Combine(_rootPath, leftover))));
+        Assert.True(File.Exists(notes));
+        Assert.True(File.Exists(fileNamedLikeAnId));
+        Assert.NotNull(new DirectoryInfo(linkNamedLikeAnId).LinkTarget);
+        Assert.True(File.Exists(outside));
+    }
 }
