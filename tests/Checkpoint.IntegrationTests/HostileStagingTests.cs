@@ -36,6 +36,7 @@ public sealed class HostileStagingTests
         await sidecar.Process.WaitForLineAsync($"Checkpoint {dump.CheckpointId} \\(manual\\) failed");
         Assert.False(Path.Exists(dump.StagingDirectory));
         Assert.Equal(secret, await File.ReadAllBytesAsync(Path.Combine(secrets, "rank-0/model.bin")));
+        await StopAsync(sidecar);
         AssertNowhereIn(dirs.Storage, secret);
     }
 
@@ -68,6 +69,8 @@ public sealed class HostileStagingTests
             await File.ReadAllBytesAsync(Path.Combine(movedAway, "rank-0/second-small.bin")),
             await File.ReadAllBytesAsync(Path.Combine(committed, "rank-0/second-small.bin")));
         IndependentCheck.AssertVerifies(committed);
+        await client.DisposeAsync();
+        await StopAsync(sidecar);
         AssertNowhereIn(faultFs.Backing, secret);
     }
 
@@ -129,6 +132,16 @@ public sealed class HostileStagingTests
             Assert.True(File.Exists(notes));
             await next.Process.WaitForLineAsync($"Swept leftover directory {Regex.Escape(leftover)}");
         }
+    }
+
+    /// <summary>
+    /// Stops a sidecar that has no trainer attached (nothing to flush), so storage can be read
+    /// whole: its flush records are written in the background, locked while they are.
+    /// </summary>
+    private static async Task StopAsync(SidecarProcess sidecar)
+    {
+        sidecar.Process.Signal(Posix.SigTerm);
+        Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
     }
 
     private static byte[] WriteSecret(string directory, string relative)
