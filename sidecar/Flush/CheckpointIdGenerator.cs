@@ -15,10 +15,9 @@ namespace Checkpoint.Sidecar.Flush;
 /// <param name="random">Tests only: a known sequence in place of the kernel's random numbers.</param>
 internal sealed partial class CheckpointIdGenerator(TimeProvider time, CheckpointLayout layout, Func<ulong>? random = null)
 {
-    private readonly Func<ulong> _random = random ?? RandomUInt64;
-
     private const int EInterrupted = 4;
 
+    private readonly Func<ulong> _random = random ?? RandomUInt64;
     private string _lastStamp = "";
     private ulong _lastToken;
 

@@ -10,10 +10,10 @@ using Microsoft.Extensions.Options;
 namespace Checkpoint.Sidecar.Hosting;
 
 /// <summary>
-/// Before the socket accepts calls: the job directory exists and whatever a killed predecessor left
-/// half-written is swept, on storage and in staging, and the previous pod's last flush (from its record on the shared storage)
-/// is exported as this job's last flush and feeds the prediction. Once the server listens: the
-/// socket's permissions are set and /readyz turns ready.
+/// Before the socket accepts calls: the job directory exists, whatever a killed predecessor left
+/// half-written is swept (on storage and in staging), and the previous pod's last flush (from its
+/// record on the shared storage) is exported as this job's last flush and feeds the prediction. Once
+/// the server listens: the socket's permissions are set and /readyz turns ready.
 /// </summary>
 internal sealed class StartupTasks(
     CheckpointStore store,
