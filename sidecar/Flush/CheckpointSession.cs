@@ -10,7 +10,8 @@ namespace Checkpoint.Sidecar.Flush;
 internal sealed class CheckpointSession(
     string id,
     CheckpointReason reason,
-    string stagingDirectory,
+    StagingDirectory? staging,
+    string stagingPath,
     DateTimeOffset triggeredAt,
     DateTimeOffset? deadline,
     IReadOnlyDictionary<string, int> expectedRanks)
@@ -22,7 +23,11 @@ internal sealed class CheckpointSession(
 
     public CheckpointReason Reason { get; } = reason;
 
-    public string StagingDirectory { get; } = stagingDirectory;
+    /// <summary>Held open while the checkpoint lasts; null only for a preemption whose directory could not be created (it fails at once).</summary>
+    public StagingDirectory? Staging { get; } = staging;
+
+    /// <summary>Where the trainers dump, as the dump request tells them.</summary>
+    public string StagingPath { get; } = stagingPath;
 
     public DateTimeOffset TriggeredAt { get; } = triggeredAt;
 

@@ -35,6 +35,7 @@ internal sealed class FlushCoordinator : BackgroundService
     private readonly TimeProvider _time;
     private readonly ILogger<FlushCoordinator> _logger;
     private readonly CheckpointIdGenerator _ids;
+    private readonly StagingRoot _stagingRoot;
     private readonly IReadOnlyList<IFlushReporter> _reporters;
     private readonly List<Task> _reporting = [];
 
@@ -57,6 +58,7 @@ internal sealed class FlushCoordinator : BackgroundService
         FlushPlanner planner,
         FlushPipeline pipeline,
         CheckpointStore store,
+        StagingRoot stagingRoot,
         CheckpointMetrics metrics,
         IEnumerable<IFlushReporter> reporters,
         TimeProvider time,
@@ -70,6 +72,7 @@ internal sealed class FlushCoordinator : BackgroundService
         _time = time;
         _logger = logger;
         _ids = new CheckpointIdGenerator(time, store.Layout);
+        _stagingRoot = stagingRoot;
         // Newest wins: a checkpoint waiting for the writer is dropped (superseded) when a newer one is ready.
         _ready = Channel.CreateBounded<CheckpointSession>(
             new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropOldest, SingleReader = true },
@@ -187,13 +190,24 @@ internal sealed class FlushCoordinator : BackgroundService
             }
 
             var deadline = _planner.PreemptionDeadline(now, deletionTimestamp);
-            var session = NewSession(CheckpointReason.Preemption, now, deadline);
+            var id = _ids.Next(CheckpointReason.Preemption);
+            StagingDirectory staging;
+            try
+            {
+                staging = _stagingRoot.CreateCheckpointDirectory(id);
+            }
+            catch (StagingUnavailableException e)
+            {
+                return FailPreemptionWithoutStaging(id, e, now, deadline, cause, disruptionReason is not null);
+            }
+
+            var session = NewSession(id, CheckpointReason.Preemption, staging, now, deadline);
             session.Cause = cause;
             session.CauseIsDisruptionReason = disruptionReason is not null;
             _preemption = session;
             SupersedeOlderThan(session, deadline - now);
 
-            var command = new DumpCommand(session.Id, session.Reason, deadline, session.StagingDirectory);
+            var command = new DumpCommand(session.Id, session.Reason, deadline, session.StagingPath);
             foreach (var trainer in _trainers.Values)
             {
                 trainer.Commands.Writer.TryWrite(command);
@@ -272,7 +286,7 @@ internal sealed class FlushCoordinator : BackgroundService
             if (open is not null && open.ExpectedRanks.ContainsKey(trainerId) && !open.HasReported(trainerId)
                 && (open.Step is null || open.Step == step) && open.PendingStep == step)
             {
-                return new DumpCommand(open.Id, open.Reason, null, open.StagingDirectory);
+                return new DumpCommand(open.Id, open.Reason, null, open.StagingPath);
             }
 
             if (open is not null && open.PendingStep > step)
@@ -282,7 +296,19 @@ internal sealed class FlushCoordinator : BackgroundService
             }
 
             var now = _time.GetUtcNow();
-            var session = NewSession(reason, now, deadline: null);
+            var id = _ids.Next(reason);
+            StagingDirectory staging;
+            try
+            {
+                staging = _stagingRoot.CreateCheckpointDirectory(id);
+            }
+            catch (StagingUnavailableException e)
+            {
+                FlushLog.NotStarted(_logger, id, reason.ToLabel(), e.Message);
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition, $"checkpoint not started: {e.Message}");
+            }
+
+            var session = NewSession(id, reason, staging, now, deadline: null);
             session.PendingStep = step;
             session.NotifiedAt = now;
             if (open is not null)
@@ -290,7 +316,7 @@ internal sealed class FlushCoordinator : BackgroundService
                 Finish(open, Superseded(open));
             }
 
-            return new DumpCommand(session.Id, session.Reason, null, session.StagingDirectory);
+            return new DumpCommand(session.Id, session.Reason, null, session.StagingPath);
         }
     }
 
@@ -325,6 +351,12 @@ internal sealed class FlushCoordinator : BackgroundService
                     $"rank {trainer.Rank} already reported checkpoint '{checkpointId}'");
             }
 
+            if (session.Staging is not { } staging)
+            {
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                    $"checkpoint '{checkpointId}' has no staging directory and cannot take reports");
+            }
+
             if (step < 0 || (session.Step ?? session.PendingStep ?? step) != step)
             {
                 throw new FlushRequestException(FlushRequestError.InvalidArgument,
@@ -334,7 +366,7 @@ internal sealed class FlushCoordinator : BackgroundService
             IReadOnlyList<StagedFile> staged;
             try
             {
-                staged = StagingValidator.Validate(session.StagingDirectory, files, session.ReportedPaths);
+                staged = StagingValidator.Validate(staging, files, session.ReportedPaths);
             }
             catch (InvalidReportException e)
             {
@@ -446,15 +478,29 @@ internal sealed class FlushCoordinator : BackgroundService
         base.Dispose();
     }
 
-    private CheckpointSession NewSession(CheckpointReason reason, DateTimeOffset now, DateTimeOffset? deadline)
+    private CheckpointSession NewSession(string id, CheckpointReason reason, StagingDirectory? staging, DateTimeOffset now, DateTimeOffset? deadline)
     {
-        var id = _ids.Next(reason);
-        var staging = Path.Combine(_options.StagingDir, id);
-        Directory.CreateDirectory(staging);
-        var session = new CheckpointSession(id, reason, staging, now, deadline,
+        var session = new CheckpointSession(id, reason, staging, staging?.Path ?? Path.Combine(_stagingRoot.Path, id), now, deadline,
             _trainers.Values.ToDictionary(t => t.Id, t => t.Rank, StringComparer.Ordinal));
         _sessions.Add(id, session);
         return session;
+    }
+
+    /// <summary>
+    /// Nothing may escape the signal path: a preemption whose staging directory cannot be created
+    /// (read-only or full volume, a name taken) ends at once as a failed flush with that cause,
+    /// reported like any other (metrics, log, flush record, Event), and the sidecar exits 1. Older
+    /// checkpoints are left to finish: one of them committing is better than none.
+    /// </summary>
+    private TerminationTicket FailPreemptionWithoutStaging(
+        string id, StagingUnavailableException failure, DateTimeOffset now, DateTimeOffset deadline, string cause, bool causeIsDisruptionReason)
+    {
+        var session = NewSession(id, CheckpointReason.Preemption, staging: null, now, deadline);
+        session.Cause = cause;
+        session.CauseIsDisruptionReason = causeIsDisruptionReason;
+        _preemption = session;
+        Finish(session, Failed(session, FlushFailureCause.StorageError, failure.Message));
+        return new TerminationTicket(session.Id, deadline);
     }
 
     /// <summary>
@@ -634,16 +680,18 @@ internal sealed class FlushCoordinator : BackgroundService
     {
         // Staged files are of no use once the checkpoint has ended; left in place they fill the
         // staging volume with every periodic checkpoint.
+        if (session.Staging is not { } staging)
+        {
+            return;
+        }
+
         try
         {
-            if (Directory.Exists(session.StagingDirectory))
-            {
-                Directory.Delete(session.StagingDirectory, recursive: true);
-            }
+            _stagingRoot.Remove(staging);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        catch (IOException e)
         {
-            FlushLog.StagingCleanupFailed(_logger, session.StagingDirectory, e.Message);
+            FlushLog.StagingCleanupFailed(_logger, staging.Path, e.Message);
         }
     }
 

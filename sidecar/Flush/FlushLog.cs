@@ -49,12 +49,15 @@ internal static partial class FlushLog
     [LoggerMessage(EventId = 214, Level = LogLevel.Warning, Message = "Reporting a flush through {Reporter} failed: {Error}")]
     public static partial void ReporterFailed(ILogger logger, string reporter, string error);
 
-    [LoggerMessage(EventId = 230, Level = LogLevel.Warning, Message = "Storage has not returned from a call for checkpoint {CheckpointId}, which ended {Status} without it; the call goes on in the background")]
+    [LoggerMessage(EventId = 230, Level = LogLevel.Error, Message = "Checkpoint {CheckpointId} ({Reason}) not started: {Error}")]
+    public static partial void NotStarted(ILogger logger, string checkpointId, string reason, string error);
+
+    [LoggerMessage(EventId = 240, Level = LogLevel.Warning, Message = "Storage has not returned from a call for checkpoint {CheckpointId}, which ended {Status} without it; the call goes on in the background")]
     public static partial void AbandonedToStorage(ILogger logger, string checkpointId, string status);
 
-    [LoggerMessage(EventId = 231, Level = LogLevel.Warning, Message = "Checkpoint {CheckpointId} reached storage after it had been reported {Status}: it is committed and will be offered for resume")]
+    [LoggerMessage(EventId = 241, Level = LogLevel.Warning, Message = "Checkpoint {CheckpointId} reached storage after it had been reported {Status}: it is committed and will be offered for resume")]
     public static partial void CommittedAfterItsOutcome(ILogger logger, string checkpointId, string status);
 
-    [LoggerMessage(EventId = 232, Level = LogLevel.Error, Message = "Storage call for checkpoint {CheckpointId} failed after the checkpoint had ended: {Error}")]
+    [LoggerMessage(EventId = 242, Level = LogLevel.Error, Message = "Storage call for checkpoint {CheckpointId} failed after the checkpoint had ended: {Error}")]
     public static partial void AbandonedWriteFailed(ILogger logger, string checkpointId, string error);
 }

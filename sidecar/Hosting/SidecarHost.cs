@@ -61,6 +61,8 @@ public static class SidecarHost
             return new CheckpointLayout(o.StorageDir, o.PodNamespace, o.JobName);
         });
         services.AddSingleton<CheckpointStore>();
+        services.AddSingleton(sp => new StagingRoot(
+            sp.GetRequiredService<IOptions<SidecarOptions>>().Value.StagingDir, sp.GetRequiredService<ILogger<StagingRoot>>()));
         services.AddSingleton(sp => new FlushRecordStore(sp.GetRequiredService<CheckpointLayout>()));
         services.AddSingleton<KubernetesConnection>();
         services.AddSingleton<IFlushReporter, FlushRecordReporter>();

@@ -10,13 +10,14 @@ using Microsoft.Extensions.Options;
 namespace Checkpoint.Sidecar.Hosting;
 
 /// <summary>
-/// Before the socket accepts calls: the job directory exists and whatever a killed predecessor left
-/// half-written is swept, and the previous pod's last flush (from its record on the shared storage)
-/// is exported as this job's last flush and feeds the prediction. Once the server listens: the
-/// socket's permissions are set and /readyz turns ready.
+/// Before the socket accepts calls: the job directory exists, whatever a killed predecessor left
+/// half-written is swept (on storage and in staging), and the previous pod's last flush (from its
+/// record on the shared storage) is exported as this job's last flush and feeds the prediction. Once
+/// the server listens: the socket's permissions are set and /readyz turns ready.
 /// </summary>
 internal sealed class StartupTasks(
     CheckpointStore store,
+    StagingRoot staging,
     FlushRecordStore records,
     CheckpointMetrics metrics,
     IOptions<SidecarOptions> options,
@@ -32,6 +33,9 @@ internal sealed class StartupTasks(
     {
         store.EnsureJobDirectory();
         store.SweepLeftovers();
+        // A sidecar killed with SIGKILL never removed its checkpoints' staging directories; nothing
+        // else ever will, and each may hold a full dump.
+        staging.SweepLeftovers();
         RestoreLastFlush();
         lifetime.ApplicationStarted.Register(OnListening);
         return Task.CompletedTask;

@@ -69,9 +69,11 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
         var destination = Path.Combine(partialDirectory, file.RelativePath);
         Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
 
-        // Not File.OpenHandle(SourcePath): the trainer could have swapped the file for a symlink since
-        // it was validated, and the sidecar can read things the trainer must not get into a checkpoint.
-        using var source = NativeFile.OpenBeneath(file.StagingRoot, file.PathBeneathRoot);
+        // Not File.OpenHandle(SourcePath): the trainer could have swapped the file, or a directory
+        // above it, for a symlink since it was validated, and the sidecar can read things the trainer
+        // must not get into a checkpoint.
+        using var source = NativeFile.OpenFileBeneath(file.Staging.Handle, file.RelativePath);
+        var before = NativeFile.Status(source, file.SourcePath);
         using var target = File.OpenHandle(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.None, preallocationSize: file.Size);
         var hash = new XxHash128();
         var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
@@ -96,7 +98,16 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
 
         if (offset != file.Size)
         {
-            throw new IOException($"'{file.RelativePath}' changed while it was copied: reported {file.Size} bytes, read {offset}");
+            throw new IOException($"'{file.RelativePath}' changed while it was copied: reported {file.Size} bytes, read {offset}; "
+                + "a trainer must not touch a reported file until its checkpoint has ended");
+        }
+
+        // A rewrite in place keeps the size, and the hash would be the hash of the torn bytes, so
+        // read-back verification and resume checks would pass: only the file's own status tells.
+        if (NativeFile.Status(source, file.SourcePath) != before)
+        {
+            throw new IOException($"'{file.RelativePath}' changed while it was copied (written to or its attributes changed); "
+                + "a trainer must not touch a reported file until its checkpoint has ended");
         }
 
         NativeFile.Fsync(target, destination);

@@ -1,4 +1,3 @@
-using System.ComponentModel;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
 
@@ -8,13 +7,18 @@ namespace Checkpoint.Sidecar.Storage;
 /// The few POSIX calls .NET does not expose with the guarantees a checkpoint needs: an fsync whose
 /// error is reported (FileStream swallows close() errors), fsync of a directory (so a rename is
 /// durable), dropping a file's pages from the client cache (so read-back verification reads what the
-/// server holds, not what we just wrote), and the type of a path without following symlinks.
+/// server holds, not what we just wrote), the type of a path without following symlinks, and
+/// everything that must happen relative to a held directory descriptor rather than by path: staging
+/// is shared with the untrusted trainer, which may swap any path for a symlink at any moment.
 /// </summary>
 internal static partial class NativeFile
 {
     private const int AtFdCwd = -100;
     private const int AtSymlinkNoFollow = 0x100;
     private const uint StatxType = 0x1;
+    private const uint StatxMtime = 0x40;
+    private const uint StatxCtime = 0x80;
+    private const uint StatxIno = 0x100;
     private const uint StatxSize = 0x200;
     private const int PosixFadvDontNeed = 4;
     private const int ORdOnly = 0;
@@ -22,9 +26,22 @@ internal static partial class NativeFile
     private const int OCloExec = 0x80000;
     private const int ONonBlock = 0x800;
     private const int ONoFollow = 0x20000;
+    private const int OPath = 0x200000;
     private const int AtEmptyPath = 0x1000;
+    private const int AtRemoveDir = 0x200;
     private const ulong ResolveNoMagicLinks = 0x02;
+    private const ulong ResolveNoSymlinks = 0x04;
     private const ulong ResolveBeneath = 0x08;
+    private const int ENoEnt = 2;
+    private const int EPerm = 1;
+    private const int ENotDir = 20;
+    private const int EIsDir = 21;
+
+    /// <summary>
+    /// Removal recurses once per level and holds a descriptor per level; a trainer could nest
+    /// directories deeper than any checkpoint needs to exhaust either.
+    /// </summary>
+    private const int MaxRemovalDepth = 64;
     private const long SysOpenat2 = 437;
 
     public static void Fsync(SafeFileHandle handle, string pathForErrors)
@@ -58,53 +75,199 @@ internal static partial class NativeFile
         var error = posix_fadvise(handle, 0, 0, PosixFadvDontNeed);
         if (error != 0)
         {
-            throw new IOException($"posix_fadvise(DONTNEED) on '{pathForErrors}' failed: {new Win32Exception(error).Message}");
+            throw new IOException($"posix_fadvise(DONTNEED) on '{pathForErrors}' failed: {Describe(error)}");
         }
     }
 
     /// <summary>
-    /// Opens <paramref name="relativePath"/> for reading without ever leaving <paramref name="root"/>:
-    /// the kernel refuses symlinks and '..' that escape it (openat2 RESOLVE_BENEATH), so a trainer
-    /// cannot swap a validated file for a link to the sidecar's secrets between report and copy.
-    /// O_NONBLOCK keeps a file swapped for a FIFO from blocking the open; the caller checks the type.
+    /// Opens a directory named by a trusted path (the sidecar's own configuration), so that what
+    /// lies beneath it is from then on reached through the descriptor, never by path.
     /// </summary>
-    public static SafeFileHandle OpenBeneath(string root, string relativePath)
+    public static SafeFileHandle OpenDirectory(string path)
     {
-        var rootFd = open(root, ORdOnly | ODirectory | OCloExec);
-        if (rootFd < 0)
-        {
-            throw ErrorFor("open staging directory", root);
-        }
+        var fd = open(path, ORdOnly | ODirectory | OCloExec);
+        return fd >= 0 ? new SafeFileHandle(fd, ownsHandle: true) : throw ErrorFor("open directory", path);
+    }
 
-        using var rootHandle = new SafeFileHandle(rootFd, ownsHandle: true);
-        var how = new OpenHow { Flags = ORdOnly | OCloExec | ONonBlock | ONoFollow, Mode = 0, Resolve = ResolveBeneath | ResolveNoMagicLinks };
-        var fd = (int)syscall_openat2(SysOpenat2, rootHandle, relativePath, ref how, (nuint)Marshal.SizeOf<OpenHow>());
-        if (fd < 0)
-        {
-            var errno = Marshal.GetLastPInvokeError();
-            if (errno == 18 /* EXDEV */ || errno == 40 /* ELOOP */)
-            {
-                throw new IOException($"'{relativePath}' leads out of the staging directory", errno);
-            }
+    /// <summary>Creates the directory <paramref name="name"/> in <paramref name="parent"/>; an existing entry of that name (even a dangling symlink) is an error.</summary>
+    /// <returns>0, or the errno that says why it could not be created.</returns>
+    public static int CreateDirectoryAt(SafeFileHandle parent, string name) =>
+        mkdirat(parent, NullTerminated(name), 0x1FF /* 0777: the umask decides, as for any mkdir */) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
-            throw ErrorFor("openat2", Path.Combine(root, relativePath));
-        }
+    /// <summary>Opens the directory <paramref name="name"/> in <paramref name="parent"/>; a symlink of that name is refused (ELOOP), never followed.</summary>
+    public static SafeFileHandle OpenDirectoryAt(SafeFileHandle parent, string name, string pathForErrors) =>
+        OpenDirectoryAt(parent, NullTerminated(name), pathForErrors);
 
-        var handle = new SafeFileHandle(fd, ownsHandle: true);
-        Span<byte> statx = stackalloc byte[256];
-        if (statx_fd(handle, "", AtEmptyPath, StatxType | StatxSize, ref MemoryMarshal.GetReference(statx)) != 0)
-        {
-            handle.Dispose();
-            throw ErrorFor("statx", relativePath);
-        }
-
-        if ((MemoryMarshal.Read<ushort>(statx[28..]) & 0xF000) != 0x8000)
+    /// <summary>
+    /// Opens <paramref name="relativePath"/> for reading without ever leaving <paramref name="directory"/>
+    /// and without following any symlink on the way (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS),
+    /// so a trainer cannot swap a validated file, or a directory above it, for a link to the sidecar's
+    /// secrets between report and copy. O_NONBLOCK keeps a file swapped for a FIFO from blocking the
+    /// open.
+    /// </summary>
+    /// <exception cref="IOException">HResult is the errno (ELOOP: a symlink on the way); also when it is no longer a regular file.</exception>
+    public static SafeFileHandle OpenFileBeneath(SafeFileHandle directory, string relativePath)
+    {
+        var handle = OpenBeneath(directory, relativePath, ORdOnly | OCloExec | ONonBlock | ONoFollow);
+        if (Status(handle, relativePath).Kind != FileKind.Regular)
         {
             handle.Dispose();
             throw new IOException($"'{relativePath}' is no longer a regular file");
         }
 
         return handle;
+    }
+
+    /// <summary>
+    /// Like <see cref="OpenFileBeneath"/>, but only to learn what the path names (O_PATH): opening a
+    /// device or FIFO this way has no side effect and does not block.
+    /// </summary>
+    public static SafeFileHandle OpenPathBeneath(SafeFileHandle directory, string relativePath) =>
+        OpenBeneath(directory, relativePath, OPath | OCloExec);
+
+    /// <summary>What the open file is now: comparing two of these tells whether it changed in between.</summary>
+    public static FileStatus Status(SafeFileHandle handle, string pathForErrors)
+    {
+        Span<byte> statx = stackalloc byte[256];
+        if (statx_fd(handle, "", AtEmptyPath, StatxType | StatxIno | StatxSize | StatxMtime | StatxCtime, ref MemoryMarshal.GetReference(statx)) != 0)
+        {
+            throw ErrorFor("statx", pathForErrors);
+        }
+
+        return FileStatus.FromStatx(statx);
+    }
+
+    /// <summary>What <paramref name="name"/> in <paramref name="directory"/> is, without following a symlink; null when there is nothing of that name.</summary>
+    public static FileStatus? StatusAt(SafeFileHandle directory, string name, string pathForErrors)
+    {
+        Span<byte> statx = stackalloc byte[256];
+        if (statx_fd(directory, name, AtSymlinkNoFollow, StatxType | StatxIno | StatxSize | StatxMtime | StatxCtime, ref MemoryMarshal.GetReference(statx)) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            return errno is ENoEnt or ENotDir ? null : throw ErrorFor("statx", pathForErrors);
+        }
+
+        return FileStatus.FromStatx(statx);
+    }
+
+    /// <summary>
+    /// The names in a directory as the kernel returns them: raw bytes, because a trainer may create
+    /// names that are not UTF-8, and a name decoded and re-encoded no longer finds its file.
+    /// </summary>
+    public static List<byte[]> ListDirectory(SafeFileHandle directory, string pathForErrors)
+    {
+        // A fresh open file description: readdir's position must not be shared with the caller's descriptor.
+        var fd = openat(directory, NullTerminated("."), ORdOnly | ODirectory | OCloExec);
+        if (fd < 0)
+        {
+            throw ErrorFor("open directory", pathForErrors);
+        }
+
+        var stream = fdopendir(fd);
+        if (stream == IntPtr.Zero)
+        {
+            var error = ErrorFor("fdopendir", pathForErrors);
+            // Closing a directory opened for reading cannot lose data; its result says nothing useful.
+            _ = close(fd);
+            throw error;
+        }
+
+        try
+        {
+            var names = new List<byte[]>();
+            while (true)
+            {
+                var entry = readdir(stream);
+                if (entry == IntPtr.Zero)
+                {
+                    // readdir returns NULL at the end and on error; only an error sets errno.
+                    return Marshal.GetLastPInvokeError() == 0 ? names : throw ErrorFor("readdir", pathForErrors);
+                }
+
+                var name = DirentName(entry);
+                if (!name.SequenceEqual("."u8) && !name.SequenceEqual(".."u8))
+                {
+                    names.Add(name.ToArray());
+                }
+            }
+        }
+        finally
+        {
+            _ = closedir(stream);
+        }
+    }
+
+    /// <summary>
+    /// Removes <paramref name="name"/> in <paramref name="parent"/> and, when it is a directory,
+    /// everything in it, working on raw names relative to held descriptors: a symlink is removed,
+    /// never followed, and a name that is not UTF-8 is removed like any other. Nothing of that name
+    /// is not an error.
+    /// </summary>
+    public static void RemoveTreeAt(SafeFileHandle parent, byte[] name, string pathForErrors) =>
+        RemoveTreeAt(parent, NullTerminated(name), pathForErrors, depth: 0);
+
+    private static void RemoveTreeAt(SafeFileHandle parent, byte[] name, string pathForErrors, int depth)
+    {
+        if (unlinkat(parent, name, 0) == 0)
+        {
+            return;
+        }
+
+        // unlink refuses a directory with EISDIR on Linux (EPERM elsewhere); anything else is a real error.
+        var errno = Marshal.GetLastPInvokeError();
+        if (errno == ENoEnt)
+        {
+            return;
+        }
+
+        if (errno is not (EIsDir or EPerm))
+        {
+            throw ErrorFor("unlink", pathForErrors);
+        }
+
+        if (depth >= MaxRemovalDepth)
+        {
+            throw new IOException($"'{pathForErrors}' is nested more than {MaxRemovalDepth} directories deep; it is left in place");
+        }
+
+        using (var directory = OpenDirectoryAt(parent, name, pathForErrors))
+        {
+            foreach (var child in ListDirectory(directory, pathForErrors))
+            {
+                RemoveTreeAt(directory, NullTerminated(child), pathForErrors + "/" + System.Text.Encoding.UTF8.GetString(child), depth + 1);
+            }
+        }
+
+        if (unlinkat(parent, name, AtRemoveDir) != 0 && Marshal.GetLastPInvokeError() != ENoEnt)
+        {
+            throw ErrorFor("rmdir", pathForErrors);
+        }
+    }
+
+    private static SafeFileHandle OpenDirectoryAt(SafeFileHandle parent, byte[] name, string pathForErrors)
+    {
+        var fd = openat(parent, name, ORdOnly | ODirectory | ONoFollow | OCloExec);
+        return fd >= 0 ? new SafeFileHandle(fd, ownsHandle: true) : throw ErrorFor("open directory", pathForErrors);
+    }
+
+    private static SafeFileHandle OpenBeneath(SafeFileHandle directory, string relativePath, int flags)
+    {
+        var how = new OpenHow { Flags = (ulong)flags, Mode = 0, Resolve = ResolveBeneath | ResolveNoSymlinks | ResolveNoMagicLinks };
+        var fd = (int)syscall_openat2(SysOpenat2, directory, relativePath, ref how, (nuint)Marshal.SizeOf<OpenHow>());
+        return fd >= 0 ? new SafeFileHandle(fd, ownsHandle: true) : throw ErrorFor("openat2", relativePath);
+    }
+
+    /// <summary>d_name of a struct dirent (glibc, 64-bit): NUL-terminated, after d_ino, d_off, d_reclen and d_type.</summary>
+    private static unsafe ReadOnlySpan<byte> DirentName(IntPtr entry) =>
+        MemoryMarshal.CreateReadOnlySpanFromNullTerminated((byte*)entry + 19);
+
+    private static byte[] NullTerminated(string name) => NullTerminated(System.Text.Encoding.UTF8.GetBytes(name));
+
+    private static byte[] NullTerminated(byte[] name)
+    {
+        var terminated = new byte[name.Length + 1];
+        name.CopyTo(terminated, 0);
+        return terminated;
     }
 
     public static FileKind GetKind(string path)
@@ -130,8 +293,11 @@ internal static partial class NativeFile
     private static IOException ErrorFor(string call, string path)
     {
         var errno = Marshal.GetLastPInvokeError();
-        return new IOException($"{call} on '{path}' failed: {new Win32Exception(errno).Message} (errno {errno})", errno);
+        return new IOException($"{call} on '{path}' failed: {Describe(errno)} (errno {errno})", errno);
     }
+
+    /// <summary>The C library's sentence for an errno ("Read-only file system"), which the trimmed BCL resources do not strip.</summary>
+    public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno);
 
     [StructLayout(LayoutKind.Sequential)]
     private struct OpenHow
@@ -154,11 +320,57 @@ internal static partial class NativeFile
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int open(string path, int flags);
 
+    // Names as NUL-terminated bytes rather than strings: a name read from a directory may not be UTF-8.
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int openat(SafeFileHandle dirfd, byte[] path, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int mkdirat(SafeFileHandle dirfd, byte[] path, uint mode);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int unlinkat(SafeFileHandle dirfd, byte[] path, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial IntPtr fdopendir(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial IntPtr readdir(IntPtr directory);
+
+    [LibraryImport("libc")]
+    private static partial int closedir(IntPtr directory);
+
+    [LibraryImport("libc")]
+    private static partial int close(int fd);
+
     [LibraryImport("libc")]
     private static partial int posix_fadvise(SafeFileHandle fd, long offset, long length, int advice);
 
     [LibraryImport("libc", EntryPoint = "statx", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int statx_call(int dirfd, string path, int flags, uint mask, ref byte buffer);
+}
+
+/// <summary>The fields of statx that tell whether a file is still the one, with the contents, it was.</summary>
+internal readonly record struct FileStatus(FileKind Kind, ulong Device, ulong Inode, long Size, long ModifiedNanoseconds, long ChangedNanoseconds)
+{
+    /// <summary>Reads struct statx (linux/stat.h); offsets are fixed by the kernel ABI.</summary>
+    public static FileStatus FromStatx(ReadOnlySpan<byte> statx)
+    {
+        var mode = MemoryMarshal.Read<ushort>(statx[28..]);
+        var kind = (mode & 0xF000) switch
+        {
+            0x8000 => FileKind.Regular,
+            0x4000 => FileKind.Directory,
+            0xA000 => FileKind.Symlink,
+            _ => FileKind.Special,
+        };
+        var device = ((ulong)MemoryMarshal.Read<uint>(statx[136..]) << 32) | MemoryMarshal.Read<uint>(statx[140..]);
+        return new FileStatus(kind, device, MemoryMarshal.Read<ulong>(statx[32..]), (long)MemoryMarshal.Read<ulong>(statx[40..]),
+            Nanoseconds(statx[112..]), Nanoseconds(statx[96..]));
+    }
+
+    /// <summary>struct statx_timestamp: seconds (s64), then nanoseconds (u32).</summary>
+    private static long Nanoseconds(ReadOnlySpan<byte> timestamp) =>
+        (MemoryMarshal.Read<long>(timestamp) * 1_000_000_000) + MemoryMarshal.Read<uint>(timestamp[8..]);
 }
 
 internal enum FileKind

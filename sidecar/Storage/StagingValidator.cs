@@ -1,24 +1,31 @@
 namespace Checkpoint.Sidecar.Storage;
 
 /// <summary>
-/// Checks the file list of a trainer's report. Reports are untrusted input: a path must not escape
-/// the staging directory (absolute, '..', or a symlink pointing out), must name a regular file, and
-/// must appear once.
+/// Checks the file list of a trainer's report. Reports are untrusted input: a path must stay inside
+/// the checkpoint's staging directory (not absolute, no '..', no symlink anywhere on the way), must
+/// name a regular file, and must appear once. Every file is looked up from the directory descriptor
+/// the sidecar holds, never by path.
 /// </summary>
 public static class StagingValidator
 {
-    /// <param name="stagingDirectory">The checkpoint's staging directory (absolute).</param>
+    private const int ENoEnt = 2;
+    private const int EAccess = 13;
+    private const int EXDev = 18;
+    private const int ENotDir = 20;
+    private const int ELoop = 40;
+
+    /// <param name="staging">The checkpoint's staging directory, as the sidecar created and holds it.</param>
     /// <param name="alreadyReported">Relative paths other ranks reported for the same checkpoint.</param>
-    /// <exception cref="InvalidReportException">Names the first offending file.</exception>
+    /// <exception cref="InvalidReportException">Names the first offending file, or the staging directory itself.</exception>
     public static IReadOnlyList<StagedFile> Validate(
-        string stagingDirectory, IReadOnlyList<string> reportedPaths, IReadOnlySet<string> alreadyReported)
+        StagingDirectory staging, IReadOnlyList<string> reportedPaths, IReadOnlySet<string> alreadyReported)
     {
         if (reportedPaths.Count == 0)
         {
             throw new InvalidReportException("", "the report lists no files");
         }
 
-        var stagingRoot = RealPath(stagingDirectory);
+        CheckStillInPlace(staging);
         var seen = new HashSet<string>(StringComparer.Ordinal);
         var files = new List<StagedFile>(reportedPaths.Count);
         foreach (var reported in reportedPaths)
@@ -34,36 +41,18 @@ public static class StagingValidator
                 throw new InvalidReportException(reported, $"'{CheckpointLayout.ManifestFileName}' is reserved for the checkpoint manifest");
             }
 
-            var lexical = Path.Combine(stagingDirectory, relative);
-            string real;
-            try
-            {
-                real = Path.GetFullPath(lexical);
-                real = ResolveSymlinks(real, stagingRoot, reported);
-            }
-            catch (IOException e)
-            {
-                throw new InvalidReportException(reported, $"cannot be read: {e.Message}");
-            }
-
-            if (!IsInside(real, stagingRoot))
-            {
-                throw new InvalidReportException(reported, "leads out of the staging directory through a symlink");
-            }
-
-            switch (NativeFile.GetKind(real))
+            var status = StatusBeneath(staging, relative, reported);
+            switch (status.Kind)
             {
                 case FileKind.Regular:
                     break;
-                case FileKind.Missing:
-                    throw new InvalidReportException(reported, "does not exist in the staging directory");
                 case FileKind.Directory:
                     throw new InvalidReportException(reported, "is a directory; list the files in it");
                 default:
                     throw new InvalidReportException(reported, "is not a regular file (device, FIFO or socket)");
             }
 
-            files.Add(new StagedFile(relative, real, new FileInfo(real).Length, stagingRoot));
+            files.Add(new StagedFile(relative, Path.Combine(staging.Path, relative), status.Size, staging));
         }
 
         return files;
@@ -102,37 +91,46 @@ public static class StagingValidator
     }
 
     /// <summary>
-    /// Follows every symlink on the way from the staging root to the file, so an intermediate
-    /// directory that links elsewhere is caught as well as a linked file.
+    /// A trainer that removes the directory it was given and puts a symlink (or anything else) in
+    /// its place has written its files somewhere the sidecar does not read, perhaps to make it read
+    /// what the link points at: say so, rather than report its files missing one by one.
     /// </summary>
-    private static string ResolveSymlinks(string path, string stagingRoot, string reported)
+    private static void CheckStillInPlace(StagingDirectory staging)
     {
-        var info = new FileInfo(path);
-        var directory = info.Directory is { } parent ? RealPath(parent.FullName) : stagingRoot;
-        var candidate = Path.Combine(directory, info.Name);
-        if (NativeFile.GetKind(candidate) == FileKind.Symlink)
+        string? replacement;
+        try
         {
-            var target = new FileInfo(candidate).ResolveLinkTarget(returnFinalTarget: true)
-                ?? throw new InvalidReportException(reported, "is a symlink that cannot be resolved");
-            return Path.Combine(RealPath(Path.GetDirectoryName(target.FullName)!), target.Name);
+            replacement = staging.DescribeReplacement();
+        }
+        catch (IOException e)
+        {
+            throw InvalidReportException.ForStagingDirectory(staging.Path, $"cannot be checked: {e.Message}");
         }
 
-        return candidate;
-    }
-
-    private static string RealPath(string directory)
-    {
-        var info = new DirectoryInfo(directory);
-        if (info.LinkTarget is not null)
+        if (replacement is not null)
         {
-            var target = info.ResolveLinkTarget(returnFinalTarget: true);
-            return target is null ? info.FullName : RealPath(target.FullName);
+            throw InvalidReportException.ForStagingDirectory(staging.Path,
+                $"{replacement}; write into the directory the dump request names, do not remove or replace it");
         }
-
-        var parent = info.Parent;
-        return parent is null ? info.FullName : Path.Combine(RealPath(parent.FullName), info.Name);
     }
 
-    private static bool IsInside(string path, string root) =>
-        path.StartsWith(root.EndsWith('/') ? root : root + "/", StringComparison.Ordinal);
+    private static FileStatus StatusBeneath(StagingDirectory staging, string relative, string reported)
+    {
+        try
+        {
+            using var handle = NativeFile.OpenPathBeneath(staging.Handle, relative);
+            return NativeFile.Status(handle, relative);
+        }
+        catch (IOException e)
+        {
+            throw new InvalidReportException(reported, e.HResult switch
+            {
+                ENoEnt or ENotDir => "does not exist in the staging directory",
+                ELoop => "is reached through a symlink; symlinks are refused, write the file itself",
+                EXDev => "leads out of the staging directory",
+                EAccess => "cannot be read by the sidecar (permission denied)",
+                _ => $"cannot be read: {e.Message}",
+            });
+        }
+    }
 }

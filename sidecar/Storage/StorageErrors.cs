@@ -1,12 +1,37 @@
 namespace Checkpoint.Sidecar.Storage;
 
 /// <summary>A trainer's report names a file that cannot be part of a checkpoint.</summary>
-public sealed class InvalidReportException(string path, string reason)
-    : Exception($"file '{path}': {reason}")
+public sealed class InvalidReportException : Exception
 {
-    public string Path { get; } = path;
+    public InvalidReportException(string path, string reason)
+        : this(path, reason, $"file '{path}': {reason}")
+    {
+    }
 
-    public string Reason { get; } = reason;
+    private InvalidReportException(string path, string reason, string message)
+        : base(message)
+    {
+        Path = path;
+        Reason = reason;
+    }
+
+    public string Path { get; }
+
+    public string Reason { get; }
+
+    /// <summary>The checkpoint's staging directory itself cannot be trusted any more, whatever the report lists.</summary>
+    public static InvalidReportException ForStagingDirectory(string directory, string reason) =>
+        new(directory, reason, $"staging directory '{directory}' {reason}");
+}
+
+/// <summary>
+/// A checkpoint's staging directory could not be created: the staging volume is read-only or full,
+/// or something already has the name.
+/// </summary>
+public sealed class StagingUnavailableException(string directory, string reason)
+    : IOException($"could not create the staging directory '{directory}': {reason}")
+{
+    public string Directory { get; } = directory;
 }
 
 /// <summary>The bytes read back from storage do not hash to what was copied.</summary>

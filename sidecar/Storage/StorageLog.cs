@@ -15,4 +15,7 @@ internal static partial class StorageLog
 
     [LoggerMessage(EventId = 103, Level = LogLevel.Warning, Message = "Checkpoint {CheckpointId} is not valid and will not be resumed from: {Problem}")]
     public static partial void InvalidCheckpoint(ILogger logger, string checkpointId, string problem);
+
+    [LoggerMessage(EventId = 120, Level = LogLevel.Warning, Message = "Could not remove leftover staging {Directory}: {Error}; it is left in place")]
+    public static partial void StagingSweepFailed(ILogger logger, string directory, string error);
 }

@@ -77,7 +77,7 @@ public sealed class KubernetesTriggerTests
         // The SIGTERM that follows joins the finished flush: no second checkpoint, a clean exit.
         sidecar.Process.Signal(Posix.SigTerm);
         Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
-        Assert.Single(Directory.GetDirectories(dirs.JobDirectory()), d => Path.GetFileName(d).EndsWith("-preemption", StringComparison.Ordinal));
+        Assert.Single(Directory.GetDirectories(dirs.JobDirectory()), d => Path.GetFileName(d).Contains("-preemption-", StringComparison.Ordinal));
 
         // The flush record is written in the background after the outcome; it must be on storage by
         // the time the sidecar has exited, because it is what outlives the pod.

@@ -32,11 +32,12 @@ internal sealed class FaultFs : IAsyncDisposable
     /// Keep the kernel's cached pages across opens, as an NFS client does while a file's attributes
     /// are unchanged: a read then reaches storage only after an explicit cache drop.
     /// </param>
-    public static async Task<FaultFs> MountAsync(string root, bool keepCache = false)
+    /// <param name="name">Names the mount point under <paramref name="root"/> (and its backing and control directories), so a test can mount more than one.</param>
+    public static async Task<FaultFs> MountAsync(string root, bool keepCache = false, string name = "nfs")
     {
-        var backing = Path.Combine(root, "nfs-backing");
-        var mountPoint = Path.Combine(root, "nfs");
-        var control = Path.Combine(root, "faultfs-control");
+        var backing = Path.Combine(root, $"{name}-backing");
+        var mountPoint = Path.Combine(root, name);
+        var control = Path.Combine(root, name == "nfs" ? "faultfs-control" : $"{name}-faultfs-control");
         Directory.CreateDirectory(backing);
         Directory.CreateDirectory(mountPoint);
         Directory.CreateDirectory(control);
@@ -74,6 +75,11 @@ internal sealed class FaultFs : IAsyncDisposable
             if (rule.Offset is { } offset)
             {
                 node["offset"] = offset;
+            }
+
+            if (rule.Errno is { } errno)
+            {
+                node["errno"] = errno;
             }
 
             array.Add(node);
@@ -139,8 +145,9 @@ internal sealed class FaultFs : IAsyncDisposable
 
 /// <param name="Op">write, read, fsync, rename, create, mkdir, ... (tests/faultfs/README.md).</param>
 /// <param name="PathGlob">fnmatch on the path below the mount root; '*' also matches '/'.</param>
-/// <param name="Action">stall, eio, flip_bit, delay.</param>
-internal sealed record FaultRule(string Name, string Op, string PathGlob, string Action, bool Once = true, long? AfterBytes = null, long? Offset = null)
+/// <param name="Action">stall, eio, errno, flip_bit, delay.</param>
+/// <param name="Errno">For the errno action: its name, e.g. EROFS.</param>
+internal sealed record FaultRule(string Name, string Op, string PathGlob, string Action, bool Once = true, long? AfterBytes = null, long? Offset = null, string? Errno = null)
 {
     public static string SafeName(string text) => Regex.Replace(text, "[^A-Za-z0-9_.-]", "-");
 }

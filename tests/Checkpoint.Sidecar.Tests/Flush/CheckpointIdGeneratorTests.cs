@@ -20,9 +20,25 @@ public sealed class CheckpointIdGeneratorTests : IDisposable
     public void Dispose() => _temp.Dispose();
 
     [Fact]
-    public void Next_Reason_StampsUtcTimeAndReason()
+    public void Next_Reason_StampsUtcTimeReasonAndRandomPart()
     {
-        Assert.Equal("20261129T024500123Z-preemption", _ids.Next(CheckpointReason.Preemption));
+        var id = _ids.Next(CheckpointReason.Preemption);
+
+        Assert.Matches("^20261129T024500123Z-preemption-[0-9a-f]{16}$", id);
+        Assert.True(CheckpointLayout.IsCommittedName(id));
+    }
+
+    [Fact]
+    public void Next_TwoSidecarsAtTheSameTime_GiveDifferentIds()
+    {
+        // Knowing the clock (as a trainer in the same pod does) must not be enough to know the next
+        // id, or the trainer can take its staging directory's name first.
+        var other = new CheckpointIdGenerator(_time, _layout);
+
+        var ids = Enumerable.Range(0, 8).Select(_ => new CheckpointIdGenerator(_time, _layout).Next(CheckpointReason.Periodic)).ToList();
+
+        Assert.NotEqual(_ids.Next(CheckpointReason.Periodic), other.Next(CheckpointReason.Periodic));
+        Assert.Equal(ids.Count, ids.Distinct(StringComparer.Ordinal).Count());
     }
 
     [Fact]
@@ -40,24 +56,35 @@ public sealed class CheckpointIdGeneratorTests : IDisposable
     }
 
     [Fact]
-    public void Next_SameMillisecond_Differs()
+    public void Next_SameMillisecond_DiffersAndSortsInOrderIssued()
     {
-        var first = _ids.Next(CheckpointReason.Periodic);
-        var second = _ids.Next(CheckpointReason.Periodic);
-        var third = _ids.Next(CheckpointReason.Periodic);
+        var issued = Enumerable.Range(0, 50).Select(_ => _ids.Next(CheckpointReason.Periodic)).ToList();
 
-        Assert.Equal(3, new HashSet<string>([first, second, third], StringComparer.Ordinal).Count);
-        Assert.Equal([first, second, third], new[] { first, second, third }.Order(StringComparer.Ordinal));
+        Assert.Equal(issued.Count, issued.Distinct(StringComparer.Ordinal).Count());
+        Assert.Equal(issued, issued.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public void Next_SameMillisecondWithLargestRandomParts_StillSortsInOrderIssued()
+    {
+        var ids = new CheckpointIdGenerator(_time, _layout, () => ulong.MaxValue);
+
+        var issued = Enumerable.Range(0, 3).Select(_ => ids.Next(CheckpointReason.Periodic)).ToList();
+
+        Assert.Equal(issued, issued.Order(StringComparer.Ordinal));
+        Assert.Equal(issued.Count, issued.Distinct(StringComparer.Ordinal).Count());
     }
 
     [Fact]
     public void Next_DirectoryOfThatNameExists_AvoidsIt()
     {
-        Directory.CreateDirectory(_layout.CommittedDirectory("20261129T024500123Z-periodic"));
+        var random = new Queue<ulong>([0x10, 0x20UL << 32]);
+        var ids = new CheckpointIdGenerator(_time, _layout, random.Dequeue);
+        Directory.CreateDirectory(_layout.CommittedDirectory("20261129T024500123Z-periodic-0000000000000008"));
 
-        var id = _ids.Next(CheckpointReason.Periodic);
+        var id = ids.Next(CheckpointReason.Periodic);
 
-        Assert.NotEqual("20261129T024500123Z-periodic", id);
+        Assert.Equal("20261129T024500123Z-periodic-0000000000000029", id);
         Assert.False(Directory.Exists(_layout.CommittedDirectory(id)));
     }
 }

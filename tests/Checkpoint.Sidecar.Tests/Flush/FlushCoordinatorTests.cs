@@ -21,6 +21,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
     private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 29, 2, 45, 0, TimeSpan.Zero));
     private readonly CollectorRegistry _registry = Prometheus.Metrics.NewCustomRegistry();
     private readonly CheckpointStore _store;
+    private readonly StagingRoot _stagingRoot;
     private readonly FlushCoordinator _coordinator;
     private readonly RecordingReporter _reporter = new();
     private readonly ProbeLogger _logger = new();
@@ -46,8 +47,9 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
             new CheckpointLayout(options.Value.StorageDir, options.Value.PodNamespace, options.Value.JobName),
             NullLogger<CheckpointStore>.Instance);
         var pipeline = new FlushPipeline(_store, options, planner, _time, NullLogger<FlushPipeline>.Instance);
+        _stagingRoot = new StagingRoot(options.Value.StagingDir, NullLogger<StagingRoot>.Instance);
         _coordinator = new FlushCoordinator(
-            options, planner, pipeline, _store, new CheckpointMetrics(_registry), [_reporter], _time, _logger);
+            options, planner, pipeline, _store, _stagingRoot, new CheckpointMetrics(_registry), [_reporter], _time, _logger);
     }
 
     public Task InitializeAsync() => _coordinator.StartAsync(CancellationToken.None);
@@ -58,6 +60,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
     public void Dispose()
     {
         _coordinator.Dispose();
+        _stagingRoot.Dispose();
         _temp.Dispose();
     }
 
@@ -481,6 +484,59 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
+    public async Task Terminate_StagingCannotBeCreated_FailsTheFlushWithItsCauseInsteadOfThrowing()
+    {
+        // Terminate runs on the SIGTERM path: an exception there kills the sidecar with no record.
+        var (rank0, _) = AttachTwo();
+        MakeStagingUnusable();
+
+        var ticket = _coordinator.Terminate(TerminationSource.Signal);
+
+        var outcome = await _coordinator.Terminated.WaitAsync(Bound);
+        Assert.NotNull(outcome);
+        Assert.Equal(ticket.CheckpointId, outcome.CheckpointId);
+        Assert.Equal(CheckpointStatus.Failed, outcome.Status);
+        Assert.Equal(FlushFailureCause.StorageError, outcome.FailureCause);
+        Assert.Contains($"could not create the staging directory '{Path.Combine(_temp.Combine("staging"), ticket.CheckpointId!)}'", outcome.Error, StringComparison.Ordinal);
+        Assert.False(rank0.Commands.Reader.TryRead(out _));
+        var report = await _reporter.FirstEnded.WaitAsync(Bound);
+        Assert.Equal(CheckpointStatus.Failed, report.Outcome.Status);
+        var samples = await MetricsText.CollectAsync(_registry);
+        Assert.Equal(1, samples.Value("checkpoint_flush_failures_total", ("cause", "storage_error")));
+        Assert.Equal(1, samples.Value("checkpoint_flushes_total", ("reason", "preemption"), ("outcome", "failed")));
+        Assert.Equal(ticket, _coordinator.Terminate(TerminationSource.PreStopHook));
+    }
+
+    [Fact]
+    public void BeginCheckpoint_StagingCannotBeCreated_ThrowsFailedPreconditionNamingTheDirectory()
+    {
+        var (rank0, _) = AttachTwo();
+        MakeStagingUnusable();
+
+        var e = Assert.Throws<FlushRequestException>(() => _coordinator.BeginCheckpoint(rank0.Id, 10, CheckpointReason.Periodic));
+
+        Assert.Equal(FlushRequestError.FailedPrecondition, e.Error);
+        Assert.Contains($"could not create the staging directory '{_temp.Combine("staging")}/", e.Message, StringComparison.Ordinal);
+        Assert.False(_coordinator.IsTerminating);
+    }
+
+    [Fact]
+    public async Task Finish_StagingHoldsNamesThatAreNotUtf8_RemovesIt()
+    {
+        var (rank0, rank1) = AttachTwo();
+        var command = _coordinator.BeginCheckpoint(rank0.Id, 10, CheckpointReason.Periodic);
+        _coordinator.BeginCheckpoint(rank1.Id, 10, CheckpointReason.Periodic);
+        var files = Dump(command, rank: 0, seed: 1);
+        await TempDirectory.WriteFilesNamedInLatin1Async(Path.Combine(command.StagingDirectory, "rank0"));
+        _coordinator.Report(rank0.Id, command.CheckpointId, 10, files, NoMetadata);
+
+        _coordinator.Detach(rank1.Id);
+
+        Assert.Equal(CheckpointStatus.Failed, (await _coordinator.WaitAsync(command.CheckpointId, CancellationToken.None).WaitAsync(Bound)).Status);
+        Assert.False(Path.Exists(command.StagingDirectory));
+    }
+
+    [Fact]
     public async Task Report_PeriodicsBeyondKeep_RetiresOldest()
     {
         var (rank0, rank1) = AttachTwo();
@@ -493,6 +549,14 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
 
         Assert.Equal(ids[1..], _store.Layout.CommittedCandidates().Order(StringComparer.Ordinal));
         Assert.Equal(ids[^1], _store.ReadLatestId());
+    }
+
+    /// <summary>The staging volume gone from under the sidecar, a regular file where it was.</summary>
+    private void MakeStagingUnusable()
+    {
+        var staging = _temp.Combine("staging");
+        Directory.Delete(staging);
+        File.WriteAllText(staging, "not a directory");
     }
 
     private (AttachedTrainer Rank0, AttachedTrainer Rank1) AttachTwo() =>

@@ -67,8 +67,8 @@ public sealed class ResumeLocatorTests : IDisposable
     /// <returns>The committed file's path.</returns>
     private async Task<string> CommitAsync(int size)
     {
-        var staging = _temp.CreateDirectory("staging", Id);
-        TempDirectory.WriteFile(staging, "rank-0/model.bin", TempDirectory.RandomBytes(size, seed: 7));
+        var staging = _temp.CreateStaging(Id);
+        TempDirectory.WriteFile(staging.Path, "rank-0/model.bin", TempDirectory.RandomBytes(size, seed: 7));
         var staged = StagingValidator.Validate(staging, ["rank-0/model.bin"], NoneReported);
         var partial = _store.CreatePartialDirectory(Id);
         var copy = await new CheckpointCopier(2, 1 << 20, TimeProvider.System).CopyAndVerifyAsync(staged, partial, null, CancellationToken.None);

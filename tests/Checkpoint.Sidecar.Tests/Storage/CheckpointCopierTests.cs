@@ -10,13 +10,15 @@ public sealed class CheckpointCopierTests : IDisposable
     private static readonly IReadOnlySet<string> NoneReported = new HashSet<string>(StringComparer.Ordinal);
 
     private readonly TempDirectory _temp = new();
+    private readonly StagingDirectory _stagingDirectory;
     private readonly string _staging;
     private readonly string _partial;
     private readonly CheckpointCopier _copier = new(parallelism: 3, bufferSize: BufferSize, TimeProvider.System);
 
     public CheckpointCopierTests()
     {
-        _staging = _temp.CreateDirectory("staging");
+        _stagingDirectory = _temp.CreateStaging();
+        _staging = _stagingDirectory.Path;
         _partial = _temp.CreateDirectory("storage", "id.partial");
     }
 
@@ -37,7 +39,7 @@ public sealed class CheckpointCopierTests : IDisposable
             TempDirectory.WriteFile(_staging, path, bytes);
         }
 
-        var staged = StagingValidator.Validate(_staging, [.. contents.Keys], NoneReported);
+        var staged = StagingValidator.Validate(_stagingDirectory, [.. contents.Keys], NoneReported);
         long reportedBytes = 0;
 
         var entries = (await _copier.CopyAndVerifyAsync(staged, _partial, n => Interlocked.Add(ref reportedBytes, n), CancellationToken.None)).Files;
@@ -61,7 +63,7 @@ public sealed class CheckpointCopierTests : IDisposable
     {
         var bytes = TempDirectory.RandomBytes((2 * BufferSize) + 5, seed: 4);
         TempDirectory.WriteFile(_staging, "model.bin", bytes);
-        var staged = StagingValidator.Validate(_staging, ["model.bin"], NoneReported);
+        var staged = StagingValidator.Validate(_stagingDirectory, ["model.bin"], NoneReported);
 
         var entry = Assert.Single((await _copier.CopyAndVerifyAsync(staged, _partial, null, CancellationToken.None)).Files);
 
@@ -105,7 +107,7 @@ public sealed class CheckpointCopierTests : IDisposable
     public async Task CopyAsync_StagedFileGrewAfterValidation_ThrowsIOException()
     {
         var source = TempDirectory.WriteFile(_staging, "model.bin", TempDirectory.RandomBytes(1000, seed: 8));
-        var staged = StagingValidator.Validate(_staging, ["model.bin"], NoneReported);
+        var staged = StagingValidator.Validate(_stagingDirectory, ["model.bin"], NoneReported);
         await File.AppendAllTextAsync(source, "more");
 
         var e = await Assert.ThrowsAsync<IOException>(() => _copier.CopyAndVerifyAsync(staged, _partial, null, CancellationToken.None));
@@ -118,7 +120,7 @@ public sealed class CheckpointCopierTests : IDisposable
     public async Task CopyAsync_StagedFileShrankAfterValidation_ThrowsIOException()
     {
         var source = TempDirectory.WriteFile(_staging, "model.bin", TempDirectory.RandomBytes(1000, seed: 9));
-        var staged = StagingValidator.Validate(_staging, ["model.bin"], NoneReported);
+        var staged = StagingValidator.Validate(_stagingDirectory, ["model.bin"], NoneReported);
         await File.WriteAllBytesAsync(source, new byte[10]);
 
         var e = await Assert.ThrowsAsync<IOException>(() => _copier.CopyAndVerifyAsync(staged, _partial, null, CancellationToken.None));
@@ -132,7 +134,7 @@ public sealed class CheckpointCopierTests : IDisposable
         var secret = TempDirectory.RandomBytes(1000, seed: 10);
         var outside = TempDirectory.WriteFile(_temp.CreateDirectory("outside"), "secret.bin", secret);
         var source = TempDirectory.WriteFile(_staging, "model.bin", TempDirectory.RandomBytes(1000, seed: 11));
-        var staged = StagingValidator.Validate(_staging, ["model.bin"], NoneReported);
+        var staged = StagingValidator.Validate(_stagingDirectory, ["model.bin"], NoneReported);
         File.Delete(source);
         File.CreateSymbolicLink(source, outside);
 
@@ -143,17 +145,62 @@ public sealed class CheckpointCopierTests : IDisposable
     }
 
     [Fact]
+    public async Task CopyAsync_StagedFileRewrittenInPlaceDuringCopy_ThrowsNamingFile()
+    {
+        // Same size, so only the file's status can tell: copied as it was, its hash would be the torn
+        // bytes' hash, and read-back and resume checks would pass.
+        var source = TempDirectory.WriteFile(_staging, "model.bin", TempDirectory.RandomBytes(3 * BufferSize, seed: 12));
+        // A modification time well in the past: a rewrite is then told apart on any timestamp granularity.
+        File.SetLastWriteTimeUtc(source, DateTime.UtcNow.AddHours(-1));
+        var staged = StagingValidator.Validate(_stagingDirectory, ["model.bin"], NoneReported);
+        var rewritten = 0;
+        void RewriteSecondChunkOnce(long bytes)
+        {
+            // Called on the copying thread after the first chunk is copied: the race, made deterministic.
+            if (Interlocked.Exchange(ref rewritten, 1) == 0)
+            {
+                using var stream = new FileStream(source, FileMode.Open, FileAccess.Write);
+                stream.Position = BufferSize;
+                stream.Write(TempDirectory.RandomBytes(BufferSize, seed: 13));
+            }
+        }
+
+        var e = await Assert.ThrowsAsync<IOException>(() => _copier.CopyAndVerifyAsync(staged, _partial, RewriteSecondChunkOnce, CancellationToken.None));
+
+        Assert.Equal(1, rewritten);
+        Assert.Contains("'model.bin'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("changed while it was copied", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task CopyAsync_StagingDirectorySwappedForSymlinkAfterValidation_CopiesWhatWasStagedNotTheLinkTarget()
+    {
+        var staged = TempDirectory.RandomBytes(1000, seed: 14);
+        var secret = TempDirectory.RandomBytes(1000, seed: 15);
+        TempDirectory.WriteFile(_staging, "rank0/model.bin", staged);
+        TempDirectory.WriteFile(_temp.CreateDirectory("outside"), "rank0/model.bin", secret);
+        var files = StagingValidator.Validate(_stagingDirectory, ["rank0/model.bin"], NoneReported);
+        Directory.Move(_staging, _temp.Combine("moved-away"));
+        Directory.CreateSymbolicLink(_staging, _temp.Combine("outside"));
+
+        var entry = Assert.Single((await _copier.CopyAndVerifyAsync(files, _partial, null, CancellationToken.None)).Files);
+
+        Assert.Equal(staged, await File.ReadAllBytesAsync(Path.Combine(_partial, "rank0/model.bin")));
+        Assert.Equal(Convert.ToHexStringLower(XxHash128.Hash(staged)), entry.Xxh128);
+    }
+
+    [Fact]
     public async Task CopyAsync_Cancelled_Throws()
     {
         TempDirectory.WriteFile(_staging, "model.bin", new byte[10]);
-        var staged = StagingValidator.Validate(_staging, ["model.bin"], NoneReported);
+        var staged = StagingValidator.Validate(_stagingDirectory, ["model.bin"], NoneReported);
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(
             () => _copier.CopyAndVerifyAsync(staged, _partial, null, new CancellationToken(canceled: true)));
     }
 
     private async Task<IReadOnlyList<ManifestFile>> CopyAsync(params string[] paths) =>
-        (await _copier.CopyAndVerifyAsync(StagingValidator.Validate(_staging, paths, NoneReported), _partial, null, CancellationToken.None)).Files;
+        (await _copier.CopyAndVerifyAsync(StagingValidator.Validate(_stagingDirectory, paths, NoneReported), _partial, null, CancellationToken.None)).Files;
 
     /// <summary>The hash `xxhsum -H2` prints, or null when xxhsum is not installed.</summary>
     private static async Task<string?> RunXxhsumAsync(string path)

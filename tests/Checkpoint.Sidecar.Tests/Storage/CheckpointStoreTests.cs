@@ -359,9 +359,9 @@ public sealed class CheckpointStoreTests : IDisposable
 
     private async Task<(string Partial, IReadOnlyList<ManifestFile> Entries)> CopyToPartialAsync(string id, int seed)
     {
-        var staging = _temp.CreateDirectory("staging", id);
-        TempDirectory.WriteFile(staging, "rank0/model.bin", TempDirectory.RandomBytes(3000 + seed, seed));
-        TempDirectory.WriteFile(staging, "rank1/model.bin", TempDirectory.RandomBytes(BufferSize + seed, seed + 100));
+        var staging = _temp.CreateStaging(id);
+        TempDirectory.WriteFile(staging.Path, "rank0/model.bin", TempDirectory.RandomBytes(3000 + seed, seed));
+        TempDirectory.WriteFile(staging.Path, "rank1/model.bin", TempDirectory.RandomBytes(BufferSize + seed, seed + 100));
         var staged = StagingValidator.Validate(staging, ["rank0/model.bin", "rank1/model.bin"], NoneReported);
         var partial = _store.CreatePartialDirectory(id);
         var entries = (await _copier.CopyAndVerifyAsync(staged, partial, null, CancellationToken.None)).Files;

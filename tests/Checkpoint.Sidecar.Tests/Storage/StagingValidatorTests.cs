@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Checkpoint.Sidecar.Storage;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Checkpoint.Sidecar.Tests.Storage;
 
@@ -8,12 +9,14 @@ public sealed class StagingValidatorTests : IDisposable
     private static readonly IReadOnlySet<string> NoneReported = new HashSet<string>(StringComparer.Ordinal);
 
     private readonly TempDirectory _temp = new();
+    private readonly StagingDirectory _stagingDirectory;
     private readonly string _staging;
     private readonly string _outside;
 
     public StagingValidatorTests()
     {
-        _staging = _temp.CreateDirectory("staging");
+        _stagingDirectory = _temp.CreateStaging();
+        _staging = _stagingDirectory.Path;
         _outside = _temp.CreateDirectory("outside");
     }
 
@@ -27,7 +30,7 @@ public sealed class StagingValidatorTests : IDisposable
         TempDirectory.WriteFile(_staging, "rank0/empty.bin", []);
 
         var files = StagingValidator.Validate(
-            _staging, ["./model.bin", "rank0//optim/./state.bin", "rank0/empty.bin/"], NoneReported);
+            _stagingDirectory, ["./model.bin", "rank0//optim/./state.bin", "rank0/empty.bin/"], NoneReported);
 
         Assert.Equal(["model.bin", "rank0/optim/state.bin", "rank0/empty.bin"], files.Select(f => f.RelativePath));
         Assert.Equal([10L, 2048L, 0L], files.Select(f => f.Size));
@@ -119,35 +122,62 @@ public sealed class StagingValidatorTests : IDisposable
         File.CreateSymbolicLink(Path.Combine(_staging, "a.bin"), "b.bin");
         File.CreateSymbolicLink(Path.Combine(_staging, "b.bin"), "a.bin");
 
-        var e = Assert.Throws<InvalidReportException>(() => StagingValidator.Validate(_staging, ["a.bin"], NoneReported));
+        var e = Assert.Throws<InvalidReportException>(() => StagingValidator.Validate(_stagingDirectory, ["a.bin"], NoneReported));
 
         Assert.Equal("a.bin", e.Path);
     }
 
     [Fact]
-    public void Validate_SymlinkInsideStaging_IsAcceptedWithResolvedSource()
+    public void Validate_SymlinkInsideStaging_ThrowsNamingPath()
     {
-        var real = TempDirectory.WriteFile(_staging, "data/real.bin", new byte[7]);
+        // Even a link that stays inside: it is resolved again at copy time, when it may point elsewhere.
+        TempDirectory.WriteFile(_staging, "data/real.bin", new byte[7]);
         File.CreateSymbolicLink(Path.Combine(_staging, "model.bin"), "data/real.bin");
 
-        var files = StagingValidator.Validate(_staging, ["model.bin"], NoneReported);
-
-        var file = Assert.Single(files);
-        Assert.Equal("model.bin", file.RelativePath);
-        Assert.Equal(real, file.SourcePath);
-        Assert.Equal(7, file.Size);
+        AssertRejected("model.bin", "symlink");
     }
 
     [Fact]
-    public void Validate_StagingDirectoryReachedThroughSymlink_AcceptsFilesInside()
+    public void Validate_StagingRootConfiguredThroughSymlink_AcceptsFilesInside()
     {
-        TempDirectory.WriteFile(_staging, "model.bin", new byte[3]);
+        // The root is the operator's setting, not the trainer's: a link there is followed once, at start.
         var link = _temp.Combine("staging-link");
-        Directory.CreateSymbolicLink(link, _staging);
+        Directory.CreateSymbolicLink(link, _temp.CreateDirectory("real-staging"));
+        using var root = new StagingRoot(link, NullLogger<StagingRoot>.Instance);
+        using var staging = root.CreateCheckpointDirectory(TempDirectory.StagingId);
+        TempDirectory.WriteFile(staging.Path, "model.bin", new byte[3]);
 
-        var file = Assert.Single(StagingValidator.Validate(link, ["model.bin"], NoneReported));
+        var file = Assert.Single(StagingValidator.Validate(staging, ["model.bin"], NoneReported));
 
-        Assert.Equal(Path.Combine(_staging, "model.bin"), file.SourcePath);
+        Assert.Equal(3, file.Size);
+        Assert.True(File.Exists(_temp.Combine("real-staging", TempDirectory.StagingId, "model.bin")));
+    }
+
+    [Fact]
+    public void Validate_StagingDirectorySwappedForSymlink_ThrowsNamingStagingDirectory()
+    {
+        // The trainer removes the empty directory it was given and links it to a directory holding a secret.
+        TempDirectory.WriteFile(_outside, "rank0/model.bin", new byte[5]);
+        Directory.Delete(_staging);
+        Directory.CreateSymbolicLink(_staging, _outside);
+
+        var e = Assert.Throws<InvalidReportException>(() => StagingValidator.Validate(_stagingDirectory, ["rank0/model.bin"], NoneReported));
+
+        Assert.Equal(_staging, e.Path);
+        Assert.Contains($"staging directory '{_staging}'", e.Message, StringComparison.Ordinal);
+        Assert.Contains("symlink", e.Reason, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Validate_StagingDirectoryReplacedByAnotherDirectory_ThrowsNamingStagingDirectory()
+    {
+        Directory.Delete(_staging);
+        TempDirectory.WriteFile(_staging, "model.bin", new byte[5]);
+
+        var e = Assert.Throws<InvalidReportException>(() => StagingValidator.Validate(_stagingDirectory, ["model.bin"], NoneReported));
+
+        Assert.Equal(_staging, e.Path);
+        Assert.Contains("replaced", e.Reason, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -178,7 +208,7 @@ public sealed class StagingValidatorTests : IDisposable
         await MakeFifoAsync(Path.Combine(_staging, "pipe"));
         File.CreateSymbolicLink(Path.Combine(_staging, "model.bin"), "pipe");
 
-        AssertRejected("model.bin", "not a regular file");
+        AssertRejected("model.bin", "symlink");
     }
 
     [Fact]
@@ -187,7 +217,7 @@ public sealed class StagingValidatorTests : IDisposable
         TempDirectory.WriteFile(_staging, "rank0/model.bin", new byte[1]);
 
         var e = Assert.Throws<InvalidReportException>(
-            () => StagingValidator.Validate(_staging, ["rank0/model.bin", "rank0//./model.bin"], NoneReported));
+            () => StagingValidator.Validate(_stagingDirectory, ["rank0/model.bin", "rank0//./model.bin"], NoneReported));
 
         Assert.Equal("rank0//./model.bin", e.Path);
         Assert.Contains("more than once", e.Reason, StringComparison.Ordinal);
@@ -200,7 +230,7 @@ public sealed class StagingValidatorTests : IDisposable
         var alreadyReported = new HashSet<string>(["shared/model.bin"], StringComparer.Ordinal);
 
         var e = Assert.Throws<InvalidReportException>(
-            () => StagingValidator.Validate(_staging, ["./shared/model.bin"], alreadyReported));
+            () => StagingValidator.Validate(_stagingDirectory, ["./shared/model.bin"], alreadyReported));
 
         Assert.Equal("./shared/model.bin", e.Path);
         Assert.Contains("more than once", e.Reason, StringComparison.Ordinal);
@@ -209,7 +239,7 @@ public sealed class StagingValidatorTests : IDisposable
     [Fact]
     public void Validate_EmptyList_Throws()
     {
-        var e = Assert.Throws<InvalidReportException>(() => StagingValidator.Validate(_staging, [], NoneReported));
+        var e = Assert.Throws<InvalidReportException>(() => StagingValidator.Validate(_stagingDirectory, [], NoneReported));
 
         Assert.Equal("", e.Path);
         Assert.Contains("no files", e.Reason, StringComparison.Ordinal);
@@ -230,7 +260,7 @@ public sealed class StagingValidatorTests : IDisposable
     {
         TempDirectory.WriteFile(_staging, "rank0/manifest.json", "{}"u8.ToArray());
 
-        var file = Assert.Single(StagingValidator.Validate(_staging, ["rank0/manifest.json"], NoneReported));
+        var file = Assert.Single(StagingValidator.Validate(_stagingDirectory, ["rank0/manifest.json"], NoneReported));
 
         Assert.Equal("rank0/manifest.json", file.RelativePath);
     }
@@ -246,7 +276,7 @@ public sealed class StagingValidatorTests : IDisposable
     private void AssertRejected(string reported, string reasonContains, params string[] goodBefore)
     {
         var e = Assert.Throws<InvalidReportException>(
-            () => StagingValidator.Validate(_staging, [.. goodBefore, reported], NoneReported));
+            () => StagingValidator.Validate(_stagingDirectory, [.. goodBefore, reported], NoneReported));
 
         Assert.Equal(reported, e.Path);
         Assert.Contains(reported, e.Message, StringComparison.Ordinal);
