@@ -33,9 +33,10 @@ public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
             RequireWritableDirectory(errors, "CHECKPOINT_SOCKET_PATH", socketDir, "the directory of ");
         }
 
-        if (options.MetricsPort is < 1 or > 65535)
+        // 0 binds any free port (local runs and tests); the ready log line names the one bound.
+        if (options.MetricsPort is < 0 or > 65535)
         {
-            errors.Add($"CHECKPOINT_METRICS_PORT: {options.MetricsPort} is not a TCP port (1-65535).");
+            errors.Add($"CHECKPOINT_METRICS_PORT: {options.MetricsPort} is not a TCP port (1-65535, or 0 for any free port).");
         }
 
         if (!double.IsFinite(options.GracePeriodSeconds) || options.GracePeriodSeconds < 0)

@@ -3,6 +3,8 @@ using Checkpoint.Sidecar.Flush;
 using Checkpoint.Sidecar.Metrics;
 using Checkpoint.Sidecar.Reporting;
 using Checkpoint.Sidecar.Storage;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -23,6 +25,7 @@ internal sealed class StartupTasks(
     IOptions<SidecarOptions> options,
     FlushPlanner planner,
     IHostApplicationLifetime lifetime,
+    IServer server,
     ILogger<StartupTasks> logger) : IHostedService
 {
     private volatile bool _ready;
@@ -71,7 +74,23 @@ internal sealed class StartupTasks(
         File.SetUnixFileMode(settings.SocketPath,
             UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite);
         _ready = true;
-        HostingLog.Ready(logger, settings.SocketPath, settings.MetricsPort, store.Layout.JobDirectory, planner.GracePeriod.TotalSeconds);
+        var metricsPort = BoundMetricsPort(settings.MetricsPort);
+        HostingLog.Ready(logger, settings.SocketPath, metricsPort, store.Layout.JobDirectory, planner.GracePeriod.TotalSeconds);
+    }
+
+    /// <summary>The TCP port Kestrel bound: the configured one, or the free one it chose for port 0.</summary>
+    private int BoundMetricsPort(int configured)
+    {
+        var addresses = server.Features.Get<IServerAddressesFeature>()?.Addresses ?? [];
+        foreach (var address in addresses)
+        {
+            if (!address.Contains("unix:", StringComparison.Ordinal) && Uri.TryCreate(address, UriKind.Absolute, out var uri))
+            {
+                return uri.Port;
+            }
+        }
+
+        return configured;
     }
 
     /// <summary>A socket file left by a killed sidecar would make the bind fail.</summary>

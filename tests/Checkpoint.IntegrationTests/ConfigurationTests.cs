@@ -9,7 +9,7 @@ public sealed class ConfigurationTests
     {
         { "CHECKPOINT_STAGING_DIR", "/nonexistent/staging" },
         { "CHECKPOINT_STORAGE_DIR", "" },
-        { "CHECKPOINT_METRICS_PORT", "0" },
+        { "CHECKPOINT_METRICS_PORT", "70000" },
         { "CHECKPOINT_KEEP", "0" },
         { "CHECKPOINT_KEEP", "three" },
         { "CHECKPOINT_GRACE_PERIOD_SECONDS", "-5" },
@@ -22,7 +22,7 @@ public sealed class ConfigurationTests
     public async Task Start_BadSetting_ExitsWithCode2NamingTheSetting(string setting, string value)
     {
         using var dirs = new TestDirectories();
-        var environment = SidecarProcess.Environment(dirs, TestDirectories.FreeTcpPort());
+        var environment = SidecarProcess.Environment(dirs);
         environment[setting] = value;
         await using var sidecar = ObservedProcess.Start("sidecar", RepoPaths.SidecarBinary, [], environment);
 

@@ -7,7 +7,8 @@ namespace Checkpoint.TestSupport;
 /// <summary>The published Native AOT sidecar, started as a real process on a test's directories.</summary>
 public sealed class SidecarProcess : IAsyncDisposable
 {
-    private const string ReadyLine = "Checkpoint sidecar ready";
+    /// <summary>Names the metrics port the sidecar bound (it is started with port 0: any free port).</summary>
+    private const string ReadyLine = @"Checkpoint sidecar ready: .* metrics on http://\*:(\d+)/metrics";
 
     private SidecarProcess(ObservedProcess process, string socketPath, int metricsPort)
     {
@@ -22,13 +23,16 @@ public sealed class SidecarProcess : IAsyncDisposable
 
     public int MetricsPort { get; }
 
-    /// <summary>The environment a pod spec would set, for the given directories.</summary>
-    public static Dictionary<string, string> Environment(TestDirectories dirs, int metricsPort, string? storage = null) => new()
+    /// <summary>
+    /// The environment a pod spec would set, for the given directories. The metrics port is 0: the
+    /// sidecar binds a free one and names it, so parallel tests never race for a port picked ahead.
+    /// </summary>
+    public static Dictionary<string, string> Environment(TestDirectories dirs, string? storage = null) => new()
     {
         ["CHECKPOINT_SOCKET_PATH"] = dirs.SocketPath,
         ["CHECKPOINT_STAGING_DIR"] = dirs.Staging,
         ["CHECKPOINT_STORAGE_DIR"] = storage ?? dirs.Storage,
-        ["CHECKPOINT_METRICS_PORT"] = metricsPort.ToString(CultureInfo.InvariantCulture),
+        ["CHECKPOINT_METRICS_PORT"] = "0",
         ["CHECKPOINT_GRACE_PERIOD_SECONDS"] = "30",
         ["CHECKPOINT_SAFETY_MARGIN_SECONDS"] = "1",
         ["CHECKPOINT_JOB_NAME"] = "it-job",
@@ -39,17 +43,15 @@ public sealed class SidecarProcess : IAsyncDisposable
     public static async Task<SidecarProcess> StartAsync(
         TestDirectories dirs, string? storage = null, IReadOnlyDictionary<string, string>? overrides = null)
     {
-        var port = TestDirectories.FreeTcpPort();
-        var environment = Environment(dirs, port, storage);
+        var environment = Environment(dirs, storage);
         foreach (var (key, value) in overrides ?? new Dictionary<string, string>())
         {
             environment[key] = value;
         }
 
         var process = ObservedProcess.Start("sidecar", RepoPaths.SidecarBinary, [], environment);
-        var sidecar = new SidecarProcess(process, environment["CHECKPOINT_SOCKET_PATH"], port);
-        await process.WaitForLineAsync(Regex.Escape(ReadyLine)).ConfigureAwait(false);
-        return sidecar;
+        var ready = await process.WaitForLineAsync(ReadyLine).ConfigureAwait(false);
+        return new SidecarProcess(process, environment["CHECKPOINT_SOCKET_PATH"], int.Parse(ready.Groups[1].Value, CultureInfo.InvariantCulture));
     }
 
     /// <summary>An SDK client in the test process; SIGTERM handling off so the test host is never exited.</summary>

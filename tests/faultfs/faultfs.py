@@ -149,6 +149,7 @@ class Engine:
         self.fired = {}  # rule.key -> number of triggers; survives reloads
         self.shutdown = threading.Event()
         self.stalled = 0
+        self.in_flight = 0  # ops inside a handler: a released stall still has its op to do and answer
         self._prepare_control()
 
     def _prepare_control(self):
@@ -374,12 +375,17 @@ class FaultFS:
         method = getattr(self, op, None)
         if method is None:
             raise FuseOSError(errno.ENOSYS)
+        with self.engine.lock:
+            self.engine.in_flight += 1
         try:
             return method(*args)
         except FuseOSError:
             raise
         except OSError as e:
             raise FuseOSError(e.errno or errno.EIO)
+        finally:
+            with self.engine.lock:
+                self.engine.in_flight -= 1
 
     # ---- helpers ---------------------------------------------------------
     def _full(self, path):
@@ -673,12 +679,20 @@ def shutdown(engine, mountpoint):
     exits the process, which aborts the FUSE connection (pending and future
     ops on the old mount get ENOTCONN) so faultfs never hangs a teardown."""
     engine.shutdown.set()
+    # A released stall still performs its op and answers it: exiting before that answer reaches
+    # the caller fails its op (ECONNABORTED) instead of completing it.
     deadline = time.monotonic() + 5
-    while engine.stalled and time.monotonic() < deadline:
+    while (engine.stalled or engine.in_flight) and time.monotonic() < deadline:
         time.sleep(0.02)
-    r = subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True, text=True)
-    if r.returncode == 0:
-        return True
+    # The caller may still hold the file open for a moment after its answer (a busy mount):
+    # retry the unmount for a while before detaching lazily.
+    while True:
+        r = subprocess.run(["fusermount3", "-u", mountpoint], capture_output=True, text=True)
+        if r.returncode == 0:
+            return True
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
     log("fusermount3 -u failed (%s); detaching lazily and exiting" % r.stderr.strip())
     subprocess.run(["fusermount3", "-u", "-z", mountpoint], capture_output=True)
     return False

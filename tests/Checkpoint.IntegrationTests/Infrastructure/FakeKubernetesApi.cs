@@ -16,7 +16,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
 {
     public const string Token = "fake-service-account-token";
 
-    private readonly HttpListener _listener = new();
+    private readonly HttpListener _listener;
     private readonly V1Pod _pod;
     private readonly List<HttpListenerResponse> _watchers = [];
     private readonly List<Corev1Event> _events = [];
@@ -28,13 +28,35 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
     public FakeKubernetesApi(V1Pod pod)
     {
         _pod = pod;
-        Port = TestDirectories.FreeTcpPort();
-        _listener.Prefixes.Add($"http://127.0.0.1:{Port}/");
-        _listener.Start();
+        (_listener, Port) = Listen();
         _serving = Task.Run(ServeAsync);
     }
 
     public int Port { get; }
+
+    /// <summary>
+    /// HttpListener cannot bind port 0, so a free port is picked first; another process may take it
+    /// in between (tests run in parallel), which the bind reports at once: pick another.
+    /// </summary>
+    private static (HttpListener Listener, int Port) Listen()
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var port = TestDirectories.FreeTcpPort();
+            var listener = new HttpListener();
+            listener.Prefixes.Add($"http://127.0.0.1:{port}/");
+            try
+            {
+                listener.Start();
+                return (listener, port);
+            }
+            catch (HttpListenerException) when (attempt < 10)
+            {
+                // Taken meanwhile; the next free port.
+                listener.Close();
+            }
+        }
+    }
 
     /// <summary>Completes when the sidecar has opened a watch on its pod.</summary>
     public Task Watching => _watching.Task;

@@ -85,7 +85,6 @@ public sealed class SidecarOptionsValidatorTests : IDisposable
         AssertFailsWith("CHECKPOINT_SOCKET_PATH", o => o.SocketPath = _temp.Combine("no-such-dir", "sidecar.sock"));
 
     [Theory]
-    [InlineData(0)]
     [InlineData(70000)]
     [InlineData(-1)]
     public void Validate_PortOutOfRange_FailsNamingIt(int port) =>
@@ -134,7 +133,7 @@ public sealed class SidecarOptionsValidatorTests : IDisposable
     {
         var options = ValidOptions();
         options.Keep = 0;
-        options.MetricsPort = 0;
+        options.MetricsPort = -1;
 
         var result = _validator.Validate(null, options);
 

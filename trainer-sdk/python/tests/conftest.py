@@ -165,7 +165,7 @@ class Processes:
             "CHECKPOINT_SOCKET_PATH": self.dirs.socket_path,
             "CHECKPOINT_STAGING_DIR": str(self.dirs.staging),
             "CHECKPOINT_STORAGE_DIR": str(self.dirs.storage),
-            "CHECKPOINT_METRICS_PORT": str(free_port()),
+            "CHECKPOINT_METRICS_PORT": "0",  # any free port: none picked ahead for another process to take
             "CHECKPOINT_GRACE_PERIOD_SECONDS": str(grace),
             "CHECKPOINT_SAFETY_MARGIN_SECONDS": str(margin),
             "CHECKPOINT_JOB_NAME": JOB,
