@@ -61,7 +61,7 @@ public static class SidecarHost
             return new CheckpointLayout(o.StorageDir, o.PodNamespace, o.JobName);
         });
         services.AddSingleton<CheckpointStore>();
-        services.AddSingleton(sp => new FlushRecordStore(sp.GetRequiredService<CheckpointLayout>()));
+        services.AddSingleton(sp => new FlushRecordStore(sp.GetRequiredService<CheckpointLayout>(), sp.GetRequiredService<ILogger<FlushRecordStore>>()));
         services.AddSingleton<KubernetesConnection>();
         services.AddSingleton<IFlushReporter, FlushRecordReporter>();
         services.AddSingleton<IFlushReporter, PodEventReporter>();
