@@ -15,6 +15,10 @@ namespace Checkpoint.Sidecar.Hosting;
 /// is exported as this job's last flush and feeds the prediction. Once the server listens: the
 /// socket's permissions are set and /readyz turns ready.
 /// </summary>
+/// <remarks>
+/// The sweep and the restore are best effort: what another pod, job or person left on the shared
+/// storage is logged and passed over, and never keeps the sidecar from serving.
+/// </remarks>
 internal sealed class StartupTasks(
     CheckpointStore store,
     FlushRecordStore records,
@@ -31,13 +35,25 @@ internal sealed class StartupTasks(
     public Task StartAsync(CancellationToken cancellationToken)
     {
         store.EnsureJobDirectory();
-        store.SweepLeftovers();
-        RestoreLastFlush();
+        BestEffort("sweep what interrupted flushes left", () => store.SweepLeftovers());
+        BestEffort("restore the previous flush from its record", RestoreLastFlush);
         lifetime.ApplicationStarted.Register(OnListening);
         return Task.CompletedTask;
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private void BestEffort(string task, Action action)
+    {
+        try
+        {
+            action();
+        }
+        catch (Exception e)
+        {
+            HostingLog.HousekeepingFailed(logger, task, ReadableError.Describe(e));
+        }
+    }
 
     private void RestoreLastFlush()
     {
