@@ -22,10 +22,10 @@ internal static class StorageFile
 
     private const int ENoEnt = 2;
     private const int ENxio = 6;
+    private const int EXDev = 18;
     private const int ENotDir = 20;
     private const int ENameTooLong = 36;
     private const int ELoop = 40;
-    private const int EXDev = 18;
 
     /// <summary>
     /// A directory the sidecar names itself (the job directory, from its settings): symlinks on the
@@ -79,7 +79,8 @@ internal static class StorageFile
     public static ReadOnlyMemory<byte> ReadAll(SafeFileHandle directory, string relativePath, int limit)
     {
         using var handle = OpenRegular(directory, relativePath, out var size);
-        if (size > limit)
+        // A negative size is what a broken server's 2^63 and more looks like.
+        if (size < 0 || size > limit)
         {
             throw TooLarge(relativePath, limit);
         }
