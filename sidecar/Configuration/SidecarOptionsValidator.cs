@@ -1,3 +1,4 @@
+using Checkpoint.Sidecar.Storage;
 using Microsoft.Extensions.Options;
 
 namespace Checkpoint.Sidecar.Configuration;
@@ -72,6 +73,10 @@ public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
 
         RequirePathSegment(errors, "CHECKPOINT_JOB_NAME", options.JobName);
         RequirePathSegment(errors, "POD_NAMESPACE", options.PodNamespace);
+        if (Directory.Exists(options.StorageDir) && IsPathSegment(options.JobName) && IsPathSegment(options.PodNamespace))
+        {
+            RequireJobDirectoryPossible(errors, options);
+        }
 
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
@@ -106,9 +111,43 @@ public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
 
     private static void RequirePathSegment(List<string> errors, string setting, string value)
     {
-        if (string.IsNullOrWhiteSpace(value) || value is "." or ".." || value.Contains('/') || value.Contains('\0'))
+        if (!IsPathSegment(value))
         {
             errors.Add($"{setting}: '{value}' must be a single directory name (no '/', not '.' or '..').");
+        }
+    }
+
+    private static bool IsPathSegment(string value) =>
+        !string.IsNullOrWhiteSpace(value) && value is not ("." or "..") && !value.Contains('/') && !value.Contains('\0');
+
+    /// <summary>
+    /// The job's directory is created at start when missing. Anything else under its name, or under
+    /// the namespace's (a file someone left, a FIFO), would fail every flush; it is named now instead.
+    /// </summary>
+    private static void RequireJobDirectoryPossible(List<string> errors, SidecarOptions options)
+    {
+        var jobDirectory = new CheckpointLayout(options.StorageDir, options.PodNamespace, options.JobName).JobDirectory;
+        foreach (var path in (string[])[Path.GetDirectoryName(jobDirectory)!, jobDirectory])
+        {
+            // Follows a symlink: one to a directory is the operator's to make.
+            if (Directory.Exists(path))
+            {
+                continue;
+            }
+
+            try
+            {
+                if (NativeFile.GetKind(path) != FileKind.Missing)
+                {
+                    errors.Add($"CHECKPOINT_STORAGE_DIR: the job's directory '{jobDirectory}' (<storage>/POD_NAMESPACE/CHECKPOINT_JOB_NAME) cannot be created: '{path}' exists and is not a directory.");
+                }
+            }
+            catch (IOException e)
+            {
+                errors.Add($"CHECKPOINT_STORAGE_DIR: the job's directory '{jobDirectory}' cannot be checked: {e.Message}");
+            }
+
+            return;
         }
     }
 }

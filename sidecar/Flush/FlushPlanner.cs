@@ -73,6 +73,9 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
 
     private const double RecommendedBudgetShare = 0.8;
 
+    /// <summary>A thousand years: two of these still add up within a TimeSpan.</summary>
+    private const double NeverSeconds = 1000 * 365 * 86400.0;
+
     /// <summary>Folds a finished flush into the throughput estimate (the newest flush counts most).</summary>
     public void RecordThroughput(long bytes, TimeSpan copy, TimeSpan verify)
     {
@@ -102,7 +105,9 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
             }
 
             var seconds = bytes / _copyBytesPerSecond + (_verifyBytesPerSecond > 0 ? bytes / _verifyBytesPerSecond : 0);
-            return TimeSpan.FromSeconds(seconds);
+            // A throughput read from a previous pod's record may be absurdly low; beyond this a
+            // TimeSpan overflows, and it means "never" just as well.
+            return seconds < NeverSeconds ? TimeSpan.FromSeconds(seconds) : TimeSpan.FromSeconds(NeverSeconds);
         }
     }
 

@@ -111,7 +111,16 @@ internal sealed class CheckpointGrpcService(
 
     public override async Task<GetLatestCheckpointResponse> GetLatestCheckpoint(GetLatestCheckpointRequest request, ServerCallContext context)
     {
-        var latest = await resume.FindAsync(context.CancellationToken).ConfigureAwait(false);
+        Storage.CommittedCheckpoint? latest;
+        try
+        {
+            latest = await resume.FindAsync(context.CancellationToken).ConfigureAwait(false);
+        }
+        catch (ResumeLookupStalledException e)
+        {
+            throw new RpcException(new Status(StatusCode.Unavailable, e.Message));
+        }
+
         if (latest is null)
         {
             return new GetLatestCheckpointResponse();

@@ -18,4 +18,7 @@ internal static partial class HostingLog
 
     [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Removed stale socket file {SocketPath}")]
     public static partial void StaleSocketRemoved(ILogger logger, string socketPath);
+
+    [LoggerMessage(EventId = 6, Level = LogLevel.Warning, Message = "Could not {Task} at start: {Problem}; starting anyway")]
+    public static partial void HousekeepingFailed(ILogger logger, string task, string problem);
 }

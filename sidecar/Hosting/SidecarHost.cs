@@ -63,7 +63,7 @@ public static class SidecarHost
         services.AddSingleton<CheckpointStore>();
         services.AddSingleton(sp => new StagingRoot(
             sp.GetRequiredService<IOptions<SidecarOptions>>().Value.StagingDir, sp.GetRequiredService<ILogger<StagingRoot>>()));
-        services.AddSingleton(sp => new FlushRecordStore(sp.GetRequiredService<CheckpointLayout>()));
+        services.AddSingleton(sp => new FlushRecordStore(sp.GetRequiredService<CheckpointLayout>(), sp.GetRequiredService<ILogger<FlushRecordStore>>()));
         services.AddSingleton<KubernetesConnection>();
         services.AddSingleton<IFlushReporter, FlushRecordReporter>();
         services.AddSingleton<IFlushReporter, PodEventReporter>();

@@ -17,6 +17,10 @@ namespace Checkpoint.Sidecar.Hosting;
 /// record on the shared storage) is exported as this job's last flush and feeds the prediction. Once
 /// the server listens: the socket's permissions are set and /readyz turns ready.
 /// </summary>
+/// <remarks>
+/// The sweep and the restore are best effort: what another pod, job or person left on the shared
+/// storage is logged and passed over, and never keeps the sidecar from serving.
+/// </remarks>
 internal sealed class StartupTasks(
     CheckpointStore store,
     StagingRoot staging,
@@ -35,16 +39,28 @@ internal sealed class StartupTasks(
     public Task StartAsync(CancellationToken cancellationToken)
     {
         store.EnsureJobDirectory();
-        store.SweepLeftovers();
+        BestEffort("sweep what interrupted flushes left", () => store.SweepLeftovers());
         // A sidecar killed with SIGKILL never removed its checkpoints' staging directories; nothing
         // else ever will, and each may hold a full dump.
-        staging.SweepLeftovers();
-        RestoreLastFlush();
+        BestEffort("sweep the staging a killed sidecar left", () => staging.SweepLeftovers());
+        BestEffort("restore the previous flush from its record", RestoreLastFlush);
         lifetime.ApplicationStarted.Register(OnListening);
         return Task.CompletedTask;
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    private void BestEffort(string task, Action action)
+    {
+        try
+        {
+            action();
+        }
+        catch (Exception e)
+        {
+            HostingLog.HousekeepingFailed(logger, task, ReadableError.Describe(e));
+        }
+    }
 
     private void RestoreLastFlush()
     {

@@ -32,11 +32,37 @@ public sealed record CheckpointManifest
 
     public long TotalBytes => Files.Sum(f => f.Size);
 
+    /// <summary>Reads a manifest the way resume does (<see cref="StorageFile"/>): capped, never through a symlink.</summary>
     public static CheckpointManifest Read(string path)
     {
-        using var stream = File.OpenRead(path);
-        return JsonSerializer.Deserialize(stream, ManifestJsonContext.Default.CheckpointManifest)
-            ?? throw new InvalidDataException($"'{path}' holds no manifest");
+        using var directory = NativeFile.OpenDirectory(Path.GetDirectoryName(path)!);
+        return FromUtf8Json(StorageFile.ReadAll(directory, Path.GetFileName(path), StorageFile.ManifestLimit).Span);
+    }
+
+    /// <exception cref="JsonException">Not a manifest.</exception>
+    /// <exception cref="InvalidDataException">A manifest with a null where a file, a rank or a value must be.</exception>
+    public static CheckpointManifest FromUtf8Json(ReadOnlySpan<byte> json)
+    {
+        var manifest = JsonSerializer.Deserialize(json, ManifestJsonContext.Default.CheckpointManifest)
+            ?? throw new InvalidDataException("the manifest is null");
+        // The serializer refuses null for a property, but not for an element of a list or a dictionary;
+        // whoever reads the manifest next (resume, the gRPC answer) must not meet one.
+        if (manifest.Id is null || manifest.Reason is null || manifest.Timings is null)
+        {
+            throw new InvalidDataException("the manifest lacks its id, reason or timings");
+        }
+
+        if (manifest.Files is null || manifest.Files.Any(f => f is null || f.Path is null || f.Xxh128 is null))
+        {
+            throw new InvalidDataException("the manifest lists a file that is null or lacks its path or hash");
+        }
+
+        if (manifest.Ranks is null || manifest.Ranks.Any(r => r is null || r.Metadata is null || r.Metadata.Values.Any(v => v is null)))
+        {
+            throw new InvalidDataException("the manifest lists a rank that is null or whose metadata holds a null");
+        }
+
+        return manifest;
     }
 
     public byte[] ToUtf8Json() => JsonSerializer.SerializeToUtf8Bytes(this, ManifestJsonContext.Default.CheckpointManifest);

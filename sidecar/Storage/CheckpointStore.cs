@@ -1,11 +1,15 @@
+using System.Text;
 using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
 
 namespace Checkpoint.Sidecar.Storage;
 
 /// <summary>
 /// The job's directory on shared storage: commits a copied checkpoint atomically, finds the latest
 /// valid one for resume, applies retention and sweeps what a crash left behind. Only POSIX behaviour
-/// that holds on NFS is used: rename within a directory, fsync of files and directories.
+/// that holds on NFS is used: rename within a directory, fsync of files and directories. What it
+/// reads there is untrusted (<see cref="StorageFile"/>): a bad entry is "not a checkpoint", logged
+/// and passed over, never a hang or an exception that stops the sidecar.
 /// </summary>
 public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointStore> logger)
 {
@@ -23,45 +27,61 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         }
     }
 
-    /// <summary>Removes what an interrupted flush or retention left: never a committed checkpoint.</summary>
+    /// <summary>
+    /// Removes what an interrupted flush or retention left: never a committed checkpoint. Best effort:
+    /// a leftover that cannot be removed is logged and left (it is never read), and the rest swept.
+    /// Names are handled as raw bytes, so one that is not UTF-8 is removed too.
+    /// </summary>
+    /// <returns>How many leftovers were removed.</returns>
     public int SweepLeftovers()
     {
-        var swept = 0;
-        if (!Directory.Exists(layout.JobDirectory))
+        using var jobDirectory = StorageFile.OpenDirectoryIfExists(layout.JobDirectory);
+        if (jobDirectory is null)
         {
-            return swept;
+            return 0;
         }
 
-        foreach (var directory in Directory.EnumerateDirectories(layout.JobDirectory))
+        var swept = 0;
+        var latestTempName = Encoding.UTF8.GetBytes(Path.GetFileName(layout.LatestTempFile));
+        foreach (var name in NativeFile.ListDirectory(jobDirectory, layout.JobDirectory))
         {
-            var name = Path.GetFileName(directory);
-            if (name.EndsWith(CheckpointLayout.PartialSuffix, StringComparison.Ordinal)
-                || name.EndsWith(CheckpointLayout.DeletingSuffix, StringComparison.Ordinal))
+            var isLatestTemp = name.AsSpan().SequenceEqual(latestTempName);
+            if (!isLatestTemp && !name.AsSpan().EndsWith(PartialSuffix) && !name.AsSpan().EndsWith(DeletingSuffix))
             {
-                Directory.Delete(directory, recursive: true);
-                StorageLog.Swept(logger, directory);
+                continue;
+            }
+
+            var path = Path.Combine(layout.JobDirectory, Encoding.UTF8.GetString(name));
+            try
+            {
+                NativeFile.RemoveTreeAt(jobDirectory, name, path);
+            }
+            catch (IOException e)
+            {
+                StorageLog.SweepFailed(logger, path, e.Message);
+                continue;
+            }
+
+            if (!isLatestTemp)
+            {
+                StorageLog.Swept(logger, path);
                 swept++;
             }
         }
 
-        if (File.Exists(layout.LatestTempFile))
-        {
-            File.Delete(layout.LatestTempFile);
-        }
-
         return swept;
     }
+
+    private static readonly byte[] PartialSuffix = Encoding.UTF8.GetBytes(CheckpointLayout.PartialSuffix);
+
+    private static readonly byte[] DeletingSuffix = Encoding.UTF8.GetBytes(CheckpointLayout.DeletingSuffix);
 
     /// <summary>A fresh, empty <c>.partial</c> directory for a checkpoint about to be copied.</summary>
     public string CreatePartialDirectory(string checkpointId)
     {
         EnsureJobDirectory();
         var partial = layout.PartialDirectory(checkpointId);
-        if (Directory.Exists(partial))
-        {
-            Directory.Delete(partial, recursive: true);
-        }
-
+        NativeFile.RemoveTree(partial);
         Directory.CreateDirectory(partial);
         return partial;
     }
@@ -71,10 +91,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         var partial = layout.PartialDirectory(checkpointId);
         try
         {
-            if (Directory.Exists(partial))
-            {
-                Directory.Delete(partial, recursive: true);
-            }
+            NativeFile.RemoveTree(partial);
         }
         catch (IOException e)
         {
@@ -105,7 +122,9 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         Directory.Move(partial, committed);
         NativeFile.FsyncDirectory(layout.JobDirectory);
 
-        WriteDurably(layout.LatestTempFile, System.Text.Encoding.UTF8.GetBytes(manifest.Id + "\n"));
+        // Whatever is in the way (a FIFO would block the open for writing forever) goes first.
+        NativeFile.RemoveTree(layout.LatestTempFile);
+        WriteDurably(layout.LatestTempFile, Encoding.UTF8.GetBytes(manifest.Id + "\n"));
         File.Move(layout.LatestTempFile, layout.LatestFile, overwrite: true);
         NativeFile.FsyncDirectory(layout.JobDirectory);
         return committed;
@@ -125,7 +144,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         {
             var deleting = layout.DeletingDirectory(id);
             Directory.Move(layout.CommittedDirectory(id), deleting);
-            Directory.Delete(deleting, recursive: true);
+            NativeFile.RemoveTree(deleting);
             removed.Add(id);
             StorageLog.Retired(logger, id);
         }
@@ -138,30 +157,45 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         return removed;
     }
 
+    /// <summary>The id LATEST holds, or null when there is none or it cannot be trusted (logged).</summary>
     public string? ReadLatestId()
     {
+        ReadOnlyMemory<byte>? content;
         try
         {
-            var id = File.ReadAllText(layout.LatestFile).Trim();
-            return id.Length == 0 ? null : id;
+            content = StorageFile.ReadAllIfExists(layout.JobDirectory, CheckpointLayout.LatestFileName, StorageFile.LatestPointerLimit);
         }
-        catch (FileNotFoundException)
+        catch (IOException e)
         {
+            StorageLog.LatestIgnored(logger, layout.LatestFile, ReadableError.Describe(e));
             return null;
         }
-        catch (DirectoryNotFoundException)
-        {
-            return null;
-        }
+
+        var id = content is { } bytes ? Encoding.UTF8.GetString(bytes.Span).Trim() : "";
+        return id.Length == 0 ? null : id;
     }
+
+    /// <inheritdoc cref="FindLatestValid(bool, int, Action{string, string}?, Action?, CancellationToken)"/>
+    public CommittedCheckpoint? FindLatestValid(bool verifyHashes, int bufferSize, Action<string, string>? onInvalid, CancellationToken cancellationToken) =>
+        FindLatestValid(verifyHashes, bufferSize, onInvalid, onProgress: null, cancellationToken);
 
     /// <summary>
     /// The checkpoint to resume from: the one LATEST names if it validates, else the newest other
-    /// committed checkpoint that does. A directory that fails validation is never returned.
+    /// committed checkpoint that does. A directory that fails validation is never returned; whatever
+    /// goes wrong while checking one (a FIFO, a symlink, a null in the manifest, an I/O error) makes
+    /// it not valid, and the next is tried.
     /// </summary>
     /// <param name="onInvalid">Told of each checkpoint rejected, and why.</param>
-    public CommittedCheckpoint? FindLatestValid(bool verifyHashes, int bufferSize, Action<string, string>? onInvalid, CancellationToken cancellationToken)
+    /// <param name="onProgress">Called as the search moves on (a candidate, a file, a buffer hashed), so a caller can tell a slow search from a stuck one.</param>
+    public CommittedCheckpoint? FindLatestValid(
+        bool verifyHashes, int bufferSize, Action<string, string>? onInvalid, Action? onProgress, CancellationToken cancellationToken)
     {
+        using var jobDirectory = StorageFile.OpenDirectoryIfExists(layout.JobDirectory);
+        if (jobDirectory is null)
+        {
+            return null;
+        }
+
         var latest = ReadLatestId();
         var candidates = layout.CommittedCandidates().OrderDescending(StringComparer.Ordinal).ToList();
         if (latest is not null)
@@ -173,7 +207,18 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         foreach (var id in candidates)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var problem = Validate(id, verifyHashes, bufferSize, cancellationToken, out var checkpoint);
+            onProgress?.Invoke();
+            CommittedCheckpoint? checkpoint = null;
+            string? problem;
+            try
+            {
+                problem = Validate(jobDirectory, id, verifyHashes, bufferSize, onProgress, cancellationToken, out checkpoint);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                problem = ReadableError.Describe(e);
+            }
+
             if (problem is null)
             {
                 return checkpoint;
@@ -187,33 +232,33 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
     }
 
     /// <returns>Why the checkpoint is not valid, or null when it is.</returns>
-    internal string? Validate(string id, bool verifyHashes, int bufferSize, CancellationToken cancellationToken, out CommittedCheckpoint? checkpoint)
+    /// <exception cref="IOException">An entry of the checkpoint cannot be read as what it must be.</exception>
+    private string? Validate(
+        SafeFileHandle jobDirectory, string id, bool verifyHashes, int bufferSize, Action? onProgress, CancellationToken cancellationToken,
+        out CommittedCheckpoint? checkpoint)
     {
         checkpoint = null;
-        var directory = layout.CommittedDirectory(id);
-        if (!CheckpointLayout.IsCommittedName(id) || id.Contains('/') || !Directory.Exists(directory))
+        if (!CheckpointLayout.IsCommittedName(id))
         {
-            return "the directory does not exist";
+            return "it is not the name of a checkpoint";
         }
 
+        // Opened once, without following a symlink, and everything below through it: a checkpoint
+        // directory that links elsewhere is not part of this job.
+        using var directory = StorageFile.OpenDirectory(jobDirectory, id);
         CheckpointManifest manifest;
         try
         {
-            manifest = CheckpointManifest.Read(Path.Combine(directory, CheckpointLayout.ManifestFileName));
+            manifest = CheckpointManifest.FromUtf8Json(StorageFile.ReadAll(directory, CheckpointLayout.ManifestFileName, StorageFile.ManifestLimit).Span);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidDataException)
+        catch (Exception e) when (e is IOException or System.Text.Json.JsonException or InvalidDataException)
         {
-            return $"no readable manifest: {e.Message}";
+            return $"no readable manifest: {ReadableError.Describe(e)}";
         }
 
         if (manifest.FormatVersion != CheckpointManifest.CurrentFormatVersion)
         {
             return $"manifest format version {manifest.FormatVersion} is not {CheckpointManifest.CurrentFormatVersion}";
-        }
-
-        if (manifest.Files is null || manifest.Ranks is null)
-        {
-            return "manifest lacks its file or rank list";
         }
 
         if (manifest.Id != id)
@@ -233,35 +278,54 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
                 return $"manifest lists an unsafe path: {e.Message}";
             }
 
-            var path = Path.Combine(directory, relative);
-            if (NativeFile.GetKind(path) != FileKind.Regular)
+            onProgress?.Invoke();
+            var problem = ValidateFile(directory, id, relative, file, verifyHashes ? bufferSize : null, onProgress, cancellationToken);
+            if (problem is not null)
             {
-                return $"file '{file.Path}' is missing";
+                return problem;
             }
+        }
 
-            var size = new FileInfo(path).Length;
+        checkpoint = new CommittedCheckpoint(layout.CommittedDirectory(id), manifest);
+        return null;
+    }
+
+    /// <param name="hashBufferSize">null: size only.</param>
+    /// <returns>Why the file does not match its manifest entry, or null when it does.</returns>
+    private string? ValidateFile(
+        SafeFileHandle directory, string id, string relative, ManifestFile file, int? hashBufferSize, Action? onProgress, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var handle = StorageFile.OpenRegular(directory, relative, out var size);
             if (size != file.Size)
             {
                 return $"file '{file.Path}' has {size} bytes, the manifest says {file.Size}";
             }
 
-            if (verifyHashes)
+            if (hashBufferSize is not { } bufferSize)
             {
-                var actual = FileHasher.HashFromStorage(path, bufferSize, cancellationToken: cancellationToken);
-                if (actual != file.Xxh128)
-                {
-                    return $"file '{file.Path}' hashes to {actual}, the manifest says {file.Xxh128}";
-                }
+                return null;
             }
-        }
 
-        checkpoint = new CommittedCheckpoint(directory, manifest);
-        return null;
+            var path = Path.Combine(layout.CommittedDirectory(id), relative);
+            var actual = FileHasher.HashFromStorage(handle, path, bufferSize, _ => onProgress?.Invoke(), cancellationToken);
+            return actual == file.Xxh128 ? null : $"file '{file.Path}' hashes to {actual}, the manifest says {file.Xxh128}";
+        }
+        catch (StorageEntryException e)
+        {
+            return "file " + e.Message;
+        }
+        catch (IOException e)
+        {
+            return $"file '{file.Path}' cannot be read: {ReadableError.Describe(e)}";
+        }
     }
 
     private static void WriteDurably(string path, ReadOnlySpan<byte> content)
     {
-        using var handle = File.OpenHandle(path, FileMode.Create, FileAccess.Write, FileShare.None);
+        // CreateNew (O_EXCL): never opens a FIFO or follows a symlink someone left under this name.
+        using var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
         RandomAccess.Write(handle, content, 0);
         NativeFile.Fsync(handle, path);
     }

@@ -16,6 +16,12 @@ public static class FileHasher
     public static string HashFromStorage(string path, int bufferSize, Action<long>? onBytes = null, CancellationToken cancellationToken = default)
     {
         using var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read, FileOptions.SequentialScan);
+        return HashFromStorage(handle, path, bufferSize, onBytes, cancellationToken);
+    }
+
+    /// <summary>As <see cref="HashFromStorage(string, int, Action{long}?, CancellationToken)"/>, through a handle the caller opened and checked.</summary>
+    public static string HashFromStorage(SafeFileHandle handle, string path, int bufferSize, Action<long>? onBytes, CancellationToken cancellationToken)
+    {
         DropCacheQuietly(handle, path);
         var hash = new XxHash128();
         var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);

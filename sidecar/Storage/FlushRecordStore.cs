@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Microsoft.Extensions.Logging;
 
 namespace Checkpoint.Sidecar.Storage;
 
@@ -7,9 +8,10 @@ namespace Checkpoint.Sidecar.Storage;
 /// One small JSON file per flush in <c>&lt;job&gt;/flush-records/</c>: how each flush went, kept on
 /// the shared storage so the timing of the flush that ended a pod can be read after the pod is gone,
 /// and re-exported as metrics by the next sidecar of the job. One file per record (written aside,
-/// fsynced, renamed) because appending to one shared file is not atomic on NFS.
+/// fsynced, renamed) because appending to one shared file is not atomic on NFS. Reading them back is
+/// reading untrusted storage content: a record that cannot be trusted is logged and skipped.
 /// </summary>
-public sealed class FlushRecordStore(CheckpointLayout layout, int keep = 100)
+public sealed class FlushRecordStore(CheckpointLayout layout, ILogger<FlushRecordStore> logger, int keep = 100)
 {
     public void Write(FlushRecord record)
     {
@@ -31,19 +33,39 @@ public sealed class FlushRecordStore(CheckpointLayout layout, int keep = 100)
         }
     }
 
-    /// <summary>The newest readable record, or null.</summary>
+    /// <summary>
+    /// The newest record that can be trusted, or null: a record that is not a regular file, larger
+    /// than a record may be, not one, or whose figures no flush could have, is skipped (logged), and
+    /// the one before it still tells the story. Only the newest that <see cref="Write"/> keeps are tried.
+    /// </summary>
+    /// <exception cref="IOException">The records directory cannot be listed.</exception>
     public FlushRecord? ReadLatest()
     {
-        foreach (var path in RecordFiles().Reverse())
+        using var directory = StorageFile.OpenDirectoryIfExists(layout.FlushRecordsDirectory);
+        if (directory is null)
         {
+            return null;
+        }
+
+        foreach (var path in RecordFiles().Reverse().Take(keep))
+        {
+            string? problem;
             try
             {
-                return JsonSerializer.Deserialize(File.ReadAllBytes(path), FlushRecordJsonContext.Default.FlushRecord);
+                var json = StorageFile.ReadAll(directory, Path.GetFileName(path), StorageFile.FlushRecordLimit);
+                var record = JsonSerializer.Deserialize(json.Span, FlushRecordJsonContext.Default.FlushRecord);
+                problem = record is null ? "it holds null" : record.FindImplausible();
+                if (problem is null)
+                {
+                    return record;
+                }
             }
-            catch (Exception e) when (e is IOException or JsonException)
+            catch (Exception e) when (e is not OperationCanceledException)
             {
-                // A damaged record is skipped; the one before it still tells the story.
+                problem = ReadableError.Describe(e);
             }
+
+            StorageLog.FlushRecordSkipped(logger, path, problem);
         }
 
         return null;
@@ -89,6 +111,41 @@ public sealed record FlushRecord
 
     /// <summary>Phase durations; null when the flush failed before committing.</summary>
     public FlushRecordTimings? Timings { get; init; }
+
+    /// <summary>
+    /// Longer than any grace period or flush: seconds beyond it come from a damaged or forged record,
+    /// and would overflow the TimeSpan they are read into (1e13 s does).
+    /// </summary>
+    internal static readonly double MaxPlausibleSeconds = TimeSpan.FromDays(366).TotalSeconds;
+
+    /// <returns>What no real flush could have written, or null when the record is plausible.</returns>
+    internal string? FindImplausible()
+    {
+        if (CheckpointId is null || Pod is null || Reason is null || Outcome is null)
+        {
+            return "it lacks its checkpoint id, pod, reason or outcome";
+        }
+
+        if (!IsPlausibleSeconds(GracePeriodSeconds))
+        {
+            return $"its grace period of {GracePeriodSeconds} s is not one";
+        }
+
+        if (Timings is not { } t)
+        {
+            return null;
+        }
+
+        double[] phases = [t.NotifySeconds, t.DumpSeconds, t.CopySeconds, t.VerifySeconds, t.CommitSeconds, t.TotalSeconds];
+        if (!phases.All(IsPlausibleSeconds))
+        {
+            return $"its timings ({string.Join(", ", phases)} s) are not those of a flush";
+        }
+
+        return t.Bytes < 0 ? $"its size of {t.Bytes} bytes is not one" : null;
+    }
+
+    private static bool IsPlausibleSeconds(double seconds) => double.IsFinite(seconds) && seconds >= 0 && seconds <= MaxPlausibleSeconds;
 }
 
 public sealed record FlushRecordTimings(

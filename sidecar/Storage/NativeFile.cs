@@ -9,7 +9,9 @@ namespace Checkpoint.Sidecar.Storage;
 /// durable), dropping a file's pages from the client cache (so read-back verification reads what the
 /// server holds, not what we just wrote), the type of a path without following symlinks, and
 /// everything that must happen relative to a held directory descriptor rather than by path: staging
-/// is shared with the untrusted trainer, which may swap any path for a symlink at any moment.
+/// is shared with the untrusted trainer, which may swap any path for a symlink at any moment, and
+/// storage content is written by other pods, jobs and people (no symlink followed, no FIFO blocked
+/// on, any name removable whatever bytes it holds).
 /// </summary>
 internal static partial class NativeFile
 {
@@ -125,6 +127,29 @@ internal static partial class NativeFile
     public static SafeFileHandle OpenPathBeneath(SafeFileHandle directory, string relativePath) =>
         OpenBeneath(directory, relativePath, OPath | OCloExec);
 
+    /// <summary>
+    /// Opens <paramref name="relativePath"/> beneath <paramref name="directory"/> the way storage
+    /// content is opened: no symlink anywhere on the way and never out of the directory, never
+    /// blocking on a FIFO (O_NONBLOCK); type and size come from the open descriptor, so they describe
+    /// what will be read, not what the path named a moment earlier.
+    /// </summary>
+    /// <exception cref="IOException">HResult is the errno: ELOOP for a symlink on the way, ENOENT when nothing is there.</exception>
+    public static SafeFileHandle OpenWithoutSymlinks(SafeFileHandle directory, string relativePath, bool expectDirectory, out FileKind kind, out long size)
+    {
+        var handle = OpenBeneath(directory, relativePath, ORdOnly | OCloExec | ONonBlock | ONoFollow | (expectDirectory ? ODirectory : 0));
+        try
+        {
+            var status = Status(handle, relativePath);
+            (kind, size) = (status.Kind, status.Size);
+            return handle;
+        }
+        catch
+        {
+            handle.Dispose();
+            throw;
+        }
+    }
+
     /// <summary>What the open file is now: comparing two of these tells whether it changed in between.</summary>
     public static FileStatus Status(SafeFileHandle handle, string pathForErrors)
     {
@@ -206,6 +231,13 @@ internal static partial class NativeFile
     public static void RemoveTreeAt(SafeFileHandle parent, byte[] name, string pathForErrors) =>
         RemoveTreeAt(parent, NullTerminated(name), pathForErrors, depth: 0);
 
+    /// <summary><see cref="RemoveTreeAt(SafeFileHandle, byte[], string)"/> by path, for entries the sidecar names itself.</summary>
+    public static void RemoveTree(string path)
+    {
+        using var parent = OpenDirectory(Path.GetDirectoryName(path)!);
+        RemoveTreeAt(parent, System.Text.Encoding.UTF8.GetBytes(Path.GetFileName(path)), path);
+    }
+
     private static void RemoveTreeAt(SafeFileHandle parent, byte[] name, string pathForErrors, int depth)
     {
         if (unlinkat(parent, name, 0) == 0)
@@ -279,15 +311,7 @@ internal static partial class NativeFile
             return errno == 2 || errno == 20 ? FileKind.Missing : throw ErrorFor("statx", path);
         }
 
-        // struct statx: stx_mode is the u16 at offset 28; the file type is its top four bits.
-        var mode = MemoryMarshal.Read<ushort>(statx[28..]);
-        return (mode & 0xF000) switch
-        {
-            0x8000 => FileKind.Regular,
-            0x4000 => FileKind.Directory,
-            0xA000 => FileKind.Symlink,
-            _ => FileKind.Special,
-        };
+        return FileStatus.KindOf(statx);
     }
 
     private static IOException ErrorFor(string call, string path)
@@ -355,18 +379,20 @@ internal readonly record struct FileStatus(FileKind Kind, ulong Device, ulong In
     /// <summary>Reads struct statx (linux/stat.h); offsets are fixed by the kernel ABI.</summary>
     public static FileStatus FromStatx(ReadOnlySpan<byte> statx)
     {
-        var mode = MemoryMarshal.Read<ushort>(statx[28..]);
-        var kind = (mode & 0xF000) switch
-        {
-            0x8000 => FileKind.Regular,
-            0x4000 => FileKind.Directory,
-            0xA000 => FileKind.Symlink,
-            _ => FileKind.Special,
-        };
+        var kind = KindOf(statx);
         var device = ((ulong)MemoryMarshal.Read<uint>(statx[136..]) << 32) | MemoryMarshal.Read<uint>(statx[140..]);
         return new FileStatus(kind, device, MemoryMarshal.Read<ulong>(statx[32..]), (long)MemoryMarshal.Read<ulong>(statx[40..]),
             Nanoseconds(statx[112..]), Nanoseconds(statx[96..]));
     }
+
+    /// <summary>struct statx: stx_mode is the u16 at offset 28; the file type is its top four bits.</summary>
+    public static FileKind KindOf(ReadOnlySpan<byte> statx) => (MemoryMarshal.Read<ushort>(statx[28..]) & 0xF000) switch
+    {
+        0x8000 => FileKind.Regular,
+        0x4000 => FileKind.Directory,
+        0xA000 => FileKind.Symlink,
+        _ => FileKind.Special,
+    };
 
     /// <summary>struct statx_timestamp: seconds (s64), then nanoseconds (u32).</summary>
     private static long Nanoseconds(ReadOnlySpan<byte> timestamp) =>

@@ -40,3 +40,28 @@ public sealed class VerificationFailedException(string path, string expected, st
 {
     public string Path { get; } = path;
 }
+
+/// <summary>
+/// An entry on the shared storage that cannot be what it is taken for: missing, a symlink or reached
+/// through one, not a regular file (a FIFO, a directory), or larger than such a file may be.
+/// </summary>
+public sealed class StorageEntryException(string message, bool isMissing = false) : IOException(message)
+{
+    public bool IsMissing { get; } = isMissing;
+}
+
+/// <summary>
+/// What went wrong, as a sentence fit for a log line: in this build .NET's own exception messages
+/// are bare resource keys (UseSystemResourceKeys), so they are described, not repeated.
+/// </summary>
+internal static class ReadableError
+{
+    public static string Describe(Exception e) => e switch
+    {
+        StorageEntryException or InvalidReportException or VerificationFailedException or InvalidDataException => e.Message,
+        System.Text.Json.JsonException json =>
+            $"it is not valid JSON of its format (at {json.Path ?? "$"}, line {(json.LineNumber ?? 0) + 1})",
+        IOException { HResult: > 0 and < 4096 } io => $"{new System.ComponentModel.Win32Exception(io.HResult).Message} (errno {io.HResult})",
+        _ => $"an unexpected {e.GetType().Name}",
+    };
+}

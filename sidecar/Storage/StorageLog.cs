@@ -18,4 +18,13 @@ internal static partial class StorageLog
 
     [LoggerMessage(EventId = 120, Level = LogLevel.Warning, Message = "Could not remove leftover staging {Directory}: {Error}; it is left in place")]
     public static partial void StagingSweepFailed(ILogger logger, string directory, string error);
+
+    [LoggerMessage(EventId = 104, Level = LogLevel.Warning, Message = "{LatestFile} is not used: {Problem}; the newest valid checkpoint is looked for instead")]
+    public static partial void LatestIgnored(ILogger logger, string latestFile, string problem);
+
+    [LoggerMessage(EventId = 105, Level = LogLevel.Warning, Message = "Could not sweep leftover {Path}: {Error}; it is never read, and the next start tries again")]
+    public static partial void SweepFailed(ILogger logger, string path, string error);
+
+    [LoggerMessage(EventId = 106, Level = LogLevel.Warning, Message = "Flush record {Path} is skipped: {Problem}")]
+    public static partial void FlushRecordSkipped(ILogger logger, string path, string problem);
 }

@@ -33,6 +33,21 @@ public sealed class ConfigurationTests
     }
 
     [Fact]
+    public async Task Start_JobDirectoryPathIsAFile_ExitsWithCode2NamingThePath()
+    {
+        using var dirs = new TestDirectories();
+        var job = dirs.JobDirectory();
+        Directory.CreateDirectory(Path.GetDirectoryName(job)!);
+        await File.WriteAllTextAsync(job, "left by someone else");
+        await using var sidecar = ObservedProcess.Start("sidecar", RepoPaths.SidecarBinary, [], SidecarProcess.Environment(dirs));
+
+        Assert.Equal(2, await sidecar.WaitForExitAsync());
+        Assert.Contains($"'{job}' exists and is not a directory", sidecar.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", sidecar.Output, StringComparison.Ordinal);
+        Assert.False(File.Exists(dirs.SocketPath));
+    }
+
+    [Fact]
     public async Task Start_StaleSocketFile_IsReplaced()
     {
         using var dirs = new TestDirectories();

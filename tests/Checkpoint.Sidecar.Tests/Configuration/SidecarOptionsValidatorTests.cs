@@ -1,4 +1,5 @@
 using Checkpoint.Sidecar.Configuration;
+using Checkpoint.TestSupport;
 
 namespace Checkpoint.Sidecar.Tests.Configuration;
 
@@ -127,6 +128,42 @@ public sealed class SidecarOptionsValidatorTests : IDisposable
     [Fact]
     public void Validate_NamespaceWithSlash_FailsNamingIt() =>
         AssertFailsWith("POD_NAMESPACE", o => o.PodNamespace = "a/b");
+
+    [Theory]
+    [InlineData("ns/job", "file")]
+    [InlineData("ns/job", "fifo")]
+    [InlineData("ns", "file")]
+    public void Validate_JobDirectoryPathTakenByNonDirectory_FailsNamingThePath(string taken, string kind)
+    {
+        var failure = AssertFailsWith("CHECKPOINT_STORAGE_DIR", o =>
+        {
+            var path = Path.Combine(o.StorageDir, taken);
+            Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+            if (kind == "fifo")
+            {
+                Posix.MakeFifo(path);
+            }
+            else
+            {
+                File.WriteAllText(path, "someone else's");
+            }
+        });
+
+        Assert.Contains($"'{Path.Combine(_temp.Path, "storage", "ns", "job")}'", failure, StringComparison.Ordinal);
+        Assert.Contains($"'{Path.Combine(_temp.Path, "storage", taken)}' exists and is not a directory", failure, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Validate_JobDirectoryIsSymlinkToDirectory_Succeeds()
+    {
+        var options = ValidOptions();
+        Directory.CreateDirectory(Path.Combine(options.StorageDir, "ns"));
+        Directory.CreateSymbolicLink(Path.Combine(options.StorageDir, "ns", "job"), _temp.CreateDirectory("elsewhere"));
+
+        var result = _validator.Validate(null, options);
+
+        Assert.True(result.Succeeded, result.FailureMessage);
+    }
 
     [Fact]
     public void Validate_SeveralBadSettings_ReportsEach()

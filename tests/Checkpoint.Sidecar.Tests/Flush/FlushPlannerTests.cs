@@ -116,4 +116,16 @@ public sealed class FlushPlannerTests
         // In flight: 1000 B left (3 s); preemption: 1000 B (3 s).
         Assert.Equal(expected, planner.MayFinishInFlightUpload(1000, 1000, TimeSpan.FromSeconds(secondsLeft)));
     }
+
+    [Fact]
+    public void MayFinishInFlightUpload_ThroughputFromImplausiblySlowRecord_AnswersWithoutOverflow()
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+        // From the previous pod's flush record, which anyone may have written: one byte in a year.
+        planner.RecordThroughput(1, TimeSpan.FromDays(365), TimeSpan.FromDays(365));
+
+        // A terabyte at that rate is far beyond what a TimeSpan holds: never, rather than an exception in a preemption.
+        Assert.False(planner.MayFinishInFlightUpload(1L << 40, 1L << 40, TimeSpan.FromSeconds(20)));
+        Assert.True(planner.PredictPersistTime(1L << 40) > TimeSpan.FromDays(365 * 100));
+    }
 }

@@ -2,7 +2,9 @@ using Checkpoint.Sidecar.Configuration;
 using Checkpoint.Sidecar.Metrics;
 using Checkpoint.Sidecar.Resume;
 using Checkpoint.Sidecar.Storage;
+using Checkpoint.TestSupport;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
 using Microsoft.Extensions.Options;
 using Prometheus;
 
@@ -13,6 +15,7 @@ public sealed class ResumeLocatorTests : IDisposable
 {
     private const string Id = "20260101T000000000Z-periodic";
     private static readonly IReadOnlySet<string> NoneReported = new HashSet<string>(StringComparer.Ordinal);
+    private static readonly TimeSpan NeverBlocks = TimeSpan.FromSeconds(30);
 
     private readonly TempDirectory _temp = new();
     private readonly CollectorRegistry _registry = Prometheus.Metrics.NewCustomRegistry();
@@ -28,7 +31,7 @@ public sealed class ResumeLocatorTests : IDisposable
             VerifyOnResume = true,
         });
         _store = new CheckpointStore(new CheckpointLayout(options.Value.StorageDir, "ns", "job"), NullLogger<CheckpointStore>.Instance);
-        _locator = new ResumeLocator(_store, options, new CheckpointMetrics(_registry));
+        _locator = new ResumeLocator(_store, options, new CheckpointMetrics(_registry), TimeProvider.System, NullLogger<ResumeLocator>.Instance);
     }
 
     public void Dispose() => _temp.Dispose();
@@ -59,6 +62,100 @@ public sealed class ResumeLocatorTests : IDisposable
         Assert.Null(await _locator.FindAsync(CancellationToken.None));
         Assert.Equal(2, await ResumeVerifyFailuresAsync());
     }
+
+    [Fact]
+    public async Task FindAsync_LatestIsFifo_AnswersFromTheCheckpoints()
+    {
+        await CommitAsync(size: 1 << 10);
+        var latest = Path.Combine(_store.Layout.JobDirectory, "LATEST");
+        File.Delete(latest);
+        Posix.MakeFifo(latest);
+
+        var found = await _locator.FindAsync(CancellationToken.None).WaitAsync(NeverBlocks);
+
+        Assert.Equal(Id, found?.Id);
+    }
+
+    [Fact]
+    public async Task FindAsync_LookupStalls_ItsCallersFailAndTheNextQuestionStartsAfresh()
+    {
+        var time = new FakeTimeProvider();
+        var checkpoint = SomeCheckpoint();
+        using var inside = new SemaphoreSlim(0);
+        using var stuck = new ManualResetEventSlim();
+        var lookups = 0;
+        var locator = new ResumeLocator((_, _) =>
+        {
+            if (Interlocked.Increment(ref lookups) == 1)
+            {
+                inside.Release();
+                // As a read from a stalled NFS server: no progress, deaf to cancellation.
+                stuck.Wait(CancellationToken.None);
+            }
+
+            return checkpoint;
+        }, time, NullLogger.Instance);
+
+        try
+        {
+            var first = locator.FindAsync(CancellationToken.None);
+            var second = locator.FindAsync(CancellationToken.None);
+            Assert.True(await inside.WaitAsync(NeverBlocks));
+            time.Advance(ResumeLocator.StallTimeout);
+
+            await Assert.ThrowsAsync<ResumeLookupStalledException>(() => first.WaitAsync(NeverBlocks));
+            await Assert.ThrowsAsync<ResumeLookupStalledException>(() => second.WaitAsync(NeverBlocks));
+            Assert.Same(checkpoint, await locator.FindAsync(CancellationToken.None).WaitAsync(NeverBlocks));
+            Assert.Equal(2, lookups);
+        }
+        finally
+        {
+            stuck.Set();
+        }
+    }
+
+    [Fact]
+    public async Task FindAsync_SlowLookupMakingProgress_IsNotCutShort()
+    {
+        var time = new FakeTimeProvider();
+        var checkpoint = SomeCheckpoint();
+        using var movedOn = new SemaphoreSlim(0);
+        using var goOn = new SemaphoreSlim(0);
+        var locator = new ResumeLocator((onProgress, cancellationToken) =>
+        {
+            // Hashing a large checkpoint: minutes in all, but a buffer read every moment.
+            for (var step = 0; step < 4; step++)
+            {
+                onProgress();
+                movedOn.Release();
+                goOn.Wait(cancellationToken);
+            }
+
+            return checkpoint;
+        }, time, NullLogger.Instance);
+
+        var answer = locator.FindAsync(CancellationToken.None);
+        for (var step = 0; step < 4; step++)
+        {
+            Assert.True(await movedOn.WaitAsync(NeverBlocks));
+            time.Advance(ResumeLocator.StallTimeout * 0.75);
+            goOn.Release();
+        }
+
+        Assert.Same(checkpoint, await answer.WaitAsync(NeverBlocks));
+    }
+
+    private static CommittedCheckpoint SomeCheckpoint() => new("/storage/ns/job/" + Id, new CheckpointManifest
+    {
+        FormatVersion = CheckpointManifest.CurrentFormatVersion,
+        Id = Id,
+        Step = 5,
+        Created = DateTimeOffset.UnixEpoch,
+        Reason = "periodic",
+        Files = [],
+        Ranks = [],
+        Timings = new ManifestTimings(30, 0, 0, 0, 0),
+    });
 
     private async Task<double> ResumeVerifyFailuresAsync() =>
         (await MetricsText.CollectAsync(_registry))

@@ -1,5 +1,7 @@
+using System.Diagnostics;
 using System.Text.Json;
 using Checkpoint.Sidecar.Storage;
+using Checkpoint.TestSupport;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Checkpoint.Sidecar.Tests.Storage;
@@ -7,6 +9,9 @@ namespace Checkpoint.Sidecar.Tests.Storage;
 public sealed class CheckpointStoreTests : IDisposable
 {
     private const int BufferSize = 64 * 1024;
+
+    /// <summary>Bounds a call that the code before the fix would block in forever (a FIFO opened for reading).</summary>
+    private static readonly TimeSpan NeverBlocks = TimeSpan.FromSeconds(30);
     private static readonly IReadOnlySet<string> NoneReported = new HashSet<string>(StringComparer.Ordinal);
 
     private readonly TempDirectory _temp = new();
@@ -353,7 +358,285 @@ public sealed class CheckpointStoreTests : IDisposable
         Assert.Equal(["../job/" + Id(1)], invalid);
     }
 
+    // Storage content is untrusted (design.md, "Trust boundary"): another pod, job, person or a broken
+    // server wrote it. Each entry below must make its checkpoint "not valid" and resume fall back to an
+    // older one: never hang, throw, read without bound or hand out a path outside the job directory.
+
+    [Fact]
+    public async Task FindLatestValid_LatestIsFifo_FallsBackWithoutBlocking()
+    {
+        await CommitAsync(Id(1), seed: 1);
+        await CommitAsync(Id(2), seed: 2);
+        File.Delete(_layout.LatestFile);
+        Posix.MakeFifo(_layout.LatestFile);
+
+        Assert.Equal(Id(2), (await FindBoundedAsync())?.Id);
+    }
+
+    [Fact]
+    public async Task FindLatestValid_LatestIsDirectory_FallsBack()
+    {
+        await CommitAsync(Id(1), seed: 1);
+        File.Delete(_layout.LatestFile);
+        Directory.CreateDirectory(_layout.LatestFile);
+
+        Assert.Equal(Id(1), (await FindBoundedAsync())?.Id);
+    }
+
+    [Fact]
+    public async Task ReadLatestId_LatestOfHundredMiB_ReadsNoMoreThanItsCap()
+    {
+        await CommitAsync(Id(1), seed: 1);
+        // Still starts with a valid id; the rest is a hole of zeros, so the test costs no disk.
+        using (var stream = new FileStream(_layout.LatestFile, FileMode.Open, FileAccess.Write))
+        {
+            stream.SetLength(96L << 20);
+        }
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var latest = _store.ReadLatestId();
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.Null(latest);
+        Assert.InRange(allocated, 0, 1 << 20);
+    }
+
+    [Theory]
+    [InlineData("fifo")]
+    [InlineData("directory")]
+    [InlineData("symlink")]
+    public async Task FindLatestValid_ManifestIsNotARegularFile_FallsBackWithoutBlocking(string kind)
+    {
+        await CommitAsync(Id(1), seed: 1);
+        await CommitAsync(Id(2), seed: 2);
+        var manifest = ManifestPath(Id(2));
+        var genuine = await File.ReadAllBytesAsync(manifest);
+        File.Delete(manifest);
+        switch (kind)
+        {
+            case "fifo":
+                Posix.MakeFifo(manifest);
+                break;
+            case "directory":
+                Directory.CreateDirectory(manifest);
+                break;
+            default:
+                File.CreateSymbolicLink(manifest, TempDirectory.WriteFile(_temp.CreateDirectory("elsewhere"), "manifest.json", genuine));
+                break;
+        }
+
+        Assert.Equal(Id(1), (await FindBoundedAsync())?.Id);
+    }
+
+    public static TheoryData<string, string> NullsInManifest => new()
+    {
+        { "\"files\": [", "\"files\": [null, " },
+        { "\"ranks\": [", "\"ranks\": [null, " },
+        { "\"metadata\": {}", "\"metadata\": {\"epoch\": null}" },
+        { "\"metadata\": {}", "\"metadata\": null" },
+        { "\"reason\": \"periodic\"", "\"reason\": null" },
+        { "\"path\": \"", "\"path\": null, \"was\": \"" },
+        { "\"xxh128\": \"", "\"xxh128\": null, \"was\": \"" },
+    };
+
+    [Theory]
+    [MemberData(nameof(NullsInManifest))]
+    public async Task FindLatestValid_ManifestWithNull_FallsBack(string genuine, string withNull)
+    {
+        await CommitAsync(Id(1), seed: 1);
+        await CommitAsync(Id(2), seed: 2);
+        var path = ManifestPath(Id(2));
+        var json = await File.ReadAllTextAsync(path);
+        Assert.Contains(genuine, json, StringComparison.Ordinal);
+        await File.WriteAllTextAsync(path, json.Replace(genuine, withNull, StringComparison.Ordinal));
+
+        Assert.Equal(Id(1), (await FindBoundedAsync())?.Id);
+    }
+
+    [Fact]
+    public async Task FindLatestValid_ManifestLargerThanItsCap_FallsBack()
+    {
+        await CommitAsync(Id(1), seed: 1);
+        await CommitAsync(Id(2), seed: 2);
+        // A valid manifest padded with whitespace past 16 MiB: without a cap it is read and accepted.
+        var padding = new byte[17 << 20];
+        padding.AsSpan().Fill((byte)' ');
+        using (var stream = new FileStream(ManifestPath(Id(2)), FileMode.Append))
+        {
+            stream.Write(padding);
+        }
+
+        Assert.Equal(Id(1), (await FindBoundedAsync())?.Id);
+    }
+
+    [Theory]
+    [InlineData("name-too-long")]
+    [InlineData("path-too-long")]
+    [InlineData("symlink-loop")]
+    [InlineData("fifo")]
+    [InlineData("directory")]
+    public async Task FindLatestValid_ListedFileCannotBeRead_FallsBack(string kind)
+    {
+        await CommitAsync(Id(1), seed: 1);
+        var latest = await CommitAsync(Id(2), seed: 2);
+        var directory = _layout.CommittedDirectory(Id(2));
+        var listed = kind switch
+        {
+            "name-too-long" => "rank0/" + new string('x', 300),
+            "path-too-long" => string.Join('/', Enumerable.Repeat("d", 2100)) + "/model.bin",
+            "symlink-loop" => "loop/model.bin",
+            _ => "special.bin",
+        };
+        switch (kind)
+        {
+            case "symlink-loop":
+                File.CreateSymbolicLink(Path.Combine(directory, "loop"), "loop");
+                break;
+            case "fifo":
+                Posix.MakeFifo(Path.Combine(directory, listed));
+                break;
+            case "directory":
+                Directory.CreateDirectory(Path.Combine(directory, listed));
+                break;
+        }
+
+        await WriteManifestAsync(latest with { Files = [.. latest.Files, new ManifestFile(listed, 0, new string('0', 32))] });
+
+        Assert.Equal(Id(1), (await FindBoundedAsync())?.Id);
+    }
+
+    [Fact]
+    public async Task FindLatestValid_CheckpointDirectoryIsSymlinkOutOfTheJob_FallsBack()
+    {
+        await CommitAsync(Id(1), seed: 1);
+        await CommitAsync(Id(2), seed: 2);
+        // A complete, valid checkpoint, but outside the job directory: resume must never hand it out.
+        var outside = Path.Combine(_temp.CreateDirectory("elsewhere"), Id(2));
+        Directory.Move(_layout.CommittedDirectory(Id(2)), outside);
+        Directory.CreateSymbolicLink(_layout.CommittedDirectory(Id(2)), outside);
+        var invalid = new List<string>();
+
+        var found = await FindBoundedAsync(onInvalid: (id, _) => invalid.Add(id));
+
+        Assert.Equal(Id(1), found?.Id);
+        Assert.Equal([Id(2)], invalid);
+    }
+
+    [Theory]
+    [InlineData("directory")]
+    [InlineData("file")]
+    public async Task FindLatestValid_SymlinkInsideCheckpoint_FallsBack(string linked)
+    {
+        await CommitAsync(Id(1), seed: 1);
+        await CommitAsync(Id(2), seed: 2);
+        var directory = _layout.CommittedDirectory(Id(2));
+        var inside = linked == "directory" ? Path.Combine(directory, "rank1") : Path.Combine(directory, "rank1", "model.bin");
+        var outside = Path.Combine(_temp.CreateDirectory("elsewhere"), Path.GetFileName(inside));
+        if (linked == "directory")
+        {
+            Directory.Move(inside, outside);
+            Directory.CreateSymbolicLink(inside, outside);
+        }
+        else
+        {
+            File.Move(inside, outside);
+            File.CreateSymbolicLink(inside, outside);
+        }
+
+        Assert.Equal(Id(1), (await FindBoundedAsync())?.Id);
+    }
+
+    [Fact]
+    public async Task SweepLeftovers_PartialHoldsNamesThatAreNotUtf8_RemovesIt()
+    {
+        await CommitAsync(Id(1), seed: 1);
+        var partial = Directory.CreateDirectory(_layout.PartialDirectory(Id(2))).FullName;
+        Posix.CreateFileWithRawName(partial, [0xff, 0xfe, (byte)'.', (byte)'b']);
+        var nested = Directory.CreateDirectory(Path.Combine(partial, "rank0")).FullName;
+        Posix.CreateFileWithRawName(nested, [0x80]);
+
+        var swept = _store.SweepLeftovers();
+
+        Assert.Equal(1, swept);
+        Assert.False(Directory.Exists(partial));
+        Assert.Equal(Id(1), _store.FindLatestValid(verifyHashes: true, BufferSize, null, CancellationToken.None)?.Id);
+    }
+
+    [Fact]
+    public async Task SweepLeftovers_OneLeftoverUndeletable_SweepsTheOthers()
+    {
+        await CommitAsync(Id(1), seed: 1);
+        var stuck = TempDirectory.WriteFile(_layout.DeletingDirectory(Id(0)), "rank0/model.bin", [1]);
+        var partial = Path.GetDirectoryName(TempDirectory.WriteFile(_layout.PartialDirectory(Id(2)), "model.bin", [2]))!;
+        // Not even root may delete an immutable file: what an undeletable subtree looks like here.
+        Chattr("+i", stuck);
+        try
+        {
+            var swept = _store.SweepLeftovers();
+
+            Assert.Equal(1, swept);
+            Assert.False(Directory.Exists(partial));
+            Assert.True(File.Exists(stuck));
+        }
+        finally
+        {
+            Chattr("-i", stuck);
+        }
+    }
+
+    [Fact]
+    public async Task SweepLeftovers_LeftoverIsSymlink_RemovesTheLinkNotItsTarget()
+    {
+        await CommitAsync(Id(1), seed: 1);
+        var target = TempDirectory.WriteFile(_temp.CreateDirectory("elsewhere"), "precious.bin", [1]);
+        Directory.CreateSymbolicLink(_layout.PartialDirectory(Id(2)), Path.GetDirectoryName(target)!);
+
+        Assert.Equal(1, _store.SweepLeftovers());
+
+        Assert.False(Path.Exists(_layout.PartialDirectory(Id(2))));
+        Assert.True(File.Exists(target));
+    }
+
+    [Fact]
+    public async Task SweepLeftovers_LatestTmpIsDirectory_RemovesIt()
+    {
+        await CommitAsync(Id(1), seed: 1);
+        TempDirectory.WriteFile(_layout.LatestTempFile, "junk", [1]);
+
+        _store.SweepLeftovers();
+
+        Assert.False(Path.Exists(_layout.LatestTempFile));
+        await CommitAsync(Id(2), seed: 2);
+        Assert.Equal(Id(2), _store.ReadLatestId());
+    }
+
+    [Fact]
+    public async Task Commit_LatestTmpIsFifo_CommitsWithoutBlocking()
+    {
+        await CommitAsync(Id(1), seed: 1);
+        var (_, entries) = await CopyToPartialAsync(Id(2), seed: 2);
+        Posix.MakeFifo(_layout.LatestTempFile);
+
+        await Task.Run(() => _store.Commit(NewManifest(Id(2), entries))).WaitAsync(NeverBlocks);
+
+        Assert.Equal(Id(2), _store.ReadLatestId());
+    }
+
     private static string Id(int n) => $"2026010{n}T000000000Z-periodic";
+
+    private string ManifestPath(string id) => Path.Combine(_layout.CommittedDirectory(id), "manifest.json");
+
+    private Task WriteManifestAsync(CheckpointManifest manifest) => File.WriteAllBytesAsync(ManifestPath(manifest.Id), manifest.ToUtf8Json());
+
+    private Task<CommittedCheckpoint?> FindBoundedAsync(bool verifyHashes = true, Action<string, string>? onInvalid = null) =>
+        Task.Run(() => _store.FindLatestValid(verifyHashes, BufferSize, onInvalid, CancellationToken.None)).WaitAsync(NeverBlocks);
+
+    private static void Chattr(string flag, string path)
+    {
+        using var chattr = Process.Start("chattr", [flag, path]);
+        chattr.WaitForExit();
+        Assert.True(chattr.ExitCode == 0, $"chattr {flag} {path} failed: the filesystem of the temp directory must support immutable files");
+    }
 
     private List<string> CommittedOnDisk() => [.. _layout.CommittedCandidates().Order(StringComparer.Ordinal)];
 

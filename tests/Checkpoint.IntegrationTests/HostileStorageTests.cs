@@ -1,0 +1,85 @@
+using System.Text.RegularExpressions;
+using Checkpoint.IntegrationTests.Infrastructure;
+using Checkpoint.TrainerSdk;
+
+namespace Checkpoint.IntegrationTests;
+
+/// <summary>
+/// Storage content is untrusted (another pod, another job, a person, a broken server wrote it): the
+/// real sidecar, started on a job directory seeded with hostile entries, starts, serves, and hands a
+/// resuming trainer the older checkpoint that is valid.
+/// </summary>
+public sealed class HostileStorageTests
+{
+    /// <summary>Sorts after any checkpoint the test's sidecar makes, so it is the first candidate tried.</summary>
+    private const string NewerId = "29991231T235959999Z-preemption";
+
+    [Fact]
+    public async Task HostileEntriesOnStorage_SidecarStartsServesAndResumesFromOlderValidCheckpoint()
+    {
+        using var dirs = new TestDirectories();
+        var job = dirs.JobDirectory();
+        string older;
+        await using (var first = await SidecarProcess.StartAsync(dirs))
+        {
+            await using (var client = await first.ConnectAsync())
+            {
+                var outcome = await TrainerFiles.CheckpointAsync(client, 10, 0, ("model.bin", 1 << 20));
+                Assert.Equal(CheckpointStatus.Committed, outcome.Status);
+                older = outcome.CheckpointId;
+            }
+
+            // A clean stop, so the flush record of that checkpoint is on storage before it is seeded.
+            first.Process.Signal(Posix.SigTerm);
+            Assert.Equal(0, await first.Process.WaitForExitAsync());
+        }
+
+        // The newest "checkpoint" is a symlink to a perfect copy outside the job directory.
+        var outside = Path.Combine(dirs.Root, "elsewhere", NewerId);
+        CopyDirectory(Path.Combine(job, older), outside);
+        var manifest = Path.Combine(outside, "manifest.json");
+        await File.WriteAllTextAsync(manifest, (await File.ReadAllTextAsync(manifest)).Replace(older, NewerId, StringComparison.Ordinal));
+        Directory.CreateSymbolicLink(Path.Combine(job, NewerId), outside);
+        // LATEST is a FIFO: reading it the ordinary way blocks forever.
+        File.Delete(Path.Combine(job, "LATEST"));
+        Posix.MakeFifo(Path.Combine(job, "LATEST"));
+        // The two newest flush records: a copy that took 1e13 s (no TimeSpan holds it), and a FIFO.
+        var records = Path.Combine(job, "flush-records");
+        var genuineRecord = Directory.EnumerateFiles(records, $"*-{older}.json").Single();
+        await File.WriteAllTextAsync(
+            Path.Combine(records, $"29991231T235959998Z-{NewerId}.json"),
+            Regex.Replace(await File.ReadAllTextAsync(genuineRecord), "\"copySeconds\": [^,]+", "\"copySeconds\": 1e13")
+                .Replace(older, NewerId, StringComparison.Ordinal));
+        Posix.MakeFifo(Path.Combine(records, "29991231T235959999Z-fifo.json"));
+        // A leftover of a flush killed half-way, holding a file name that is not UTF-8.
+        var partial = Directory.CreateDirectory(Path.Combine(job, "20200101T000000000Z-periodic.partial")).FullName;
+        Posix.CreateFileWithRawName(partial, [0xff, 0xfe, (byte)'.', (byte)'b', (byte)'i', (byte)'n']);
+
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
+        await sidecar.Process.WaitForLineAsync($"previous flush of this job \\({Regex.Escape(older)},");
+        Assert.False(Directory.Exists(partial));
+        await using var trainer = await sidecar.ConnectAsync();
+
+        var latest = await trainer.GetLatestCheckpointAsync();
+
+        Assert.NotNull(latest);
+        Assert.Equal(older, latest.Id);
+        Assert.Equal(10, latest.Step);
+        Assert.Equal(Path.Combine(job, older), latest.Directory);
+        IndependentCheck.AssertVerifies(latest.Directory);
+        var next = await TrainerFiles.CheckpointAsync(trainer, 20, 0, ("model.bin", 1 << 20));
+        Assert.Equal(CheckpointStatus.Committed, next.Status);
+        Assert.Equal(next.CheckpointId, IndependentCheck.Latest(job));
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
+        {
+            var copy = Path.Combine(to, Path.GetRelativePath(from, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(copy)!);
+            File.Copy(file, copy);
+        }
+    }
+}
