@@ -1,3 +1,4 @@
+using Checkpoint.Sidecar.Storage;
 using Microsoft.Extensions.Options;
 
 namespace Checkpoint.Sidecar.Configuration;
@@ -99,7 +100,7 @@ public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            errors.Add($"{setting}: {what}'{path}' is not writable: {e.Message}");
+            errors.Add($"{setting}: {what}'{path}' is not writable: {StorageErrors.Reason(e)}.");
         }
     }
 

@@ -304,25 +304,25 @@ internal sealed class FlushCoordinator : BackgroundService
             var trainer = RequireTrainer(trainerId);
             if (!_sessions.TryGetValue(checkpointId, out var session))
             {
-                throw new FlushRequestException(FlushRequestError.NotFound, $"checkpoint '{checkpointId}' is not known to this sidecar");
+                throw new FlushRequestException(FlushRequestError.NotFound, $"checkpoint {UserText.Quote(checkpointId)} is not known to this sidecar");
             }
 
             if (session.State != SessionState.Collecting)
             {
                 throw new FlushRequestException(FlushRequestError.FailedPrecondition,
-                    $"checkpoint '{checkpointId}' no longer accepts reports ({session.State.ToString().ToLowerInvariant()})");
+                    $"checkpoint {UserText.Quote(checkpointId)} no longer accepts reports ({session.State.ToString().ToLowerInvariant()})");
             }
 
             if (!session.ExpectedRanks.ContainsKey(trainerId))
             {
                 throw new FlushRequestException(FlushRequestError.FailedPrecondition,
-                    $"rank {trainer.Rank} attached after checkpoint '{checkpointId}' was requested and is not part of it");
+                    $"rank {trainer.Rank} attached after checkpoint {UserText.Quote(checkpointId)} was requested and is not part of it");
             }
 
             if (session.HasReported(trainerId))
             {
                 throw new FlushRequestException(FlushRequestError.AlreadyExists,
-                    $"rank {trainer.Rank} already reported checkpoint '{checkpointId}'");
+                    $"rank {trainer.Rank} already reported checkpoint {UserText.Quote(checkpointId)}");
             }
 
             if (step < 0 || (session.Step ?? session.PendingStep ?? step) != step)
@@ -359,7 +359,7 @@ internal sealed class FlushCoordinator : BackgroundService
         {
             if (!_sessions.TryGetValue(checkpointId, out var session))
             {
-                throw new FlushRequestException(FlushRequestError.NotFound, $"checkpoint '{checkpointId}' is not known to this sidecar");
+                throw new FlushRequestException(FlushRequestError.NotFound, $"checkpoint {UserText.Quote(checkpointId)} is not known to this sidecar");
             }
 
             return session.Outcome.WaitAsync(cancellationToken);
@@ -421,7 +421,17 @@ internal sealed class FlushCoordinator : BackgroundService
     {
         var id = _ids.Next(reason);
         var staging = Path.Combine(_options.StagingDir, id);
-        Directory.CreateDirectory(staging);
+        try
+        {
+            Directory.CreateDirectory(staging);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            var failure = StorageErrors.Failed($"creating the staging directory '{staging}'", e);
+            throw new FlushRequestException(
+                StorageErrors.IsOutOfSpace(e) ? FlushRequestError.ResourceExhausted : FlushRequestError.FailedPrecondition, failure.Message);
+        }
+
         var session = new CheckpointSession(id, reason, staging, now, deadline,
             _trainers.Values.ToDictionary(t => t.Id, t => t.Rank, StringComparer.Ordinal));
         _sessions.Add(id, session);
@@ -612,7 +622,7 @@ internal sealed class FlushCoordinator : BackgroundService
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            FlushLog.StagingCleanupFailed(_logger, session.StagingDirectory, e.Message);
+            FlushLog.StagingCleanupFailed(_logger, session.StagingDirectory, StorageErrors.Reason(e));
         }
     }
 

@@ -12,4 +12,5 @@ public enum FlushRequestError
     NotFound,
     FailedPrecondition,
     AlreadyExists,
+    ResourceExhausted,
 }

@@ -207,6 +207,7 @@ internal sealed class CheckpointGrpcService(
                 FlushRequestError.InvalidArgument => StatusCode.InvalidArgument,
                 FlushRequestError.NotFound => StatusCode.NotFound,
                 FlushRequestError.AlreadyExists => StatusCode.AlreadyExists,
+                FlushRequestError.ResourceExhausted => StatusCode.ResourceExhausted,
                 _ => StatusCode.FailedPrecondition,
             };
             throw new RpcException(new Status(code, e.Message));

@@ -57,7 +57,16 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
     private void VerifyFile(ManifestFile entry, string directory, Action<long>? onBytes, CancellationToken cancellationToken)
     {
         var path = Path.Combine(directory, entry.Path);
-        var actual = FileHasher.HashFromStorage(path, bufferSize, onBytes, cancellationToken);
+        string actual;
+        try
+        {
+            actual = FileHasher.HashFromStorage(path, bufferSize, onBytes, cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw StorageErrors.Failed($"reading {UserText.Quote(entry.Path)} back from the checkpoint storage", e);
+        }
+
         if (!string.Equals(actual, entry.Xxh128, StringComparison.Ordinal))
         {
             throw new VerificationFailedException(entry.Path, entry.Xxh128, actual);
@@ -67,43 +76,62 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
     private ManifestFile CopyFile(StagedFile file, string partialDirectory, Action<long>? onBytes, CancellationToken cancellationToken)
     {
         var destination = Path.Combine(partialDirectory, file.RelativePath);
-        Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
-
-        // Not File.OpenHandle(SourcePath): the trainer could have swapped the file for a symlink since
-        // it was validated, and the sidecar can read things the trainer must not get into a checkpoint.
-        using var source = NativeFile.OpenBeneath(file.StagingRoot, file.PathBeneathRoot);
-        using var target = File.OpenHandle(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.None, preallocationSize: file.Size);
-        var hash = new XxHash128();
-        var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
-        long offset = 0;
+        var quoted = UserText.Quote(file.RelativePath);
+        // What the failure message says was being done if the next call throws.
+        var doing = $"reading {quoted} from the staging directory";
         try
         {
-            int read;
-            while ((read = RandomAccess.Read(source, buffer.AsSpan(0, bufferSize), offset)) > 0)
+            // Not File.OpenHandle(SourcePath): the trainer could have swapped the file for a symlink since
+            // it was validated, and the sidecar can read things the trainer must not get into a checkpoint.
+            using var source = NativeFile.OpenBeneath(file.StagingRoot, file.PathBeneathRoot);
+            doing = $"writing {quoted} to the checkpoint storage";
+            Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+            using var target = File.OpenHandle(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+            NativeFile.Preallocate(target, file.Size, destination);
+            var hash = new XxHash128();
+            var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
+            long offset = 0;
+            try
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                var chunk = buffer.AsSpan(0, read);
-                hash.Append(chunk);
-                RandomAccess.Write(target, chunk, offset);
-                offset += read;
-                onBytes?.Invoke(read);
+                while (true)
+                {
+                    doing = $"reading {quoted} from the staging directory";
+                    var read = RandomAccess.Read(source, buffer.AsSpan(0, bufferSize), offset);
+                    if (read == 0)
+                    {
+                        break;
+                    }
+
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var chunk = buffer.AsSpan(0, read);
+                    hash.Append(chunk);
+                    doing = $"writing {quoted} to the checkpoint storage";
+                    RandomAccess.Write(target, chunk, offset);
+                    offset += read;
+                    onBytes?.Invoke(read);
+                }
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
 
-        if (offset != file.Size)
-        {
-            throw new IOException($"'{file.RelativePath}' changed while it was copied: reported {file.Size} bytes, read {offset}");
-        }
+            if (offset != file.Size)
+            {
+                throw new StorageException($"{quoted} changed while it was copied: reported {file.Size} bytes, read {offset}");
+            }
 
-        NativeFile.Fsync(target, destination);
-        // Written pages are clean after fsync; dropping them now frees the pod's memory and makes the
-        // later read-back come from storage.
-        FileHasher.DropCacheQuietly(target, destination);
-        return new ManifestFile(file.RelativePath, offset, FileHasher.ToHex(hash));
+            doing = $"writing {quoted} to the checkpoint storage";
+            NativeFile.Fsync(target, destination);
+            // Written pages are clean after fsync; dropping them now frees the pod's memory and makes the
+            // later read-back come from storage.
+            FileHasher.DropCacheQuietly(target, destination);
+            return new ManifestFile(file.RelativePath, offset, FileHasher.ToHex(hash));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw StorageErrors.Failed(doing, e);
+        }
     }
 
     private Task ForEachFileAsync(IReadOnlyList<int> indexes, Action<int> body, CancellationToken cancellationToken) =>

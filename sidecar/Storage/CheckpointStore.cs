@@ -55,15 +55,22 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
     /// <summary>A fresh, empty <c>.partial</c> directory for a checkpoint about to be copied.</summary>
     public string CreatePartialDirectory(string checkpointId)
     {
-        EnsureJobDirectory();
         var partial = layout.PartialDirectory(checkpointId);
-        if (Directory.Exists(partial))
+        try
         {
-            Directory.Delete(partial, recursive: true);
-        }
+            EnsureJobDirectory();
+            if (Directory.Exists(partial))
+            {
+                Directory.Delete(partial, recursive: true);
+            }
 
-        Directory.CreateDirectory(partial);
-        return partial;
+            Directory.CreateDirectory(partial);
+            return partial;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw StorageErrors.Failed($"creating the checkpoint directory '{partial}'", e);
+        }
     }
 
     public void DiscardPartial(string checkpointId)
@@ -76,10 +83,10 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
                 Directory.Delete(partial, recursive: true);
             }
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // The sweep at the next start removes it; it is never read in the meantime.
-            StorageLog.DiscardFailed(logger, partial, e.Message);
+            StorageLog.DiscardFailed(logger, partial, StorageErrors.Reason(e));
         }
     }
 
@@ -96,19 +103,29 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         if (Directory.Exists(committed))
         {
             // Committed checkpoints are immutable, and someone may be reading this one.
-            throw new IOException($"checkpoint directory '{committed}' already exists; refusing to replace it");
+            throw new StorageException($"checkpoint directory '{committed}' already exists; refusing to replace it", errno: 17);
         }
 
-        WriteDurably(Path.Combine(partial, CheckpointLayout.ManifestFileName), manifest.ToUtf8Json());
-        NativeFile.FsyncDirectory(partial);
+        var doing = $"writing the manifest of checkpoint '{manifest.Id}'";
+        try
+        {
+            WriteDurably(Path.Combine(partial, CheckpointLayout.ManifestFileName), manifest.ToUtf8Json());
+            NativeFile.FsyncDirectory(partial);
 
-        Directory.Move(partial, committed);
-        NativeFile.FsyncDirectory(layout.JobDirectory);
+            doing = $"renaming '{partial}' to '{committed}'";
+            Directory.Move(partial, committed);
+            NativeFile.FsyncDirectory(layout.JobDirectory);
 
-        WriteDurably(layout.LatestTempFile, System.Text.Encoding.UTF8.GetBytes(manifest.Id + "\n"));
-        File.Move(layout.LatestTempFile, layout.LatestFile, overwrite: true);
-        NativeFile.FsyncDirectory(layout.JobDirectory);
-        return committed;
+            doing = $"pointing '{layout.LatestFile}' at checkpoint '{manifest.Id}'";
+            WriteDurably(layout.LatestTempFile, System.Text.Encoding.UTF8.GetBytes(manifest.Id + "\n"));
+            File.Move(layout.LatestTempFile, layout.LatestFile, overwrite: true);
+            NativeFile.FsyncDirectory(layout.JobDirectory);
+            return committed;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw StorageErrors.Failed(doing, e);
+        }
     }
 
     /// <summary>
@@ -203,7 +220,9 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidDataException)
         {
-            return $"no readable manifest: {e.Message}";
+            return e is System.Text.Json.JsonException or InvalidDataException
+                ? "the manifest is not valid JSON of the checkpoint format"
+                : $"no readable manifest: {StorageErrors.Reason(e)}";
         }
 
         if (manifest.FormatVersion != CheckpointManifest.CurrentFormatVersion)
@@ -218,7 +237,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
 
         if (manifest.Id != id)
         {
-            return $"manifest names checkpoint '{manifest.Id}'";
+            return $"manifest names checkpoint {UserText.Quote(manifest.Id)}";
         }
 
         foreach (var file in manifest.Files)
@@ -233,16 +252,30 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
                 return $"manifest lists an unsafe path: {e.Message}";
             }
 
-            var path = Path.Combine(directory, relative);
+            var problem = ValidateFile(Path.Combine(directory, relative), file, verifyHashes, bufferSize, cancellationToken);
+            if (problem is not null)
+            {
+                return problem;
+            }
+        }
+
+        checkpoint = new CommittedCheckpoint(directory, manifest);
+        return null;
+    }
+
+    private static string? ValidateFile(string path, ManifestFile file, bool verifyHashes, int bufferSize, CancellationToken cancellationToken)
+    {
+        try
+        {
             if (NativeFile.GetKind(path) != FileKind.Regular)
             {
-                return $"file '{file.Path}' is missing";
+                return $"file {UserText.Quote(file.Path)} is missing";
             }
 
             var size = new FileInfo(path).Length;
             if (size != file.Size)
             {
-                return $"file '{file.Path}' has {size} bytes, the manifest says {file.Size}";
+                return $"file {UserText.Quote(file.Path)} has {size} bytes, the manifest says {file.Size}";
             }
 
             if (verifyHashes)
@@ -250,13 +283,17 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
                 var actual = FileHasher.HashFromStorage(path, bufferSize, cancellationToken: cancellationToken);
                 if (actual != file.Xxh128)
                 {
-                    return $"file '{file.Path}' hashes to {actual}, the manifest says {file.Xxh128}";
+                    return $"file {UserText.Quote(file.Path)} hashes to {actual}, the manifest says {UserText.Quote(file.Xxh128)}";
                 }
             }
-        }
 
-        checkpoint = new CommittedCheckpoint(directory, manifest);
-        return null;
+            return null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // An unreadable file makes the checkpoint unusable, not the resume impossible: the next one may do.
+            return $"file {UserText.Quote(file.Path)} cannot be read: {StorageErrors.Reason(e)}";
+        }
     }
 
     private static void WriteDurably(string path, ReadOnlySpan<byte> content)

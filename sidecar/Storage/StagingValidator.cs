@@ -41,9 +41,9 @@ public static class StagingValidator
                 real = Path.GetFullPath(lexical);
                 real = ResolveSymlinks(real, stagingRoot, reported);
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                throw new InvalidReportException(reported, $"cannot be read: {e.Message}");
+                throw new InvalidReportException(reported, $"cannot be read: {StorageErrors.Reason(e)}");
             }
 
             if (!IsInside(real, stagingRoot))
@@ -51,7 +51,7 @@ public static class StagingValidator
                 throw new InvalidReportException(reported, "leads out of the staging directory through a symlink");
             }
 
-            switch (NativeFile.GetKind(real))
+            switch (KindOf(real, reported))
             {
                 case FileKind.Regular:
                     break;
@@ -63,10 +63,34 @@ public static class StagingValidator
                     throw new InvalidReportException(reported, "is not a regular file (device, FIFO or socket)");
             }
 
-            files.Add(new StagedFile(relative, real, new FileInfo(real).Length, stagingRoot));
+            files.Add(new StagedFile(relative, real, SizeOf(real, reported), stagingRoot));
         }
 
         return files;
+    }
+
+    private static FileKind KindOf(string path, string reported)
+    {
+        try
+        {
+            return NativeFile.GetKind(path);
+        }
+        catch (IOException e)
+        {
+            throw new InvalidReportException(reported, $"cannot be read: {StorageErrors.Reason(e)}");
+        }
+    }
+
+    private static long SizeOf(string path, string reported)
+    {
+        try
+        {
+            return new FileInfo(path).Length;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidReportException(reported, $"cannot be read: {StorageErrors.Reason(e)}");
+        }
     }
 
     /// <summary>Rejects absolute paths and '..'; folds '.' and repeated separators.</summary>
