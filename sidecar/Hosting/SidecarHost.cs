@@ -6,6 +6,7 @@ using Checkpoint.Sidecar.Metrics;
 using Checkpoint.Sidecar.Reporting;
 using Checkpoint.Sidecar.Resume;
 using Checkpoint.Sidecar.Storage;
+using Grpc.AspNetCore.Server.Model;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -84,6 +85,11 @@ public static class SidecarHost
         services.AddHostedService<TrainersDoneWatcher>();
 
         services.AddGrpc(o => o.EnableDetailedErrors = false);
+        // The service's methods are bound by CheckpointServiceBinding, which refuses malformed requests;
+        // grpc-dotnet's own binder would bind them a second time.
+        services.RemoveAll(typeof(IServiceMethodProvider<>));
+        services.AddSingleton<CheckpointGrpcService>();
+        services.AddSingleton<IServiceMethodProvider<CheckpointGrpcService>, CheckpointServiceBinding>();
         services.AddOptions<KestrelServerOptions>().Configure<IOptions<SidecarOptions>, ILoggerFactory>((kestrel, sidecar, loggers) =>
         {
             var o = sidecar.Value;
