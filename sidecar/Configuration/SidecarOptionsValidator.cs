@@ -9,6 +9,9 @@ namespace Checkpoint.Sidecar.Configuration;
 /// </summary>
 public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
 {
+    /// <summary>The 107 bytes of a Unix socket path, less the private directory the socket is first bound in.</summary>
+    public const int MaxSocketPathBytes = 107 - 7;
+
     public ValidateOptionsResult Validate(string? name, SidecarOptions options)
     {
         var errors = new List<string>();
@@ -24,9 +27,10 @@ public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
         {
             errors.Add($"CHECKPOINT_SOCKET_PATH: '{options.SocketPath}' must be an absolute path.");
         }
-        else if (System.Text.Encoding.UTF8.GetByteCount(options.SocketPath) > 107)
+        else if (System.Text.Encoding.UTF8.GetByteCount(options.SocketPath) > MaxSocketPathBytes)
         {
-            errors.Add($"CHECKPOINT_SOCKET_PATH: '{options.SocketPath}' is longer than the 107 bytes a Unix socket path may have.");
+            errors.Add($"CHECKPOINT_SOCKET_PATH: '{options.SocketPath}' is longer than {MaxSocketPathBytes} bytes "
+                + $"(a Unix socket path may have 107, and the socket is first bound at '<path>{Hosting.SocketFile.BindSuffix}').");
         }
         else
         {

@@ -90,14 +90,14 @@ public static class SidecarHost
         services.RemoveAll(typeof(IServiceMethodProvider<>));
         services.AddSingleton<CheckpointGrpcService>();
         services.AddSingleton<IServiceMethodProvider<CheckpointGrpcService>, CheckpointServiceBinding>();
-        services.AddOptions<KestrelServerOptions>().Configure<IOptions<SidecarOptions>, ILoggerFactory>((kestrel, sidecar, loggers) =>
+        services.AddSingleton<SocketFile>();
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<SidecarOptions>, SocketFile>((kestrel, sidecar, socket) =>
         {
-            var o = sidecar.Value;
-            StartupTasks.RemoveStaleSocket(o.SocketPath, loggers.CreateLogger(typeof(SidecarHost)));
+            socket.PrepareForBind();
             // gRPC only on the socket (HTTP/2); only plain HTTP/1 on the TCP port, so the control
             // plane is never reachable over the network.
-            kestrel.ListenUnixSocket(o.SocketPath, listen => listen.Protocols = HttpProtocols.Http2);
-            kestrel.ListenAnyIP(o.MetricsPort, listen => listen.Protocols = HttpProtocols.Http1);
+            kestrel.ListenUnixSocket(socket.BindPath, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.ListenAnyIP(sidecar.Value.MetricsPort, listen => listen.Protocols = HttpProtocols.Http1);
         });
 
         var app = builder.Build();

@@ -13,7 +13,7 @@ namespace Checkpoint.Sidecar.Hosting;
 /// Before the socket accepts calls: the job directory exists and whatever a killed predecessor left
 /// half-written is swept, and the previous pod's last flush (from its record on the shared storage)
 /// is exported as this job's last flush and feeds the prediction. Once the server listens: the
-/// socket's permissions are set and /readyz turns ready.
+/// socket is put in place with its permissions and /readyz turns ready; when it stops, the socket goes.
 /// </summary>
 internal sealed class StartupTasks(
     CheckpointStore store,
@@ -21,6 +21,7 @@ internal sealed class StartupTasks(
     CheckpointMetrics metrics,
     IOptions<SidecarOptions> options,
     FlushPlanner planner,
+    SocketFile socket,
     IHostApplicationLifetime lifetime,
     ILogger<StartupTasks> logger) : IHostedService
 {
@@ -34,6 +35,7 @@ internal sealed class StartupTasks(
         store.SweepLeftovers();
         RestoreLastFlush();
         lifetime.ApplicationStarted.Register(OnListening);
+        lifetime.ApplicationStopped.Register(socket.Remove);
         return Task.CompletedTask;
     }
 
@@ -64,19 +66,8 @@ internal sealed class StartupTasks(
     {
         var settings = options.Value;
         // Only the trainer container's user (same group through fsGroup) may talk to the sidecar.
-        File.SetUnixFileMode(settings.SocketPath,
-            UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite);
+        socket.Publish();
         _ready = true;
         HostingLog.Ready(logger, settings.SocketPath, settings.MetricsPort, store.Layout.JobDirectory, planner.GracePeriod.TotalSeconds);
-    }
-
-    /// <summary>A socket file left by a killed sidecar would make the bind fail.</summary>
-    public static void RemoveStaleSocket(string socketPath, ILogger logger)
-    {
-        if (File.Exists(socketPath))
-        {
-            File.Delete(socketPath);
-            HostingLog.StaleSocketRemoved(logger, socketPath);
-        }
     }
 }

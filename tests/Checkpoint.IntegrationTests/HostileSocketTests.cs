@@ -26,4 +26,56 @@ public sealed class HostileSocketTests
         await sidecar.Process.WaitForLineAsync("rank 0, integration test rank 0\\) attached");
         Assert.DoesNotContain(sidecar.Process.Lines, line => line.Contains("Exception", StringComparison.Ordinal) || line.Contains("   at ", StringComparison.Ordinal));
     }
+
+    /// <remarks>
+    /// bind() creates the socket with whatever mode the umask leaves; the file must not be reachable
+    /// like that even for a moment. inotify reports every change of mode (IN_ATTRIB) in order, so a
+    /// socket that appears and is never changed afterwards had its final mode from the start.
+    /// </remarks>
+    [Fact]
+    public async Task Start_SocketAppears_AlreadyMode0660AndNeverChanged()
+    {
+        using var dirs = new TestDirectories();
+        var socketName = Path.GetFileName(dirs.SocketPath);
+        var events = new List<string>();
+        var markerSeen = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var watcher = new FileSystemWatcher(dirs.SocketDirectory)
+        {
+            NotifyFilter = NotifyFilters.FileName | NotifyFilters.DirectoryName | NotifyFilters.Attributes | NotifyFilters.Security,
+        };
+        FileSystemEventHandler record = (_, e) =>
+        {
+            lock (events)
+            {
+                events.Add($"{e.ChangeType} {e.Name}");
+            }
+
+            if (e.Name == "marker")
+            {
+                markerSeen.TrySetResult();
+            }
+        };
+        watcher.Created += record;
+        watcher.Changed += record;
+        watcher.Renamed += (_, e) => record(watcher, new FileSystemEventArgs(WatcherChangeTypes.Created, dirs.SocketDirectory, e.Name));
+        watcher.EnableRaisingEvents = true;
+
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
+        // Events arrive in order: once the marker's is here, every event of the start is.
+        await File.WriteAllTextAsync(Path.Combine(dirs.SocketDirectory, "marker"), "");
+        await markerSeen.Task.WaitAsync(ObservedProcess.DefaultTimeout);
+
+        List<string> socketEvents;
+        lock (events)
+        {
+            socketEvents = events.Where(e => e.EndsWith(" " + socketName, StringComparison.Ordinal)).ToList();
+        }
+
+        Assert.Equal([$"Created {socketName}"], socketEvents);
+        Assert.Equal(
+            UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite,
+            File.GetUnixFileMode(dirs.SocketPath));
+        await using var client = await sidecar.ConnectAsync();
+        Assert.Equal(["marker", socketName], Directory.GetFileSystemEntries(dirs.SocketDirectory).Select(p => Path.GetFileName(p)).Order());
+    }
 }
