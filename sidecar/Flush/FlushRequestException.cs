@@ -13,4 +13,5 @@ public enum FlushRequestError
     FailedPrecondition,
     AlreadyExists,
     ResourceExhausted,
+    PermissionDenied,
 }

@@ -1,5 +1,7 @@
 using Checkpoint.IntegrationTests.Infrastructure;
+using Checkpoint.TrainerSdk;
 using Grpc.Core;
+using Proto = Checkpoint.Protos.V1;
 
 namespace Checkpoint.IntegrationTests;
 
@@ -25,6 +27,46 @@ public sealed class HostileSocketTests
         await using var client = await sidecar.ConnectAsync();
         await sidecar.Process.WaitForLineAsync("rank 0, integration test rank 0\\) attached");
         Assert.DoesNotContain(sidecar.Process.Lines, line => line.Contains("Exception", StringComparison.Ordinal) || line.Contains("   at ", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task GetStatus_TrainersAttached_ListsRanksWithoutTheirIds()
+    {
+        using var dirs = new TestDirectories();
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
+        await using var rank0 = await sidecar.ConnectAsync(rank: 0);
+        await using var rank1 = await sidecar.ConnectAsync(rank: 1);
+
+        // What any process on the socket sees, read off the wire rather than through the SDK.
+        using var channel = RawGrpc.Channel(sidecar.SocketPath);
+        var status = await new Proto.CheckpointService.CheckpointServiceClient(channel).GetStatusAsync(new Proto.GetStatusRequest());
+
+        Assert.Equal([0, 1], status.Trainers.Select(t => t.Rank));
+        Assert.Equal(["integration test rank 0", "integration test rank 1"], status.Trainers.Select(t => t.Description));
+#pragma warning disable CS0612 // The deprecated field is read to show it stays empty.
+        Assert.All(status.Trainers, t => Assert.Empty(t.TrainerId));
+#pragma warning restore CS0612
+    }
+
+    /// <remarks>
+    /// The other process knows the trainer's id (from a log, say): it still may not act as that trainer,
+    /// neither ask for its checkpoints nor announce a termination in its name.
+    /// </remarks>
+    [Fact]
+    public async Task CallsNamingATrainer_FromAnotherProcess_PermissionDenied()
+    {
+        using var dirs = new TestDirectories();
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
+        await using var trainer = await sidecar.ConnectAsync();
+
+        var answers = await OtherProcess.CallAsNamedTrainerAsync(sidecar.SocketPath, trainer.TrainerId);
+
+        Assert.Equal("BeginCheckpoint PERMISSION_DENIED", answers[0]);
+        Assert.Equal("NotifyTermination PERMISSION_DENIED", answers[1]);
+        Assert.False((await trainer.GetStatusAsync()).Terminating);
+        // The trainer itself is still served.
+        var outcome = await TrainerFiles.CheckpointAsync(trainer, 10, 0, ("model.bin", 4096));
+        Assert.Equal(CheckpointStatus.Committed, outcome.Status);
     }
 
     /// <remarks>
