@@ -68,6 +68,11 @@ public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
             errors.Add($"CHECKPOINT_COPY_BUFFER_KIB: {options.CopyBufferKiB} must be between 64 and 65536.");
         }
 
+        if (options.MaxReportKiB is < 64 or > 65536)
+        {
+            errors.Add($"CHECKPOINT_MAX_REPORT_KIB: {options.MaxReportKiB} must be between 64 and 65536.");
+        }
+
         if (!string.IsNullOrEmpty(options.PushgatewayUrl)
             && (!Uri.TryCreate(options.PushgatewayUrl, UriKind.Absolute, out var pushgateway) || pushgateway.Scheme is not ("http" or "https")))
         {

@@ -6,6 +6,7 @@ using Checkpoint.Sidecar.Metrics;
 using Checkpoint.Sidecar.Reporting;
 using Checkpoint.Sidecar.Resume;
 using Checkpoint.Sidecar.Storage;
+using Grpc.AspNetCore.Server;
 using Grpc.AspNetCore.Server.Model;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -85,6 +86,8 @@ public static class SidecarHost
         services.AddHostedService<TrainersDoneWatcher>();
 
         services.AddGrpc(o => o.EnableDetailedErrors = false);
+        services.AddOptions<GrpcServiceOptions>().Configure<IOptions<SidecarOptions>>((grpc, sidecar) =>
+            grpc.MaxReceiveMessageSize = sidecar.Value.MaxReportBytes);
         // The service's methods are bound by CheckpointServiceBinding, which refuses malformed requests;
         // grpc-dotnet's own binder would bind them a second time.
         services.RemoveAll(typeof(IServiceMethodProvider<>));
@@ -93,6 +96,7 @@ public static class SidecarHost
         services.AddSingleton<SocketFile>();
         services.AddOptions<KestrelServerOptions>().Configure<IOptions<SidecarOptions>, SocketFile>((kestrel, sidecar, socket) =>
         {
+            SocketLimits.Apply(kestrel.Limits, sidecar.Value.MaxReportBytes);
             socket.PrepareForBind();
             // gRPC only on the socket (HTTP/2); only plain HTTP/1 on the TCP port, so the control
             // plane is never reachable over the network.
@@ -101,6 +105,7 @@ public static class SidecarHost
         });
 
         var app = builder.Build();
+        app.Use(RequestBodyGate.InvokeAsync);
         app.MapGrpcService<CheckpointGrpcService>();
         app.MapMetrics("/metrics", app.Services.GetRequiredService<CollectorRegistry>());
         app.MapGet("/healthz", () => Results.Text("ok\n"));

@@ -120,4 +120,67 @@ public sealed class HostileSocketTests
         await using var client = await sidecar.ConnectAsync();
         Assert.Equal(["marker", socketName], Directory.GetFileSystemEntries(dirs.SocketDirectory).Select(p => Path.GetFileName(p)).Order());
     }
+
+    /// <remarks>
+    /// What took the sidecar to 610 MiB for over a minute: connections that each declare a request and
+    /// send most of it, then go quiet. More connections than the sidecar takes, several calls on each.
+    /// A trainer attached before keeps being served while they are open; once the sidecar has shed
+    /// them (while their processes still hold them open), new trainers attach, and after they close.
+    /// </remarks>
+    [Fact]
+    public async Task ManyConnectionsStallPartialBodies_MemoryStaysBounded_TrainersStillServed()
+    {
+        const int Connections = 200;
+        const int CallsEach = 8;
+        const int DeclaredMessageBytes = 1_000_000;
+        // Held at once: one body per connection the sidecar takes, and a flow-control window for each other call.
+        const double AllowedGrowthMiB = 100;
+        using var dirs = new TestDirectories();
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
+        var pid = sidecar.Process.Pid;
+        var hostile = new List<StallingHttp2Client>();
+        try
+        {
+            ProcessMemory before;
+            await using (var attachedEarlier = await sidecar.ConnectAsync())
+            {
+                Assert.Equal(CheckpointStatus.Committed, (await TrainerFiles.CheckpointAsync(attachedEarlier, 10, 0, ("model.bin", 1 << 20))).Status);
+                before = ProcessMemory.Of(pid);
+
+                for (var i = 0; i < Connections; i++)
+                {
+                    hostile.Add(await StallingHttp2Client.OpenAsync(sidecar.SocketPath, "ReportDump", CallsEach, DeclaredMessageBytes));
+                }
+
+                var during = await TrainerFiles.CheckpointAsync(attachedEarlier, 20, 0, ("model.bin", 1 << 20));
+                Assert.Equal(CheckpointStatus.Committed, during.Status);
+            }
+
+            // The sidecar sheds every stalled connection by itself, in bounded time.
+            var shed = Task.WhenAll(hostile.Select(c => c.ClosedByServer));
+            if (await Task.WhenAny(shed, Task.Delay(ObservedProcess.DefaultTimeout)) != shed)
+            {
+                Assert.Fail($"{hostile.Count(c => !c.ClosedByServer.IsCompleted)} of {Connections} stalled connections still held "
+                    + $"after {ObservedProcess.DefaultTimeout}; before: {before}, now: {ProcessMemory.Of(pid)}");
+            }
+
+            var flooded = ProcessMemory.Of(pid);
+            Assert.True(flooded.PeakResidentMiB - before.ResidentMiB < AllowedGrowthMiB, $"before: {before}; after the stalled connections: {flooded}");
+
+            await using (var attachedWhileOpen = await sidecar.ConnectAsync())
+            {
+                Assert.Equal(CheckpointStatus.Committed, (await TrainerFiles.CheckpointAsync(attachedWhileOpen, 30, 0, ("model.bin", 1 << 20))).Status);
+            }
+        }
+        finally
+        {
+            foreach (var client in hostile)
+            {
+                await client.DisposeAsync();
+            }
+        }
+
+        await using var attachedAfter = await sidecar.ConnectAsync();
+        Assert.Equal(CheckpointStatus.Committed, (await TrainerFiles.CheckpointAsync(attachedAfter, 40, 0, ("model.bin", 1 << 20))).Status);
+    }
 }

@@ -120,6 +120,12 @@ public sealed class SidecarOptionsValidatorTests : IDisposable
         AssertFailsWith("CHECKPOINT_COPY_BUFFER_KIB", o => o.CopyBufferKiB = kib);
 
     [Theory]
+    [InlineData(63)]
+    [InlineData(65537)]
+    public void Validate_MaxReportOutOfRange_FailsNamingIt(int kib) =>
+        AssertFailsWith("CHECKPOINT_MAX_REPORT_KIB", o => o.MaxReportKiB = kib);
+
+    [Theory]
     [InlineData("team/job")]
     [InlineData("..")]
     [InlineData("")]
