@@ -77,14 +77,16 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
     {
         var destination = Path.Combine(partialDirectory, file.RelativePath);
         var quoted = UserText.Quote(file.RelativePath);
+        var reading = $"reading {quoted} from the staging directory";
+        var writing = $"writing {quoted} to the checkpoint storage";
         // What the failure message says was being done if the next call throws.
-        var doing = $"reading {quoted} from the staging directory";
+        var doing = reading;
         try
         {
             // Not File.OpenHandle(SourcePath): the trainer could have swapped the file for a symlink since
             // it was validated, and the sidecar can read things the trainer must not get into a checkpoint.
             using var source = NativeFile.OpenBeneath(file.StagingRoot, file.PathBeneathRoot);
-            doing = $"writing {quoted} to the checkpoint storage";
+            doing = writing;
             Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
             using var target = File.OpenHandle(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None);
             NativeFile.Preallocate(target, file.Size, destination);
@@ -95,7 +97,7 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
             {
                 while (true)
                 {
-                    doing = $"reading {quoted} from the staging directory";
+                    doing = reading;
                     var read = RandomAccess.Read(source, buffer.AsSpan(0, bufferSize), offset);
                     if (read == 0)
                     {
@@ -105,7 +107,7 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
                     cancellationToken.ThrowIfCancellationRequested();
                     var chunk = buffer.AsSpan(0, read);
                     hash.Append(chunk);
-                    doing = $"writing {quoted} to the checkpoint storage";
+                    doing = writing;
                     RandomAccess.Write(target, chunk, offset);
                     offset += read;
                     onBytes?.Invoke(read);
@@ -121,7 +123,7 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
                 throw new StorageException($"{quoted} changed while it was copied: reported {file.Size} bytes, read {offset}");
             }
 
-            doing = $"writing {quoted} to the checkpoint storage";
+            doing = writing;
             NativeFile.Fsync(target, destination);
             // Written pages are clean after fsync; dropping them now frees the pod's memory and makes the
             // later read-back come from storage.
