@@ -68,6 +68,14 @@ public sealed class SidecarOptions
     [ConfigurationKeyName("CHECKPOINT_EXIT_WHEN_TRAINERS_DONE")]
     public bool ExitWhenTrainersDone { get; set; }
 
+    /// <summary>
+    /// The largest request a caller on the socket may send: a ReportDump lists its files, and 2 MiB holds
+    /// about 10,000 paths of 200 bytes. Requests are held in memory until complete, so this bounds what
+    /// each connection can make the sidecar hold.
+    /// </summary>
+    [ConfigurationKeyName("CHECKPOINT_MAX_REPORT_KIB")]
+    public int MaxReportKiB { get; set; } = 2048;
+
     /// <summary>Optional Prometheus Pushgateway to push the final metrics to after a preemption flush.</summary>
     [ConfigurationKeyName("CHECKPOINT_PUSHGATEWAY_URL")]
     public string PushgatewayUrl { get; set; } = "";
@@ -77,4 +85,6 @@ public sealed class SidecarOptions
     public TimeSpan SafetyMargin => TimeSpan.FromSeconds(SafetyMarginSeconds);
 
     public int CopyBufferBytes => CopyBufferKiB * 1024;
+
+    public int MaxReportBytes => MaxReportKiB * 1024;
 }

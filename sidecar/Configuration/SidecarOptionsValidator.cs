@@ -9,6 +9,9 @@ namespace Checkpoint.Sidecar.Configuration;
 /// </summary>
 public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
 {
+    /// <summary>The 107 bytes of a Unix socket path, less the private directory the socket is first bound in.</summary>
+    public const int MaxSocketPathBytes = 107 - 7;
+
     public ValidateOptionsResult Validate(string? name, SidecarOptions options)
     {
         var errors = new List<string>();
@@ -24,9 +27,10 @@ public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
         {
             errors.Add($"CHECKPOINT_SOCKET_PATH: '{options.SocketPath}' must be an absolute path.");
         }
-        else if (System.Text.Encoding.UTF8.GetByteCount(options.SocketPath) > 107)
+        else if (System.Text.Encoding.UTF8.GetByteCount(options.SocketPath) > MaxSocketPathBytes)
         {
-            errors.Add($"CHECKPOINT_SOCKET_PATH: '{options.SocketPath}' is longer than the 107 bytes a Unix socket path may have.");
+            errors.Add($"CHECKPOINT_SOCKET_PATH: '{options.SocketPath}' is longer than {MaxSocketPathBytes} bytes "
+                + $"(a Unix socket path may have 107, and the socket is first bound at '<path>{Hosting.SocketFile.BindSuffix}').");
         }
         else
         {
@@ -63,6 +67,11 @@ public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
         if (options.CopyBufferKiB is < 64 or > 65536)
         {
             errors.Add($"CHECKPOINT_COPY_BUFFER_KIB: {options.CopyBufferKiB} must be between 64 and 65536.");
+        }
+
+        if (options.MaxReportKiB is < 64 or > 65536)
+        {
+            errors.Add($"CHECKPOINT_MAX_REPORT_KIB: {options.MaxReportKiB} must be between 64 and 65536.");
         }
 
         if (!string.IsNullOrEmpty(options.PushgatewayUrl)
@@ -105,7 +114,7 @@ public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            errors.Add($"{setting}: {what}'{path}' is not writable: {e.Message}");
+            errors.Add($"{setting}: {what}'{path}' is not writable: {StorageErrors.Reason(e)}.");
         }
     }
 

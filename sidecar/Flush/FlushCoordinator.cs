@@ -97,7 +97,8 @@ internal sealed class FlushCoordinator : BackgroundService
 
     public string? LastCommittedId { get; private set; }
 
-    public AttachedTrainer Attach(int rank, string description)
+    /// <param name="peer">The process attaching; later calls naming the trainer must come from it (null: in-process callers).</param>
+    public AttachedTrainer Attach(int rank, string description, TrainerPeer? peer = null)
     {
         if (rank < 0)
         {
@@ -112,7 +113,7 @@ internal sealed class FlushCoordinator : BackgroundService
                 throw new FlushRequestException(FlushRequestError.AlreadyExists, $"a trainer with rank {rank} is already attached");
             }
 
-            trainer = new AttachedTrainer($"trainer-{_instance}-{++_nextTrainer}-rank-{rank}", rank, description);
+            trainer = new AttachedTrainer($"trainer-{_instance}-{++_nextTrainer}-rank-{rank}", rank, UserText.Cap(description), peer);
             _trainers.Add(trainer.Id, trainer);
             if (_noTrainers.Task.IsCompleted)
             {
@@ -260,7 +261,8 @@ internal sealed class FlushCoordinator : BackgroundService
     }
 
     /// <summary>The trainer asks for a checkpoint itself; ranks asking at the same step share one.</summary>
-    public DumpCommand BeginCheckpoint(string trainerId, long step, CheckpointReason reason)
+    /// <param name="caller">The process asking; it must be the one that attached the trainer (null: in-process callers).</param>
+    public DumpCommand BeginCheckpoint(string trainerId, long step, CheckpointReason reason, TrainerPeer? caller = null)
     {
         if (reason == CheckpointReason.Preemption)
         {
@@ -275,7 +277,7 @@ internal sealed class FlushCoordinator : BackgroundService
 
         lock (_gate)
         {
-            RequireTrainer(trainerId);
+            RequireTrainer(trainerId, caller);
             if (_preemption is not null || _terminated.Task.IsCompleted)
             {
                 throw new FlushRequestException(FlushRequestError.FailedPrecondition,
@@ -305,7 +307,10 @@ internal sealed class FlushCoordinator : BackgroundService
             catch (StagingUnavailableException e)
             {
                 FlushLog.NotStarted(_logger, id, reason.ToLabel(), e.Message);
-                throw new FlushRequestException(FlushRequestError.FailedPrecondition, $"checkpoint not started: {e.Message}");
+                // A full volume is RESOURCE_EXHAUSTED: freeing space fixes it, retrying as such does not.
+                throw new FlushRequestException(
+                    StorageErrors.IsOutOfSpace(e) ? FlushRequestError.ResourceExhausted : FlushRequestError.FailedPrecondition,
+                    $"checkpoint not started: {e.Message}");
             }
 
             var session = NewSession(id, reason, staging, now, deadline: null);
@@ -322,33 +327,35 @@ internal sealed class FlushCoordinator : BackgroundService
 
     /// <summary>Validates a trainer's report; when every rank has reported, queues the checkpoint for storage.</summary>
     /// <exception cref="FlushRequestException">What was wrong with the report; nothing is committed.</exception>
+    /// <param name="caller">The process reporting; it must be the one that attached the trainer (null: in-process callers).</param>
     public (int Reported, int Expected) Report(
-        string trainerId, string checkpointId, long step, IReadOnlyList<string> files, IReadOnlyDictionary<string, string> metadata)
+        string trainerId, string checkpointId, long step, IReadOnlyList<string> files, IReadOnlyDictionary<string, string> metadata,
+        TrainerPeer? caller = null)
     {
         lock (_gate)
         {
-            var trainer = RequireTrainer(trainerId);
+            var trainer = RequireTrainer(trainerId, caller);
             if (!_sessions.TryGetValue(checkpointId, out var session))
             {
-                throw new FlushRequestException(FlushRequestError.NotFound, $"checkpoint '{checkpointId}' is not known to this sidecar");
+                throw new FlushRequestException(FlushRequestError.NotFound, $"checkpoint {UserText.Quote(checkpointId)} is not known to this sidecar");
             }
 
             if (session.State != SessionState.Collecting)
             {
                 throw new FlushRequestException(FlushRequestError.FailedPrecondition,
-                    $"checkpoint '{checkpointId}' no longer accepts reports ({session.State.ToString().ToLowerInvariant()})");
+                    $"checkpoint {UserText.Quote(checkpointId)} no longer accepts reports ({session.State.ToString().ToLowerInvariant()})");
             }
 
             if (!session.ExpectedRanks.ContainsKey(trainerId))
             {
                 throw new FlushRequestException(FlushRequestError.FailedPrecondition,
-                    $"rank {trainer.Rank} attached after checkpoint '{checkpointId}' was requested and is not part of it");
+                    $"rank {trainer.Rank} attached after checkpoint {UserText.Quote(checkpointId)} was requested and is not part of it");
             }
 
             if (session.HasReported(trainerId))
             {
                 throw new FlushRequestException(FlushRequestError.AlreadyExists,
-                    $"rank {trainer.Rank} already reported checkpoint '{checkpointId}'");
+                    $"rank {trainer.Rank} already reported checkpoint {UserText.Quote(checkpointId)}");
             }
 
             if (session.Staging is not { } staging)
@@ -391,7 +398,7 @@ internal sealed class FlushCoordinator : BackgroundService
         {
             if (!_sessions.TryGetValue(checkpointId, out var session))
             {
-                throw new FlushRequestException(FlushRequestError.NotFound, $"checkpoint '{checkpointId}' is not known to this sidecar");
+                throw new FlushRequestException(FlushRequestError.NotFound, $"checkpoint {UserText.Quote(checkpointId)} is not known to this sidecar");
             }
 
             return session.Outcome.WaitAsync(cancellationToken);
@@ -691,15 +698,47 @@ internal sealed class FlushCoordinator : BackgroundService
         }
         catch (IOException e)
         {
-            FlushLog.StagingCleanupFailed(_logger, staging.Path, e.Message);
+            FlushLog.StagingCleanupFailed(_logger, staging.Path, StorageErrors.Reason(e));
         }
     }
 
-    private AttachedTrainer RequireTrainer(string trainerId) =>
-        _trainers.TryGetValue(trainerId, out var trainer)
-            ? trainer
-            : throw new FlushRequestException(FlushRequestError.NotFound,
-                $"trainer '{trainerId}' is not attached; call Attach and keep its stream open");
+    /// <summary>
+    /// Refuses a call that names a trainer another process attached. A name nobody attached passes:
+    /// NotifyTermination is open to every process on the socket (the preStop hook is one), and a trainer
+    /// whose attachment was lost must still be able to announce its SIGTERM.
+    /// </summary>
+    public void RefuseImpersonation(string trainerId, TrainerPeer caller)
+    {
+        lock (_gate)
+        {
+            if (_trainers.TryGetValue(trainerId, out var trainer))
+            {
+                RequireSameProcess(trainer, caller);
+            }
+        }
+    }
+
+    private AttachedTrainer RequireTrainer(string trainerId, TrainerPeer? caller)
+    {
+        if (!_trainers.TryGetValue(trainerId, out var trainer))
+        {
+            throw new FlushRequestException(FlushRequestError.NotFound,
+                $"trainer {UserText.Quote(trainerId)} is not attached; call Attach and keep its stream open");
+        }
+
+        RequireSameProcess(trainer, caller);
+        return trainer;
+    }
+
+    private static void RequireSameProcess(AttachedTrainer trainer, TrainerPeer? caller)
+    {
+        if (caller is not null && trainer.Peer is { } attacher && !attacher.IsSameProcessAs(caller))
+        {
+            throw new FlushRequestException(FlushRequestError.PermissionDenied,
+                $"trainer {UserText.Quote(trainer.Id)} (rank {trainer.Rank}) was attached by another process; "
+                + "a trainer id is honoured only from the process that attached it");
+        }
+    }
 
     private static CheckpointOutcome Superseded(CheckpointSession session) => session.SupersededOutcome();
 
@@ -721,13 +760,16 @@ internal sealed class FlushCoordinator : BackgroundService
 }
 
 /// <summary>A trainer process on the other end of an Attach stream.</summary>
-internal sealed class AttachedTrainer(string id, int rank, string description)
+internal sealed class AttachedTrainer(string id, int rank, string description, TrainerPeer? peer)
 {
     public string Id { get; } = id;
 
     public int Rank { get; } = rank;
 
     public string Description { get; } = description;
+
+    /// <summary>The process that attached; null for in-process callers.</summary>
+    public TrainerPeer? Peer { get; } = peer;
 
     /// <summary>Dump requests waiting to be written to the trainer's stream.</summary>
     public Channel<DumpCommand> Commands { get; } = Channel.CreateUnbounded<DumpCommand>(new UnboundedChannelOptions { SingleReader = true });

@@ -94,7 +94,7 @@ internal sealed class FlushPipeline(
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             store.DiscardPartial(session.Id);
-            return session.FailedOutcome(FlushFailureCause.StorageError, e.Message);
+            return session.FailedOutcome(FlushFailureCause.StorageError, StorageErrors.Describe(e));
         }
     }
 
@@ -107,7 +107,7 @@ internal sealed class FlushPipeline(
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // The new checkpoint is committed; an old one left behind costs space, not safety.
-            FlushLog.RetentionFailed(logger, e.Message);
+            FlushLog.RetentionFailed(logger, StorageErrors.Describe(e));
         }
     }
 

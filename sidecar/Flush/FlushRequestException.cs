@@ -12,4 +12,6 @@ public enum FlushRequestError
     NotFound,
     FailedPrecondition,
     AlreadyExists,
+    ResourceExhausted,
+    PermissionDenied,
 }

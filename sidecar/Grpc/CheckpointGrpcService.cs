@@ -17,7 +17,7 @@ internal sealed class CheckpointGrpcService(
 {
     public override async Task Attach(AttachRequest request, IServerStreamWriter<SidecarCommand> responseStream, ServerCallContext context)
     {
-        var trainer = Translate(() => coordinator.Attach(request.Rank, request.Description));
+        var trainer = Translate(() => coordinator.Attach(request.Rank, request.Description, CallerProcess.Of(context)));
         // Host shutdown must end held streams, or it waits for them until its timeout.
         using var ended = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
         try
@@ -51,14 +51,14 @@ internal sealed class CheckpointGrpcService(
             _ => throw new RpcException(new Status(StatusCode.InvalidArgument,
                 $"reason {request.Reason} cannot be asked for; use PERIODIC or MANUAL (a preemption is announced with NotifyTermination)")),
         };
-        var command = Translate(() => coordinator.BeginCheckpoint(request.TrainerId, request.Step, reason));
+        var command = Translate(() => coordinator.BeginCheckpoint(request.TrainerId, request.Step, reason, CallerProcess.Of(context)));
         return Task.FromResult(new BeginCheckpointResponse { Dump = ToMessage(command) });
     }
 
     public override Task<ReportDumpResponse> ReportDump(ReportDumpRequest request, ServerCallContext context)
     {
         var (reported, expected) = Translate(() => coordinator.Report(
-            request.TrainerId, request.CheckpointId, request.Step, request.Files, request.Metadata));
+            request.TrainerId, request.CheckpointId, request.Step, request.Files, request.Metadata, CallerProcess.Of(context)));
         return Task.FromResult(new ReportDumpResponse
         {
             CheckpointId = request.CheckpointId,
@@ -99,7 +99,12 @@ internal sealed class CheckpointGrpcService(
             Protos.V1.TerminationSource.TrainerSignal => Domain.TerminationSource.TrainerNotice,
             _ => string.IsNullOrEmpty(request.TrainerId) ? Domain.TerminationSource.PreStopHook : Domain.TerminationSource.TrainerNotice,
         };
-        var ticket = coordinator.Terminate(source);
+        if (request.TrainerId.Length > 0)
+        {
+            Translate(() => coordinator.RefuseImpersonation(request.TrainerId, CallerProcess.Of(context)));
+        }
+
+        var ticket = Translate(() => coordinator.Terminate(source));
         var response = new NotifyTerminationResponse { CheckpointId = ticket.CheckpointId ?? "" };
         if (ticket.Deadline is { } deadline)
         {
@@ -155,7 +160,8 @@ internal sealed class CheckpointGrpcService(
             Terminating = coordinator.IsTerminating,
             LastCommittedCheckpointId = coordinator.LastCommittedId ?? "",
         };
-        response.Trainers.Add(coordinator.Trainers().Select(t => new TrainerInfo { TrainerId = t.Id, Rank = t.Rank, Description = t.Description }));
+        // Not the trainer ids: each is its own process's business.
+        response.Trainers.Add(coordinator.Trainers().Select(t => new TrainerInfo { Rank = t.Rank, Description = t.Description }));
         if (coordinator.LastFlush is { } last)
         {
             response.LastFlush = ToMessage(last);
@@ -202,6 +208,12 @@ internal sealed class CheckpointGrpcService(
         _ => Protos.V1.CheckpointReason.Manual,
     };
 
+    private static void Translate(Action call) => Translate(() =>
+    {
+        call();
+        return true;
+    });
+
     /// <summary>Domain refusals become gRPC statuses whose message says what was wrong.</summary>
     private static T Translate<T>(Func<T> call)
     {
@@ -216,6 +228,8 @@ internal sealed class CheckpointGrpcService(
                 FlushRequestError.InvalidArgument => StatusCode.InvalidArgument,
                 FlushRequestError.NotFound => StatusCode.NotFound,
                 FlushRequestError.AlreadyExists => StatusCode.AlreadyExists,
+                FlushRequestError.ResourceExhausted => StatusCode.ResourceExhausted,
+                FlushRequestError.PermissionDenied => StatusCode.PermissionDenied,
                 _ => StatusCode.FailedPrecondition,
             };
             throw new RpcException(new Status(code, e.Message));

@@ -6,6 +6,8 @@ using Checkpoint.Sidecar.Metrics;
 using Checkpoint.Sidecar.Reporting;
 using Checkpoint.Sidecar.Resume;
 using Checkpoint.Sidecar.Storage;
+using Grpc.AspNetCore.Server;
+using Grpc.AspNetCore.Server.Model;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
@@ -86,17 +88,26 @@ public static class SidecarHost
         services.AddHostedService<TrainersDoneWatcher>();
 
         services.AddGrpc(o => o.EnableDetailedErrors = false);
-        services.AddOptions<KestrelServerOptions>().Configure<IOptions<SidecarOptions>, ILoggerFactory>((kestrel, sidecar, loggers) =>
+        services.AddOptions<GrpcServiceOptions>().Configure<IOptions<SidecarOptions>>((grpc, sidecar) =>
+            grpc.MaxReceiveMessageSize = sidecar.Value.MaxReportBytes);
+        // The service's methods are bound by CheckpointServiceBinding, which refuses malformed requests;
+        // grpc-dotnet's own binder would bind them a second time.
+        services.RemoveAll(typeof(IServiceMethodProvider<>));
+        services.AddSingleton<CheckpointGrpcService>();
+        services.AddSingleton<IServiceMethodProvider<CheckpointGrpcService>, CheckpointServiceBinding>();
+        services.AddSingleton<SocketFile>();
+        services.AddOptions<KestrelServerOptions>().Configure<IOptions<SidecarOptions>, SocketFile>((kestrel, sidecar, socket) =>
         {
-            var o = sidecar.Value;
-            StartupTasks.RemoveStaleSocket(o.SocketPath, loggers.CreateLogger(typeof(SidecarHost)));
+            SocketLimits.Apply(kestrel.Limits, sidecar.Value.MaxReportBytes);
+            socket.PrepareForBind();
             // gRPC only on the socket (HTTP/2); only plain HTTP/1 on the TCP port, so the control
             // plane is never reachable over the network.
-            kestrel.ListenUnixSocket(o.SocketPath, listen => listen.Protocols = HttpProtocols.Http2);
-            kestrel.ListenAnyIP(o.MetricsPort, listen => listen.Protocols = HttpProtocols.Http1);
+            kestrel.ListenUnixSocket(socket.BindPath, listen => listen.Protocols = HttpProtocols.Http2);
+            kestrel.ListenAnyIP(sidecar.Value.MetricsPort, listen => listen.Protocols = HttpProtocols.Http1);
         });
 
         var app = builder.Build();
+        app.Use(RequestBodyGate.InvokeAsync);
         app.MapGrpcService<CheckpointGrpcService>();
         app.MapMetrics("/metrics", app.Services.GetRequiredService<CollectorRegistry>());
         app.MapGet("/healthz", () => Results.Text("ok\n"));

@@ -15,7 +15,8 @@ namespace Checkpoint.Sidecar.Hosting;
 /// Before the socket accepts calls: the job directory exists, whatever a killed predecessor left
 /// half-written is swept (on storage and in staging), and the previous pod's last flush (from its
 /// record on the shared storage) is exported as this job's last flush and feeds the prediction. Once
-/// the server listens: the socket's permissions are set and /readyz turns ready.
+/// the server listens: the socket is put in place with its permissions and /readyz turns ready; when
+/// it stops, the socket goes.
 /// </summary>
 /// <remarks>
 /// The sweep and the restore are best effort: what another pod, job or person left on the shared
@@ -28,6 +29,7 @@ internal sealed class StartupTasks(
     CheckpointMetrics metrics,
     IOptions<SidecarOptions> options,
     FlushPlanner planner,
+    SocketFile socket,
     IHostApplicationLifetime lifetime,
     IServer server,
     ILogger<StartupTasks> logger) : IHostedService
@@ -45,6 +47,7 @@ internal sealed class StartupTasks(
         BestEffort("sweep the staging a killed sidecar left", () => staging.SweepLeftovers());
         BestEffort("restore the previous flush from its record", RestoreLastFlush);
         lifetime.ApplicationStarted.Register(OnListening);
+        lifetime.ApplicationStopped.Register(socket.Remove);
         return Task.CompletedTask;
     }
 
@@ -58,7 +61,7 @@ internal sealed class StartupTasks(
         }
         catch (Exception e)
         {
-            HostingLog.HousekeepingFailed(logger, task, ReadableError.Describe(e));
+            HostingLog.HousekeepingFailed(logger, task, StorageErrors.Describe(e));
         }
     }
 
@@ -87,8 +90,7 @@ internal sealed class StartupTasks(
     {
         var settings = options.Value;
         // Only the trainer container's user (same group through fsGroup) may talk to the sidecar.
-        File.SetUnixFileMode(settings.SocketPath,
-            UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.GroupWrite);
+        socket.Publish();
         _ready = true;
         var metricsPort = BoundMetricsPort(settings.MetricsPort);
         HostingLog.Ready(logger, settings.SocketPath, metricsPort, store.Layout.JobDirectory, planner.GracePeriod.TotalSeconds);
@@ -107,15 +109,5 @@ internal sealed class StartupTasks(
         }
 
         return configured;
-    }
-
-    /// <summary>A socket file left by a killed sidecar would make the bind fail.</summary>
-    public static void RemoveStaleSocket(string socketPath, ILogger logger)
-    {
-        if (File.Exists(socketPath))
-        {
-            File.Delete(socketPath);
-            HostingLog.StaleSocketRemoved(logger, socketPath);
-        }
     }
 }

@@ -57,7 +57,16 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
     private void VerifyFile(ManifestFile entry, string directory, Action<long>? onBytes, CancellationToken cancellationToken)
     {
         var path = Path.Combine(directory, entry.Path);
-        var actual = FileHasher.HashFromStorage(path, bufferSize, onBytes, cancellationToken);
+        string actual;
+        try
+        {
+            actual = FileHasher.HashFromStorage(path, bufferSize, onBytes, cancellationToken);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw StorageErrors.Failed($"reading {UserText.Quote(entry.Path)} back from the checkpoint storage", e);
+        }
+
         if (!string.Equals(actual, entry.Xxh128, StringComparison.Ordinal))
         {
             throw new VerificationFailedException(entry.Path, entry.Xxh128, actual);
@@ -67,54 +76,76 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
     private ManifestFile CopyFile(StagedFile file, string partialDirectory, Action<long>? onBytes, CancellationToken cancellationToken)
     {
         var destination = Path.Combine(partialDirectory, file.RelativePath);
-        Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
-
-        // Not File.OpenHandle(SourcePath): the trainer could have swapped the file, or a directory
-        // above it, for a symlink since it was validated, and the sidecar can read things the trainer
-        // must not get into a checkpoint.
-        using var source = NativeFile.OpenFileBeneath(file.Staging.Handle, file.RelativePath);
-        var before = NativeFile.Status(source, file.SourcePath);
-        using var target = File.OpenHandle(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None, FileOptions.None, preallocationSize: file.Size);
-        var hash = new XxHash128();
-        var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
-        long offset = 0;
+        var quoted = UserText.Quote(file.RelativePath);
+        var reading = $"reading {quoted} from the staging directory";
+        var writing = $"writing {quoted} to the checkpoint storage";
+        // What the failure message says was being done if the next call throws.
+        var doing = reading;
         try
         {
-            int read;
-            while ((read = RandomAccess.Read(source, buffer.AsSpan(0, bufferSize), offset)) > 0)
+            // Not File.OpenHandle(SourcePath): the trainer could have swapped the file, or a directory
+            // above it, for a symlink since it was validated, and the sidecar can read things the trainer
+            // must not get into a checkpoint.
+            using var source = NativeFile.OpenFileBeneath(file.Staging.Handle, file.RelativePath);
+            var before = NativeFile.Status(source, file.SourcePath);
+            doing = writing;
+            Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+            using var target = File.OpenHandle(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+            NativeFile.Preallocate(target, file.Size, destination);
+            var hash = new XxHash128();
+            var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
+            long offset = 0;
+            try
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                var chunk = buffer.AsSpan(0, read);
-                hash.Append(chunk);
-                RandomAccess.Write(target, chunk, offset);
-                offset += read;
-                onBytes?.Invoke(read);
+                while (true)
+                {
+                    doing = reading;
+                    var read = RandomAccess.Read(source, buffer.AsSpan(0, bufferSize), offset);
+                    if (read == 0)
+                    {
+                        break;
+                    }
+
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var chunk = buffer.AsSpan(0, read);
+                    hash.Append(chunk);
+                    doing = writing;
+                    RandomAccess.Write(target, chunk, offset);
+                    offset += read;
+                    onBytes?.Invoke(read);
+                }
             }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+            }
 
-        if (offset != file.Size)
-        {
-            throw new IOException($"'{file.RelativePath}' changed while it was copied: reported {file.Size} bytes, read {offset}; "
-                + "a trainer must not touch a reported file until its checkpoint has ended");
-        }
+            if (offset != file.Size)
+            {
+                throw new StorageException($"{quoted} changed while it was copied: reported {file.Size} bytes, read {offset}; "
+                    + "a trainer must not touch a reported file until its checkpoint has ended");
+            }
 
-        // A rewrite in place keeps the size, and the hash would be the hash of the torn bytes, so
-        // read-back verification and resume checks would pass: only the file's own status tells.
-        if (NativeFile.Status(source, file.SourcePath) != before)
-        {
-            throw new IOException($"'{file.RelativePath}' changed while it was copied (written to or its attributes changed); "
-                + "a trainer must not touch a reported file until its checkpoint has ended");
-        }
+            // A rewrite in place keeps the size, and the hash would be the hash of the torn bytes, so
+            // read-back verification and resume checks would pass: only the file's own status tells.
+            doing = reading;
+            if (NativeFile.Status(source, file.SourcePath) != before)
+            {
+                throw new StorageException($"{quoted} changed while it was copied (written to or its attributes changed); "
+                    + "a trainer must not touch a reported file until its checkpoint has ended");
+            }
 
-        NativeFile.Fsync(target, destination);
-        // Written pages are clean after fsync; dropping them now frees the pod's memory and makes the
-        // later read-back come from storage.
-        FileHasher.DropCacheQuietly(target, destination);
-        return new ManifestFile(file.RelativePath, offset, FileHasher.ToHex(hash));
+            doing = writing;
+            NativeFile.Fsync(target, destination);
+            // Written pages are clean after fsync; dropping them now frees the pod's memory and makes the
+            // later read-back come from storage.
+            FileHasher.DropCacheQuietly(target, destination);
+            return new ManifestFile(file.RelativePath, offset, FileHasher.ToHex(hash));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw StorageErrors.Failed(doing, e);
+        }
     }
 
     private Task ForEachFileAsync(IReadOnlyList<int> indexes, Action<int> body, CancellationToken cancellationToken) =>

@@ -79,11 +79,18 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
     /// <summary>A fresh, empty <c>.partial</c> directory for a checkpoint about to be copied.</summary>
     public string CreatePartialDirectory(string checkpointId)
     {
-        EnsureJobDirectory();
         var partial = layout.PartialDirectory(checkpointId);
-        NativeFile.RemoveTree(partial);
-        Directory.CreateDirectory(partial);
-        return partial;
+        try
+        {
+            EnsureJobDirectory();
+            NativeFile.RemoveTree(partial);
+            Directory.CreateDirectory(partial);
+            return partial;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw StorageErrors.Failed($"creating the checkpoint directory {UserText.Quote(partial)}", e);
+        }
     }
 
     public void DiscardPartial(string checkpointId)
@@ -93,10 +100,10 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         {
             NativeFile.RemoveTree(partial);
         }
-        catch (IOException e)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
             // The sweep at the next start removes it; it is never read in the meantime.
-            StorageLog.DiscardFailed(logger, partial, e.Message);
+            StorageLog.DiscardFailed(logger, partial, StorageErrors.Reason(e));
         }
     }
 
@@ -113,21 +120,31 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         if (Directory.Exists(committed))
         {
             // Committed checkpoints are immutable, and someone may be reading this one.
-            throw new IOException($"checkpoint directory '{committed}' already exists; refusing to replace it");
+            throw new StorageException($"checkpoint directory '{committed}' already exists; refusing to replace it", errno: 17);
         }
 
-        WriteDurably(Path.Combine(partial, CheckpointLayout.ManifestFileName), manifest.ToUtf8Json());
-        NativeFile.FsyncDirectory(partial);
+        var doing = $"writing the manifest of checkpoint '{manifest.Id}'";
+        try
+        {
+            WriteDurably(Path.Combine(partial, CheckpointLayout.ManifestFileName), manifest.ToUtf8Json());
+            NativeFile.FsyncDirectory(partial);
 
-        Directory.Move(partial, committed);
-        NativeFile.FsyncDirectory(layout.JobDirectory);
+            doing = $"renaming '{partial}' to '{committed}'";
+            Directory.Move(partial, committed);
+            NativeFile.FsyncDirectory(layout.JobDirectory);
 
-        // Whatever is in the way (a FIFO would block the open for writing forever) goes first.
-        NativeFile.RemoveTree(layout.LatestTempFile);
-        WriteDurably(layout.LatestTempFile, Encoding.UTF8.GetBytes(manifest.Id + "\n"));
-        File.Move(layout.LatestTempFile, layout.LatestFile, overwrite: true);
-        NativeFile.FsyncDirectory(layout.JobDirectory);
-        return committed;
+            doing = $"pointing '{layout.LatestFile}' at checkpoint '{manifest.Id}'";
+            // Whatever is in the way (a FIFO would block the open for writing forever) goes first.
+            NativeFile.RemoveTree(layout.LatestTempFile);
+            WriteDurably(layout.LatestTempFile, Encoding.UTF8.GetBytes(manifest.Id + "\n"));
+            File.Move(layout.LatestTempFile, layout.LatestFile, overwrite: true);
+            NativeFile.FsyncDirectory(layout.JobDirectory);
+            return committed;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw StorageErrors.Failed(doing, e);
+        }
     }
 
     /// <summary>
@@ -167,7 +184,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         }
         catch (IOException e)
         {
-            StorageLog.LatestIgnored(logger, layout.LatestFile, ReadableError.Describe(e));
+            StorageLog.LatestIgnored(logger, layout.LatestFile, StorageErrors.Describe(e));
             return null;
         }
 
@@ -216,7 +233,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                problem = ReadableError.Describe(e);
+                problem = StorageErrors.Describe(e);
             }
 
             if (problem is null)
@@ -253,7 +270,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         }
         catch (Exception e) when (e is IOException or System.Text.Json.JsonException or InvalidDataException)
         {
-            return $"no readable manifest: {ReadableError.Describe(e)}";
+            return $"no readable manifest: {StorageErrors.Describe(e)}";
         }
 
         if (manifest.FormatVersion != CheckpointManifest.CurrentFormatVersion)
@@ -263,7 +280,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
 
         if (manifest.Id != id)
         {
-            return $"manifest names checkpoint '{manifest.Id}'";
+            return $"manifest names checkpoint {UserText.Quote(manifest.Id)}";
         }
 
         foreach (var file in manifest.Files)
@@ -300,7 +317,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
             using var handle = StorageFile.OpenRegular(directory, relative, out var size);
             if (size != file.Size)
             {
-                return $"file '{file.Path}' has {size} bytes, the manifest says {file.Size}";
+                return $"file {UserText.Quote(file.Path)} has {size} bytes, the manifest says {file.Size}";
             }
 
             if (hashBufferSize is not { } bufferSize)
@@ -318,7 +335,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         }
         catch (IOException e)
         {
-            return $"file '{file.Path}' cannot be read: {ReadableError.Describe(e)}";
+            return $"file '{file.Path}' cannot be read: {StorageErrors.Describe(e)}";
         }
     }
 

@@ -62,7 +62,7 @@ public sealed class FlushRecordStore(CheckpointLayout layout, ILogger<FlushRecor
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                problem = ReadableError.Describe(e);
+                problem = StorageErrors.Describe(e);
             }
 
             StorageLog.FlushRecordSkipped(logger, path, problem);

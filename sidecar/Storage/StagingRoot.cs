@@ -43,7 +43,7 @@ public sealed class StagingRoot : IDisposable
         var error = NativeFile.CreateDirectoryAt(_handle, checkpointId);
         if (error != 0)
         {
-            throw new StagingUnavailableException(path, NativeFile.Describe(error));
+            throw new StagingUnavailableException(path, StorageErrors.Reason(error), error);
         }
 
         try
@@ -56,7 +56,7 @@ public sealed class StagingRoot : IDisposable
             RemoveQuietly(checkpointId, path);
             throw new StagingUnavailableException(path, e.HResult == 40
                 ? "it was replaced by a symlink as soon as it was created"
-                : NativeFile.Describe(e.HResult));
+                : StorageErrors.Reason(e), StorageErrors.Errno(e));
         }
     }
 

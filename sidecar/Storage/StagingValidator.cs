@@ -58,6 +58,30 @@ public static class StagingValidator
         return files;
     }
 
+    private static FileKind KindOf(string path, string reported)
+    {
+        try
+        {
+            return NativeFile.GetKind(path);
+        }
+        catch (IOException e)
+        {
+            throw new InvalidReportException(reported, $"cannot be read: {StorageErrors.Reason(e)}");
+        }
+    }
+
+    private static long SizeOf(string path, string reported)
+    {
+        try
+        {
+            return new FileInfo(path).Length;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new InvalidReportException(reported, $"cannot be read: {StorageErrors.Reason(e)}");
+        }
+    }
+
     /// <summary>Rejects absolute paths and '..'; folds '.' and repeated separators.</summary>
     internal static string NormaliseRelative(string reported)
     {

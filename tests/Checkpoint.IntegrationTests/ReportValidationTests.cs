@@ -69,6 +69,25 @@ public sealed class ReportValidationTests
         Assert.Empty(Directory.Exists(dirs.JobDirectory()) ? Directory.GetDirectories(dirs.JobDirectory()) : []);
     }
 
+    /// <remarks>The status message travels in an HTTP/2 trailer, which clients cap; a 5000-byte echo broke one.</remarks>
+    [Fact]
+    public async Task ReportDump_FiveThousandBytePath_ErrorEchoesItCapped()
+    {
+        using var dirs = new TestDirectories();
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
+        await using var client = await sidecar.ConnectAsync();
+        var dump = await client.BeginCheckpointAsync(5, CheckpointReason.Manual);
+        var longPath = "rank-0/" + string.Join('/', Enumerable.Repeat(new string('a', 99), 50));
+        Assert.True(longPath.Length > 5000);
+
+        var error = await Assert.ThrowsAsync<CheckpointException>(() => client.CompleteDumpAsync(dump, 5, [longPath], null));
+
+        Assert.Equal(CheckpointErrorCode.InvalidArgument, error.StatusCode);
+        Assert.Contains($"'{longPath[..200]}", error.Message, StringComparison.Ordinal);
+        Assert.Contains("…'", error.Message, StringComparison.Ordinal);
+        Assert.True(error.Message.Length < 600, $"{error.Message.Length} characters: {error.Message}");
+    }
+
     [Fact]
     public async Task ReportDump_UnknownCheckpoint_NotFound()
     {

@@ -146,7 +146,7 @@ internal sealed class FaultFs : IAsyncDisposable
 /// <param name="Op">write, read, fsync, rename, create, mkdir, ... (tests/faultfs/README.md).</param>
 /// <param name="PathGlob">fnmatch on the path below the mount root; '*' also matches '/'.</param>
 /// <param name="Action">stall, eio, errno, flip_bit, delay.</param>
-/// <param name="Errno">For the errno action: its name, e.g. EROFS.</param>
+/// <param name="Errno">For the errno action: its name, e.g. EROFS or ENOSPC.</param>
 internal sealed record FaultRule(string Name, string Op, string PathGlob, string Action, bool Once = true, long? AfterBytes = null, long? Offset = null, string? Errno = null)
 {
     public static string SafeName(string text) => Regex.Replace(text, "[^A-Za-z0-9_.-]", "-");

@@ -20,12 +20,12 @@ public sealed class SidecarOptionsValidatorTests : IDisposable
     }
 
     [Fact]
-    public void Validate_SocketPathOf107Bytes_Succeeds()
+    public void Validate_SocketPathOf100Bytes_Succeeds()
     {
         var options = ValidOptions();
         var directory = _temp.CreateDirectory("s");
-        options.SocketPath = Path.Combine(directory, new string('x', 107 - directory.Length - 1));
-        Assert.Equal(107, options.SocketPath.Length);
+        options.SocketPath = Path.Combine(directory, new string('x', 100 - directory.Length - 1));
+        Assert.Equal(100, options.SocketPath.Length);
 
         var result = _validator.Validate(null, options);
 
@@ -74,11 +74,12 @@ public sealed class SidecarOptionsValidatorTests : IDisposable
         AssertFailsWith("CHECKPOINT_SOCKET_PATH", o => o.SocketPath = "run/sidecar.sock");
 
     [Fact]
-    public void Validate_SocketPathLongerThan107Bytes_FailsNamingIt()
+    public void Validate_SocketPathLongerThan100Bytes_FailsNamingIt()
     {
-        var message = AssertFailsWith("CHECKPOINT_SOCKET_PATH", o => o.SocketPath = "/" + new string('s', 107));
+        // 101 bytes: the private directory the socket is first bound in takes it past the 107 a Unix socket path may have.
+        var message = AssertFailsWith("CHECKPOINT_SOCKET_PATH", o => o.SocketPath = "/" + new string('s', 100));
 
-        Assert.Contains("107", message, StringComparison.Ordinal);
+        Assert.Contains("100 bytes", message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -117,6 +118,12 @@ public sealed class SidecarOptionsValidatorTests : IDisposable
     [InlineData(65537)]
     public void Validate_BufferOutOfRange_FailsNamingIt(int kib) =>
         AssertFailsWith("CHECKPOINT_COPY_BUFFER_KIB", o => o.CopyBufferKiB = kib);
+
+    [Theory]
+    [InlineData(63)]
+    [InlineData(65537)]
+    public void Validate_MaxReportOutOfRange_FailsNamingIt(int kib) =>
+        AssertFailsWith("CHECKPOINT_MAX_REPORT_KIB", o => o.MaxReportKiB = kib);
 
     [Theory]
     [InlineData("team/job")]

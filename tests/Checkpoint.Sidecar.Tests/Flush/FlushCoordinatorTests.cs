@@ -551,6 +551,68 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
         Assert.Equal(ids[^1], _store.ReadLatestId());
     }
 
+    [Fact]
+    public void BeginCheckpoint_TrainerIdFromAnotherProcess_PermissionDenied()
+    {
+        var trainer = _coordinator.Attach(0, "rank 0", new TrainerPeer(ProcessId: 100, "connection-1"));
+
+        var e = Assert.Throws<FlushRequestException>(() =>
+            _coordinator.BeginCheckpoint(trainer.Id, 10, CheckpointReason.Periodic, new TrainerPeer(ProcessId: 200, "connection-2")));
+
+        Assert.Equal(FlushRequestError.PermissionDenied, e.Error);
+        Assert.Contains("attached by another process", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Report_TrainerIdFromAnotherProcess_PermissionDeniedAndTheRankStillExpected()
+    {
+        var trainer = _coordinator.Attach(0, "rank 0", new TrainerPeer(ProcessId: 100, "connection-1"));
+        var dump = _coordinator.BeginCheckpoint(trainer.Id, 10, CheckpointReason.Periodic, new TrainerPeer(ProcessId: 100, "connection-1"));
+        var files = Dump(dump, rank: 0, seed: 1);
+
+        var e = Assert.Throws<FlushRequestException>(() =>
+            _coordinator.Report(trainer.Id, dump.CheckpointId, 10, files, NoMetadata, new TrainerPeer(ProcessId: 200, "connection-2")));
+
+        Assert.Equal(FlushRequestError.PermissionDenied, e.Error);
+        Assert.Equal((1, 1), _coordinator.Report(trainer.Id, dump.CheckpointId, 10, files, NoMetadata, new TrainerPeer(ProcessId: 100, "connection-1")));
+    }
+
+    [Fact]
+    public void BeginCheckpoint_SameProcessOnAnotherConnection_Accepted()
+    {
+        var trainer = _coordinator.Attach(0, "rank 0", new TrainerPeer(ProcessId: 100, "connection-1"));
+
+        var dump = _coordinator.BeginCheckpoint(trainer.Id, 10, CheckpointReason.Periodic, new TrainerPeer(ProcessId: 100, "connection-2"));
+
+        Assert.Equal(CheckpointReason.Periodic, dump.Reason);
+    }
+
+    [Fact]
+    public void BeginCheckpoint_PidsNotVisible_OnlyTheAttachingConnectionAccepted()
+    {
+        // Separate pid namespaces (containers of a pod): the kernel reports no pid, so the connection stands for the process.
+        var trainer = _coordinator.Attach(0, "rank 0", new TrainerPeer(ProcessId: null, "connection-1"));
+
+        var e = Assert.Throws<FlushRequestException>(() =>
+            _coordinator.BeginCheckpoint(trainer.Id, 10, CheckpointReason.Periodic, new TrainerPeer(ProcessId: null, "connection-2")));
+        var dump = _coordinator.BeginCheckpoint(trainer.Id, 10, CheckpointReason.Periodic, new TrainerPeer(ProcessId: null, "connection-1"));
+
+        Assert.Equal(FlushRequestError.PermissionDenied, e.Error);
+        Assert.Equal(CheckpointReason.Periodic, dump.Reason);
+    }
+
+    [Fact]
+    public void RefuseImpersonation_AnotherProcessesTrainer_PermissionDenied_UnknownIdPasses()
+    {
+        var trainer = _coordinator.Attach(0, "rank 0", new TrainerPeer(ProcessId: 100, "connection-1"));
+        var stranger = new TrainerPeer(ProcessId: 200, "connection-2");
+
+        var e = Assert.Throws<FlushRequestException>(() => _coordinator.RefuseImpersonation(trainer.Id, stranger));
+        _coordinator.RefuseImpersonation("trainer-that-left-long-ago", stranger);
+
+        Assert.Equal(FlushRequestError.PermissionDenied, e.Error);
+    }
+
     /// <summary>The staging volume gone from under the sidecar, a regular file where it was.</summary>
     private void MakeStagingUnusable()
     {

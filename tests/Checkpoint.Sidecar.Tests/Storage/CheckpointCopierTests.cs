@@ -110,7 +110,7 @@ public sealed class CheckpointCopierTests : IDisposable
         var staged = StagingValidator.Validate(_stagingDirectory, ["model.bin"], NoneReported);
         await File.AppendAllTextAsync(source, "more");
 
-        var e = await Assert.ThrowsAsync<IOException>(() => _copier.CopyAndVerifyAsync(staged, _partial, null, CancellationToken.None));
+        var e = await Assert.ThrowsAsync<StorageException>(() => _copier.CopyAndVerifyAsync(staged, _partial, null, CancellationToken.None));
 
         Assert.Contains("model.bin", e.Message, StringComparison.Ordinal);
         Assert.Contains("changed", e.Message, StringComparison.Ordinal);
@@ -123,7 +123,7 @@ public sealed class CheckpointCopierTests : IDisposable
         var staged = StagingValidator.Validate(_stagingDirectory, ["model.bin"], NoneReported);
         await File.WriteAllBytesAsync(source, new byte[10]);
 
-        var e = await Assert.ThrowsAsync<IOException>(() => _copier.CopyAndVerifyAsync(staged, _partial, null, CancellationToken.None));
+        var e = await Assert.ThrowsAsync<StorageException>(() => _copier.CopyAndVerifyAsync(staged, _partial, null, CancellationToken.None));
 
         Assert.Contains("model.bin", e.Message, StringComparison.Ordinal);
     }

@@ -67,7 +67,7 @@ public sealed class CheckpointStoreTests : IDisposable
         var (_, entries) = await CopyToPartialAsync(Id(2), seed: 2);
         var existing = TempDirectory.WriteFile(_layout.CommittedDirectory(Id(2)), "someone-elses.bin", [1, 2, 3]);
 
-        var e = Assert.Throws<IOException>(() => _store.Commit(NewManifest(Id(2), entries)));
+        var e = Assert.Throws<StorageException>(() => _store.Commit(NewManifest(Id(2), entries)));
 
         Assert.Contains("already exists", e.Message, StringComparison.Ordinal);
         Assert.Equal(Id(1), _store.ReadLatestId());

@@ -14,7 +14,10 @@ public sealed record SidecarStatus(
     CheckpointTimings? LastFlush);
 
 /// <summary>One trainer process attached to the sidecar.</summary>
-/// <param name="TrainerId">The identifier the sidecar gave the attachment.</param>
+/// <param name="TrainerId">
+/// Always empty: the sidecar does not tell one process another's identifier (an identifier is honoured only from the
+/// process that attached). Kept so code that reads it still compiles; this process's own is <see cref="CheckpointClient.TrainerId"/>.
+/// </param>
 /// <param name="Rank">The rank the process attached with.</param>
 /// <param name="Description">What the process said about itself when attaching.</param>
 public sealed record AttachedTrainer(string TrainerId, int Rank, string Description);

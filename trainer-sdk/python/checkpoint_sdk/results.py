@@ -145,6 +145,12 @@ class LatestCheckpoint:
 
 @dataclass(frozen=True)
 class AttachedTrainer:
+    """One trainer process attached to the sidecar.
+
+    ``trainer_id`` is always empty: the sidecar tells no process another's id (an id is honoured only from the
+    process that attached it); this process's own is :attr:`CheckpointClient.trainer_id`.
+    """
+
     trainer_id: str
     rank: int
     description: str

@@ -53,7 +53,7 @@ internal static class ProtoMapping
 
     public static SidecarStatus ToStatus(Proto.GetStatusResponse status) => new(
         ToTimeSpan(status.GracePeriod),
-        status.Trainers.Select(t => new AttachedTrainer(t.TrainerId, t.Rank, t.Description)).ToList(),
+        status.Trainers.Select(t => new AttachedTrainer(string.Empty, t.Rank, t.Description)).ToList(),
         status.Terminating,
         string.IsNullOrEmpty(status.LastCommittedCheckpointId) ? null : status.LastCommittedCheckpointId,
         status.LastFlush is null ? null : ToTimings(status.LastFlush));

@@ -22,7 +22,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='checkpoint/v1/checkpoint.proto',
   package='checkpoint.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\x1e\x63heckpoint/v1/checkpoint.proto\x12\rcheckpoint.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"2\n\rAttachRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"t\n\x0eSidecarCommand\x12+\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x17.checkpoint.v1.AttachedH\x00\x12*\n\x04\x64ump\x18\x02 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequestH\x00\x42\t\n\x07\x63ommand\"O\n\x08\x41ttached\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x98\x01\n\x0b\x44umpRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12,\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bstaging_dir\x18\x04 \x01(\t\"k\n\x16\x42\x65ginCheckpointRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12/\n\x06reason\x18\x03 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\"C\n\x17\x42\x65ginCheckpointResponse\x12(\n\x04\x64ump\x18\x01 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequest\"\xce\x01\n\x11ReportDumpRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\r\n\x05\x66iles\x18\x04 \x03(\t\x12@\n\x08metadata\x18\x05 \x03(\x0b\x32..checkpoint.v1.ReportDumpRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x12ReportDumpResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x16\n\x0eranks_reported\x18\x02 \x01(\x05\x12\x16\n\x0eranks_expected\x18\x03 \x01(\x05\"1\n\x18WaitForCheckpointRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\"\xb9\x01\n\x11\x43heckpointOutcome\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointStatus\x12\x11\n\tdirectory\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12,\n\x07timings\x18\x06 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\"`\n\x18NotifyTerminationRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x30\n\x06source\x18\x02 \x01(\x0e\x32 .checkpoint.v1.TerminationSource\"`\n\x19NotifyTerminationResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x1aGetLatestCheckpointRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\"P\n\x1bGetLatestCheckpointResponse\x12\x31\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1d.checkpoint.v1.CheckpointInfo\"\xab\x02\n\x0e\x43heckpointInfo\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x11\n\tdirectory\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12/\n\x06reason\x18\x04 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x08metadata\x18\x06 \x03(\x0b\x32+.checkpoint.v1.CheckpointInfo.MetadataEntry\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10GetStatusRequest\"\xde\x01\n\x11GetStatusResponse\x12/\n\x0cgrace_period\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08trainers\x18\x02 \x03(\x0b\x32\x1a.checkpoint.v1.TrainerInfo\x12\x13\n\x0bterminating\x18\x03 \x01(\x08\x12$\n\x1clast_committed_checkpoint_id\x18\x04 \x01(\t\x12/\n\nlast_flush\x18\x05 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\"D\n\x0bTrainerInfo\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xa8\x03\n\x0c\x46lushTimings\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12)\n\x06notify\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x64ump\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x63opy\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06verify\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05total\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62udget\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x62udget_used_ratio\x18\n \x01(\x01\x12\r\n\x05\x62ytes\x18\x0b \x01(\x03*\x95\x01\n\x10\x43heckpointReason\x12!\n\x1d\x43HECKPOINT_REASON_UNSPECIFIED\x10\x00\x12 \n\x1c\x43HECKPOINT_REASON_PREEMPTION\x10\x01\x12\x1e\n\x1a\x43HECKPOINT_REASON_PERIODIC\x10\x02\x12\x1c\n\x18\x43HECKPOINT_REASON_MANUAL\x10\x03*\x96\x01\n\x10\x43heckpointStatus\x12!\n\x1d\x43HECKPOINT_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43HECKPOINT_STATUS_COMMITTED\x10\x01\x12\x1c\n\x18\x43HECKPOINT_STATUS_FAILED\x10\x02\x12 \n\x1c\x43HECKPOINT_STATUS_SUPERSEDED\x10\x03*\x83\x01\n\x11TerminationSource\x12\"\n\x1eTERMINATION_SOURCE_UNSPECIFIED\x10\x00\x12%\n!TERMINATION_SOURCE_TRAINER_SIGNAL\x10\x01\x12#\n\x1fTERMINATION_SOURCE_PRESTOP_HOOK\x10\x02\x32\x97\x05\n\x11\x43heckpointService\x12G\n\x06\x41ttach\x12\x1c.checkpoint.v1.AttachRequest\x1a\x1d.checkpoint.v1.SidecarCommand0\x01\x12`\n\x0f\x42\x65ginCheckpoint\x12%.checkpoint.v1.BeginCheckpointRequest\x1a&.checkpoint.v1.BeginCheckpointResponse\x12Q\n\nReportDump\x12 .checkpoint.v1.ReportDumpRequest\x1a!.checkpoint.v1.ReportDumpResponse\x12^\n\x11WaitForCheckpoint\x12\'.checkpoint.v1.WaitForCheckpointRequest\x1a .checkpoint.v1.CheckpointOutcome\x12\x66\n\x11NotifyTermination\x12\'.checkpoint.v1.NotifyTerminationRequest\x1a(.checkpoint.v1.NotifyTerminationResponse\x12l\n\x13GetLatestCheckpoint\x12).checkpoint.v1.GetLatestCheckpointRequest\x1a*.checkpoint.v1.GetLatestCheckpointResponse\x12N\n\tGetStatus\x12\x1f.checkpoint.v1.GetStatusRequest\x1a .checkpoint.v1.GetStatusResponseB\x17\xaa\x02\x14\x43heckpoint.Protos.V1b\x06proto3')
+  serialized_pb=_b('\n\x1e\x63heckpoint/v1/checkpoint.proto\x12\rcheckpoint.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"2\n\rAttachRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"t\n\x0eSidecarCommand\x12+\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x17.checkpoint.v1.AttachedH\x00\x12*\n\x04\x64ump\x18\x02 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequestH\x00\x42\t\n\x07\x63ommand\"O\n\x08\x41ttached\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x98\x01\n\x0b\x44umpRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12,\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bstaging_dir\x18\x04 \x01(\t\"k\n\x16\x42\x65ginCheckpointRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12/\n\x06reason\x18\x03 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\"C\n\x17\x42\x65ginCheckpointResponse\x12(\n\x04\x64ump\x18\x01 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequest\"\xce\x01\n\x11ReportDumpRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\r\n\x05\x66iles\x18\x04 \x03(\t\x12@\n\x08metadata\x18\x05 \x03(\x0b\x32..checkpoint.v1.ReportDumpRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x12ReportDumpResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x16\n\x0eranks_reported\x18\x02 \x01(\x05\x12\x16\n\x0eranks_expected\x18\x03 \x01(\x05\"1\n\x18WaitForCheckpointRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\"\xb9\x01\n\x11\x43heckpointOutcome\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointStatus\x12\x11\n\tdirectory\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12,\n\x07timings\x18\x06 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\"`\n\x18NotifyTerminationRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x30\n\x06source\x18\x02 \x01(\x0e\x32 .checkpoint.v1.TerminationSource\"`\n\x19NotifyTerminationResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x1aGetLatestCheckpointRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\"P\n\x1bGetLatestCheckpointResponse\x12\x31\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1d.checkpoint.v1.CheckpointInfo\"\xab\x02\n\x0e\x43heckpointInfo\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x11\n\tdirectory\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12/\n\x06reason\x18\x04 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x08metadata\x18\x06 \x03(\x0b\x32+.checkpoint.v1.CheckpointInfo.MetadataEntry\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10GetStatusRequest\"\xde\x01\n\x11GetStatusResponse\x12/\n\x0cgrace_period\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08trainers\x18\x02 \x03(\x0b\x32\x1a.checkpoint.v1.TrainerInfo\x12\x13\n\x0bterminating\x18\x03 \x01(\x08\x12$\n\x1clast_committed_checkpoint_id\x18\x04 \x01(\t\x12/\n\nlast_flush\x18\x05 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\"H\n\x0bTrainerInfo\x12\x16\n\ntrainer_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xa8\x03\n\x0c\x46lushTimings\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12)\n\x06notify\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x64ump\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x63opy\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06verify\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05total\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62udget\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x62udget_used_ratio\x18\n \x01(\x01\x12\r\n\x05\x62ytes\x18\x0b \x01(\x03*\x95\x01\n\x10\x43heckpointReason\x12!\n\x1d\x43HECKPOINT_REASON_UNSPECIFIED\x10\x00\x12 \n\x1c\x43HECKPOINT_REASON_PREEMPTION\x10\x01\x12\x1e\n\x1a\x43HECKPOINT_REASON_PERIODIC\x10\x02\x12\x1c\n\x18\x43HECKPOINT_REASON_MANUAL\x10\x03*\x96\x01\n\x10\x43heckpointStatus\x12!\n\x1d\x43HECKPOINT_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43HECKPOINT_STATUS_COMMITTED\x10\x01\x12\x1c\n\x18\x43HECKPOINT_STATUS_FAILED\x10\x02\x12 \n\x1c\x43HECKPOINT_STATUS_SUPERSEDED\x10\x03*\x83\x01\n\x11TerminationSource\x12\"\n\x1eTERMINATION_SOURCE_UNSPECIFIED\x10\x00\x12%\n!TERMINATION_SOURCE_TRAINER_SIGNAL\x10\x01\x12#\n\x1fTERMINATION_SOURCE_PRESTOP_HOOK\x10\x02\x32\x97\x05\n\x11\x43heckpointService\x12G\n\x06\x41ttach\x12\x1c.checkpoint.v1.AttachRequest\x1a\x1d.checkpoint.v1.SidecarCommand0\x01\x12`\n\x0f\x42\x65ginCheckpoint\x12%.checkpoint.v1.BeginCheckpointRequest\x1a&.checkpoint.v1.BeginCheckpointResponse\x12Q\n\nReportDump\x12 .checkpoint.v1.ReportDumpRequest\x1a!.checkpoint.v1.ReportDumpResponse\x12^\n\x11WaitForCheckpoint\x12\'.checkpoint.v1.WaitForCheckpointRequest\x1a .checkpoint.v1.CheckpointOutcome\x12\x66\n\x11NotifyTermination\x12\'.checkpoint.v1.NotifyTerminationRequest\x1a(.checkpoint.v1.NotifyTerminationResponse\x12l\n\x13GetLatestCheckpoint\x12).checkpoint.v1.GetLatestCheckpointRequest\x1a*.checkpoint.v1.GetLatestCheckpointResponse\x12N\n\tGetStatus\x12\x1f.checkpoint.v1.GetStatusRequest\x1a .checkpoint.v1.GetStatusResponseB\x17\xaa\x02\x14\x43heckpoint.Protos.V1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_duration__pb2.DESCRIPTOR,google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -51,8 +51,8 @@ _CHECKPOINTREASON = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2606,
-  serialized_end=2755,
+  serialized_start=2610,
+  serialized_end=2759,
 )
 _sym_db.RegisterEnumDescriptor(_CHECKPOINTREASON)
 
@@ -82,8 +82,8 @@ _CHECKPOINTSTATUS = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2758,
-  serialized_end=2908,
+  serialized_start=2762,
+  serialized_end=2912,
 )
 _sym_db.RegisterEnumDescriptor(_CHECKPOINTSTATUS)
 
@@ -109,8 +109,8 @@ _TERMINATIONSOURCE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2911,
-  serialized_end=3042,
+  serialized_start=2915,
+  serialized_end=3046,
 )
 _sym_db.RegisterEnumDescriptor(_TERMINATIONSOURCE)
 
@@ -956,7 +956,7 @@ _TRAINERINFO = _descriptor.Descriptor(
       has_default_value=False, default_value=_b("").decode('utf-8'),
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
-      options=None, file=DESCRIPTOR),
+      options=_descriptor._ParseOptions(descriptor_pb2.FieldOptions(), _b('\030\001')), file=DESCRIPTOR),
     _descriptor.FieldDescriptor(
       name='rank', full_name='checkpoint.v1.TrainerInfo.rank', index=1,
       number=2, type=5, cpp_type=1, label=1,
@@ -984,7 +984,7 @@ _TRAINERINFO = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=2108,
-  serialized_end=2176,
+  serialized_end=2180,
 )
 
 
@@ -1084,8 +1084,8 @@ _FLUSHTIMINGS = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2179,
-  serialized_end=2603,
+  serialized_start=2183,
+  serialized_end=2607,
 )
 
 _SIDECARCOMMAND.fields_by_name['attached'].message_type = _ATTACHED
@@ -1303,6 +1303,8 @@ _REPORTDUMPREQUEST_METADATAENTRY.has_options = True
 _REPORTDUMPREQUEST_METADATAENTRY._options = _descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001'))
 _CHECKPOINTINFO_METADATAENTRY.has_options = True
 _CHECKPOINTINFO_METADATAENTRY._options = _descriptor._ParseOptions(descriptor_pb2.MessageOptions(), _b('8\001'))
+_TRAINERINFO.fields_by_name['trainer_id'].has_options = True
+_TRAINERINFO.fields_by_name['trainer_id']._options = _descriptor._ParseOptions(descriptor_pb2.FieldOptions(), _b('\030\001'))
 
 _CHECKPOINTSERVICE = _descriptor.ServiceDescriptor(
   name='CheckpointService',
@@ -1310,8 +1312,8 @@ _CHECKPOINTSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=3045,
-  serialized_end=3708,
+  serialized_start=3049,
+  serialized_end=3712,
   methods=[
   _descriptor.MethodDescriptor(
     name='Attach',

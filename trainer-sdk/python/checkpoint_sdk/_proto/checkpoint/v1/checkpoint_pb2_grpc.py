@@ -104,7 +104,7 @@ class CheckpointServiceServicer(object):
     raise NotImplementedError('Method not implemented!')
 
   def GetStatus(self, request, context):
-    """The sidecar's view: grace budget, attached trainers, last flush.
+    """The sidecar's view: grace budget, attached trainers (rank and description), last flush.
     """
     context.set_code(grpc.StatusCode.UNIMPLEMENTED)
     context.set_details('Method not implemented!')
