@@ -29,6 +29,10 @@ public sealed class HostileStorageTests
                 older = outcome.CheckpointId;
             }
 
+            // The sidecar learns of the closed stream a moment after the client is gone; a SIGTERM
+            // before that would start a preemption flush for a trainer about to leave.
+            await first.Process.WaitForLineAsync(@"Trainer \S+ \(rank 0\) detached");
+
             // A clean stop, so the flush record of that checkpoint is on storage before it is seeded.
             first.Process.Signal(Posix.SigTerm);
             Assert.Equal(0, await first.Process.WaitForExitAsync());

@@ -48,6 +48,7 @@ public sealed class StartupTasksTests : IDisposable
             new CheckpointMetrics(_registry),
             options,
             new FlushPlanner(TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(2)),
+            new SocketFile(options, NullLogger<SocketFile>.Instance),
             new ApplicationLifetime(NullLogger<ApplicationLifetime>.Instance),
             new NotListening(),
             NullLogger<StartupTasks>.Instance);

@@ -165,7 +165,7 @@ public sealed class CheckpointCopierTests : IDisposable
             }
         }
 
-        var e = await Assert.ThrowsAsync<IOException>(() => _copier.CopyAndVerifyAsync(staged, _partial, RewriteSecondChunkOnce, CancellationToken.None));
+        var e = await Assert.ThrowsAsync<StorageException>(() => _copier.CopyAndVerifyAsync(staged, _partial, RewriteSecondChunkOnce, CancellationToken.None));
 
         Assert.Equal(1, rewritten);
         Assert.Contains("'model.bin'", e.Message, StringComparison.Ordinal);

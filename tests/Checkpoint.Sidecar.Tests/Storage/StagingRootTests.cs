@@ -53,7 +53,10 @@ public sealed class StagingRootTests : IDisposable
 
         var e = Assert.Throws<StagingUnavailableException>(() => _root.CreateCheckpointDirectory(Id));
 
-        Assert.Equal($"could not create the staging directory '{Path.Combine(_rootPath, Id)}': No such file or directory", e.Message);
+        Assert.Equal(
+            $"could not create the staging directory '{Path.Combine(_rootPath, Id)}': the file or a directory on its path does not exist (ENOENT)",
+            e.Message);
+        Assert.Equal(2, e.Errno);
     }
 
     [Fact]
