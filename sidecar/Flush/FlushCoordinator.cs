@@ -28,7 +28,6 @@ internal sealed class FlushCoordinator : BackgroundService
     private readonly Queue<string> _finishedOrder = new();
     private readonly Channel<CheckpointSession> _ready;
     private readonly TaskCompletionSource<CheckpointOutcome?> _terminated = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly SidecarOptions _options;
     private readonly FlushPlanner _planner;
     private readonly FlushPipeline _pipeline;
     private readonly CheckpointMetrics _metrics;
@@ -54,7 +53,6 @@ internal sealed class FlushCoordinator : BackgroundService
     private readonly string _instance = Random.Shared.Next(0x1000000).ToString("x6", System.Globalization.CultureInfo.InvariantCulture);
 
     public FlushCoordinator(
-        IOptions<SidecarOptions> options,
         FlushPlanner planner,
         FlushPipeline pipeline,
         CheckpointStore store,
@@ -64,7 +62,6 @@ internal sealed class FlushCoordinator : BackgroundService
         TimeProvider time,
         ILogger<FlushCoordinator> logger)
     {
-        _options = options.Value;
         _reporters = reporters.ToList();
         _planner = planner;
         _pipeline = pipeline;

@@ -128,7 +128,7 @@ public static class StagingValidator
         }
         catch (IOException e)
         {
-            throw InvalidReportException.ForStagingDirectory(staging.Path, $"cannot be checked: {e.Message}");
+            throw InvalidReportException.ForStagingDirectory(staging.Path, $"cannot be checked: {StorageErrors.Reason(e)}");
         }
 
         if (replacement is not null)
@@ -153,7 +153,7 @@ public static class StagingValidator
                 ELoop => "is reached through a symlink; symlinks are refused, write the file itself",
                 EXDev => "leads out of the staging directory",
                 EAccess => "cannot be read by the sidecar (permission denied)",
-                _ => $"cannot be read: {e.Message}",
+                _ => $"cannot be read: {StorageErrors.Reason(e)}",
             });
         }
     }

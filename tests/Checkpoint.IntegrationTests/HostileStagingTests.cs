@@ -75,8 +75,8 @@ public sealed class HostileStagingTests
     }
 
     [Theory]
-    [InlineData("EROFS", "Read-only file system")]
-    [InlineData("ENOSPC", "No space left on device")]
+    [InlineData("EROFS", "the file system is mounted read-only (EROFS)")]
+    [InlineData("ENOSPC", "no space is left on the device (ENOSPC)")]
     public async Task Sigterm_StagingDirectoryCannotBeCreated_FailedFlushWithItsCauseAndExitOne(string errno, string cause)
     {
         using var dirs = new TestDirectories();
@@ -89,7 +89,7 @@ public sealed class HostileStagingTests
         sidecar.Process.Signal(Posix.SigTerm);
 
         var failed = await sidecar.Process.WaitForLineAsync(
-            $@"Checkpoint (\S+) \(preemption\) failed \(storage_error\): could not create the staging directory '{Regex.Escape(staging.MountPoint)}/\S+': {cause}");
+            $@"Checkpoint (\S+) \(preemption\) failed \(storage_error\): could not create the staging directory '{Regex.Escape(staging.MountPoint)}/\S+': {Regex.Escape(cause)}");
         var checkpointId = failed.Groups[1].Value;
         var metrics = await sidecar.ScrapeMetricsAsync();
         Assert.Equal(1, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_flush_failures_total{cause=\"storage_error\"}"));

@@ -49,7 +49,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
         var pipeline = new FlushPipeline(_store, options, planner, _time, NullLogger<FlushPipeline>.Instance);
         _stagingRoot = new StagingRoot(options.Value.StagingDir, NullLogger<StagingRoot>.Instance);
         _coordinator = new FlushCoordinator(
-            options, planner, pipeline, _store, _stagingRoot, new CheckpointMetrics(_registry), [_reporter], _time, _logger);
+            planner, pipeline, _store, _stagingRoot, new CheckpointMetrics(_registry), [_reporter], _time, _logger);
     }
 
     public Task InitializeAsync() => _coordinator.StartAsync(CancellationToken.None);
