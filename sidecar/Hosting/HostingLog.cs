@@ -21,4 +21,7 @@ internal static partial class HostingLog
 
     [LoggerMessage(EventId = 6, Level = LogLevel.Warning, Message = "Could not {Task} at start: {Problem}; starting anyway")]
     public static partial void HousekeepingFailed(ILogger logger, string task, string problem);
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Critical, Message = "SIGTERM could not start the preemption flush ({ExceptionType}: {Detail}); stopping with exit code 1")]
+    public static partial void TerminationFailed(ILogger logger, string exceptionType, string detail);
 }

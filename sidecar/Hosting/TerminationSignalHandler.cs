@@ -46,7 +46,23 @@ internal sealed class TerminationSignalHandler(
     {
         context.Cancel = true;
         HostingLog.SignalReceived(logger, context.Signal.ToString());
-        var ticket = coordinator.Terminate(TerminationSource.Signal);
+        TerminationTicket ticket;
+        try
+        {
+            ticket = coordinator.Terminate(TerminationSource.Signal);
+        }
+        catch (Exception e)
+        {
+            // Nothing may escape a signal handler: the runtime would abort the process with no log, no
+            // record and no Event. Known failures (no staging) already end as a failed flush; this is
+            // for the unforeseen ones.
+            var exceptionType = e.GetType().Name;
+            HostingLog.TerminationFailed(logger, exceptionType, e.Message);
+            Environment.ExitCode = 1;
+            lifetime.StopApplication();
+            return;
+        }
+
         if (Interlocked.Exchange(ref _stopping, 1) == 0)
         {
             _ = StopWhenFlushedAsync(ticket);
