@@ -142,19 +142,19 @@ public sealed class HostileSocketTests
         try
         {
             ProcessMemory before;
-            await using (var attachedEarlier = await sidecar.ConnectAsync())
+            var attachedEarlier = await sidecar.ConnectAsync();
+            Assert.Equal(CheckpointStatus.Committed, (await TrainerFiles.CheckpointAsync(attachedEarlier, 10, 0, ("model.bin", 1 << 20))).Status);
+            before = ProcessMemory.Of(pid);
+
+            for (var i = 0; i < Connections; i++)
             {
-                Assert.Equal(CheckpointStatus.Committed, (await TrainerFiles.CheckpointAsync(attachedEarlier, 10, 0, ("model.bin", 1 << 20))).Status);
-                before = ProcessMemory.Of(pid);
-
-                for (var i = 0; i < Connections; i++)
-                {
-                    hostile.Add(await StallingHttp2Client.OpenAsync(sidecar.SocketPath, "ReportDump", CallsEach, DeclaredMessageBytes));
-                }
-
-                var during = await TrainerFiles.CheckpointAsync(attachedEarlier, 20, 0, ("model.bin", 1 << 20));
-                Assert.Equal(CheckpointStatus.Committed, during.Status);
+                hostile.Add(await StallingHttp2Client.OpenAsync(sidecar.SocketPath, "ReportDump", CallsEach, DeclaredMessageBytes));
             }
+
+            var during = await TrainerFiles.CheckpointAsync(attachedEarlier, 20, 0, ("model.bin", 1 << 20));
+            Assert.Equal(CheckpointStatus.Committed, during.Status);
+            // Rank 0 attaches again below: only once the sidecar has seen this one leave.
+            await sidecar.DetachAsync(attachedEarlier);
 
             // The sidecar sheds every stalled connection by itself, in bounded time.
             var shed = Task.WhenAll(hostile.Select(c => c.ClosedByServer));
@@ -167,10 +167,10 @@ public sealed class HostileSocketTests
             var flooded = ProcessMemory.Of(pid);
             Assert.True(flooded.PeakResidentMiB - before.ResidentMiB < AllowedGrowthMiB, $"before: {before}; after the stalled connections: {flooded}");
 
-            await using (var attachedWhileOpen = await sidecar.ConnectAsync())
-            {
-                Assert.Equal(CheckpointStatus.Committed, (await TrainerFiles.CheckpointAsync(attachedWhileOpen, 30, 0, ("model.bin", 1 << 20))).Status);
-            }
+            var attachedWhileOpen = await sidecar.ConnectAsync();
+            Assert.Equal(CheckpointStatus.Committed, (await TrainerFiles.CheckpointAsync(attachedWhileOpen, 30, 0, ("model.bin", 1 << 20))).Status);
+            // Rank 0 attaches again below: only once the sidecar has seen this one leave.
+            await sidecar.DetachAsync(attachedWhileOpen);
         }
         finally
         {

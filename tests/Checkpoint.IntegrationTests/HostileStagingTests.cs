@@ -69,7 +69,7 @@ public sealed class HostileStagingTests
             await File.ReadAllBytesAsync(Path.Combine(movedAway, "rank-0/second-small.bin")),
             await File.ReadAllBytesAsync(Path.Combine(committed, "rank-0/second-small.bin")));
         IndependentCheck.AssertVerifies(committed);
-        await client.DisposeAsync();
+        await sidecar.DetachAsync(client);
         await StopAsync(sidecar);
         AssertNowhereIn(faultFs.Backing, secret);
     }
@@ -135,7 +135,7 @@ public sealed class HostileStagingTests
     }
 
     /// <summary>
-    /// Stops a sidecar that has no trainer attached (nothing to flush), so storage can be read
+    /// Stops a sidecar that has no trainer attached (nothing to flush; see <see cref="SidecarProcess.DetachAsync"/>), so storage can be read
     /// whole: its flush records are written in the background, locked while they are.
     /// </summary>
     private static async Task StopAsync(SidecarProcess sidecar)

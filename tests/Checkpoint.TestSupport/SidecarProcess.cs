@@ -64,6 +64,18 @@ public sealed class SidecarProcess : IAsyncDisposable
             HandleTermination = false,
         });
 
+    /// <summary>
+    /// Closes the client and waits until the sidecar has seen its trainer leave, as a trainer process
+    /// that exits does. The sidecar learns of a closed stream a moment after the client is gone; a
+    /// SIGTERM in between would start a preemption flush for a trainer that is about to leave.
+    /// </summary>
+    public async Task DetachAsync(CheckpointClient client)
+    {
+        var trainerId = client.TrainerId;
+        await client.DisposeAsync().ConfigureAwait(false);
+        await Process.WaitForLineAsync($@"Trainer {Regex.Escape(trainerId)} \(rank \d+\) detached").ConfigureAwait(false);
+    }
+
     public async Task<string> ScrapeMetricsAsync()
     {
         using var http = new HttpClient();

@@ -148,7 +148,7 @@ def test_unknown_checkpoint_is_not_found(procs, dirs):
 
 
 def test_periodic_checkpoint_commits_and_is_returned_for_resume(procs, dirs):
-    procs.sidecar()
+    sidecar = procs.sidecar()
     with client_for(dirs, checkpoint_every=10) as client:
         assert client.latest() is None
         assert not client.should_checkpoint(0) and not client.should_checkpoint(5)
@@ -168,6 +168,8 @@ def test_periodic_checkpoint_commits_and_is_returned_for_resume(procs, dirs):
         assert latest.metadata == {"epoch": "3"}
         assert (latest.rank_dir(0) / "sub" / "model.pt").is_file()
         assert_verifies(latest.directory)
+    # Rank 0 attaches again: only once the sidecar has seen the first client leave.
+    sidecar.wait_for_line(r"Trainer \S+ \(rank 0\) detached")
     with client_for(dirs, checkpoint_every=10) as resumed:
         assert resumed.latest().step == 10
         assert not resumed.should_checkpoint(10), "the step resumed from is not checkpointed again"
