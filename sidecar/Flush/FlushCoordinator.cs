@@ -329,52 +329,47 @@ internal sealed class FlushCoordinator : BackgroundService
         string trainerId, string checkpointId, long step, IReadOnlyList<string> files, IReadOnlyDictionary<string, string> metadata,
         TrainerPeer? caller = null)
     {
+        // Validation looks up every listed file: for a report of 100k files that takes a second or
+        // more, and no other call may wait on the lock meanwhile. So: check, validate unlocked, check again.
+        StagingDirectory staging;
+        IReadOnlySet<string> reportedByOthers;
         lock (_gate)
         {
-            var trainer = RequireTrainer(trainerId, caller);
-            if (!_sessions.TryGetValue(checkpointId, out var session))
-            {
-                throw new FlushRequestException(FlushRequestError.NotFound, $"checkpoint {UserText.Quote(checkpointId)} is not known to this sidecar");
-            }
+            (_, var session, staging) = AcceptingReport(trainerId, checkpointId, step, caller);
+            reportedByOthers = session.ReportedPaths;
+        }
 
-            if (session.State != SessionState.Collecting)
+        IReadOnlyList<StagedFile> staged = [];
+        var endedMeanwhile = false;
+        try
+        {
+            staged = StagingValidator.Validate(staging, files, reportedByOthers);
+        }
+        catch (InvalidReportException e)
+        {
+            throw new FlushRequestException(FlushRequestError.InvalidArgument, e.Message);
+        }
+        catch (ObjectDisposedException)
+        {
+            // The checkpoint ended (deadline, superseded) and closed its staging while its files were checked.
+            endedMeanwhile = true;
+        }
+
+        lock (_gate)
+        {
+            // The checkpoint may have ended, or another rank reported, while the files were checked.
+            var (trainer, session, _) = AcceptingReport(trainerId, checkpointId, step, caller);
+            if (endedMeanwhile)
             {
                 throw new FlushRequestException(FlushRequestError.FailedPrecondition,
-                    $"checkpoint {UserText.Quote(checkpointId)} no longer accepts reports ({session.State.ToString().ToLowerInvariant()})");
+                    $"checkpoint {UserText.Quote(checkpointId)} ended while its report was being checked");
             }
 
-            if (!session.ExpectedRanks.ContainsKey(trainerId))
-            {
-                throw new FlushRequestException(FlushRequestError.FailedPrecondition,
-                    $"rank {trainer.Rank} attached after checkpoint {UserText.Quote(checkpointId)} was requested and is not part of it");
-            }
-
-            if (session.HasReported(trainerId))
-            {
-                throw new FlushRequestException(FlushRequestError.AlreadyExists,
-                    $"rank {trainer.Rank} already reported checkpoint {UserText.Quote(checkpointId)}");
-            }
-
-            if (session.Staging is not { } staging)
-            {
-                throw new FlushRequestException(FlushRequestError.FailedPrecondition,
-                    $"checkpoint '{checkpointId}' has no staging directory and cannot take reports");
-            }
-
-            if (step < 0 || (session.Step ?? session.PendingStep ?? step) != step)
+            var reported = session.ReportedPaths;
+            if (staged.FirstOrDefault(f => reported.Contains(f.RelativePath)) is { } duplicate)
             {
                 throw new FlushRequestException(FlushRequestError.InvalidArgument,
-                    $"step {step} differs from step {session.Step ?? session.PendingStep} that this checkpoint holds");
-            }
-
-            IReadOnlyList<StagedFile> staged;
-            try
-            {
-                staged = StagingValidator.Validate(staging, files, session.ReportedPaths);
-            }
-            catch (InvalidReportException e)
-            {
-                throw new FlushRequestException(FlushRequestError.InvalidArgument, e.Message);
+                    new InvalidReportException(duplicate.RelativePath, "is listed more than once").Message);
             }
 
             session.AddReport(trainerId, new RankReport(trainer.Rank, step, staged, metadata), _time.GetUtcNow());
@@ -387,6 +382,50 @@ internal sealed class FlushCoordinator : BackgroundService
 
             return (session.ReportCount, session.ExpectedRanks.Count);
         }
+    }
+
+    /// <summary>The trainer, the checkpoint and its staging, when the checkpoint takes this trainer's report now.</summary>
+    /// <exception cref="FlushRequestException">Why it does not.</exception>
+    private (AttachedTrainer Trainer, CheckpointSession Session, StagingDirectory Staging) AcceptingReport(
+        string trainerId, string checkpointId, long step, TrainerPeer? caller)
+    {
+        var trainer = RequireTrainer(trainerId, caller);
+        if (!_sessions.TryGetValue(checkpointId, out var session))
+        {
+            throw new FlushRequestException(FlushRequestError.NotFound, $"checkpoint {UserText.Quote(checkpointId)} is not known to this sidecar");
+        }
+
+        if (session.State != SessionState.Collecting)
+        {
+            throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                $"checkpoint {UserText.Quote(checkpointId)} no longer accepts reports ({session.State.ToString().ToLowerInvariant()})");
+        }
+
+        if (!session.ExpectedRanks.ContainsKey(trainerId))
+        {
+            throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                $"rank {trainer.Rank} attached after checkpoint {UserText.Quote(checkpointId)} was requested and is not part of it");
+        }
+
+        if (session.HasReported(trainerId))
+        {
+            throw new FlushRequestException(FlushRequestError.AlreadyExists,
+                $"rank {trainer.Rank} already reported checkpoint {UserText.Quote(checkpointId)}");
+        }
+
+        if (session.Staging is not { } staging)
+        {
+            throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                $"checkpoint {UserText.Quote(checkpointId)} has no staging directory and cannot take reports");
+        }
+
+        if (step < 0 || (session.Step ?? session.PendingStep ?? step) != step)
+        {
+            throw new FlushRequestException(FlushRequestError.InvalidArgument,
+                $"step {step} differs from step {session.Step ?? session.PendingStep} that this checkpoint holds");
+        }
+
+        return (trainer, session, staging);
     }
 
     public Task<CheckpointOutcome> WaitAsync(string checkpointId, CancellationToken cancellationToken)

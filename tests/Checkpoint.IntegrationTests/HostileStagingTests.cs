@@ -74,6 +74,39 @@ public sealed class HostileStagingTests
         AssertNowhereIn(faultFs.Backing, secret);
     }
 
+    /// <remarks>
+    /// A report lists up to ~10,000 files; validating them looks each up, which takes seconds on a
+    /// large or slow staging volume. The lookup of the one file here is held by the fault-injecting
+    /// filesystem: meanwhile the sidecar must go on answering (here: GetStatus, which reads its
+    /// trainers under the same lock as reports).
+    /// </remarks>
+    [Fact]
+    public async Task ReportDump_ValidationHeldOnAFile_OtherCallsStillAnswered()
+    {
+        using var dirs = new TestDirectories();
+        await using var staging = await FaultFs.MountAsync(dirs.Root, name: "staging-fs");
+        await using var sidecar = await SidecarProcess.StartAsync(dirs,
+            overrides: new Dictionary<string, string> { ["CHECKPOINT_STAGING_DIR"] = staging.MountPoint });
+        await using var client = await sidecar.ConnectAsync();
+        var dump = await client.BeginCheckpointAsync(5, CheckpointReason.Manual);
+
+        // Written beside the mount, so the kernel has nothing of it cached: validation looks it up through faultfs.
+        var file = Path.Combine(staging.Backing, dump.CheckpointId, "rank-0", "model.bin");
+        Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+        await File.WriteAllBytesAsync(file, new byte[64 * 1024]);
+        staging.SetRules(new FaultRule("hold-lookup", "getattr", "*/rank-0/model.bin", "stall"));
+        var report = client.CompleteDumpAsync(dump, 5, ["rank-0/model.bin"], null);
+        await staging.WaitForTriggerAsync("hold-lookup");
+
+        var status = await client.GetStatusAsync().WaitAsync(ObservedProcess.DefaultTimeout);
+        Assert.Equal([0], status.Trainers.Select(t => t.Rank));
+        Assert.False(report.IsCompleted, "the report is still being validated");
+
+        staging.ReleaseAll();
+        await report;
+        Assert.Equal(CheckpointStatus.Committed, (await client.WaitForCheckpointAsync(dump.CheckpointId)).Status);
+    }
+
     [Theory]
     [InlineData("EROFS", "the file system is mounted read-only (EROFS)")]
     [InlineData("ENOSPC", "no space is left on the device (ENOSPC)")]

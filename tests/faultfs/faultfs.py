@@ -44,7 +44,7 @@ fuse_get_context = fusemod.fuse_get_context
 RULE_OPS = {
     "write", "read", "fsync", "fsyncdir", "rename", "create", "mkdir", "release",
     "flush", "open", "unlink", "rmdir", "truncate", "symlink", "link", "chmod",
-    "utimens",
+    "utimens", "getattr",
 }
 OP_ALIASES = {"close": "flush"}
 ACTIONS = {"stall", "eio", "errno", "flip_bit", "delay"}
@@ -410,6 +410,8 @@ class FaultFS:
 
     # ---- metadata --------------------------------------------------------
     def getattr(self, path, fh=None):
+        # Also the kernel's lookup of a name not in its cache: a stall here holds a path walk.
+        self._hook("getattr", path)
         fd = _fd(fh)
         st = os.fstat(fd) if fd is not None else os.lstat(self._full(path))
         d = {k: getattr(st, k) for k in (
