@@ -52,10 +52,12 @@ export CHECKPOINT_SIDECAR_BIN="$root/artifacts/sidecar/checkpoint-sidecar"
 echo "run-tests: building the solution"
 dotnet build Checkpoint.sln -c Release -nologo -v quiet
 
+# A test that hangs is reported by name and its test host stopped (--blame-hang-timeout), so a run
+# ends with a failure instead of hanging until CI gives up.
 log_dir=$(mktemp -d)
 trap 'rm -rf "$log_dir"' EXIT
 step "C# unit, integration and deploy tests" \
-  bash -o pipefail -c 'dotnet test Checkpoint.sln -c Release --no-build -nologo --logger "console;verbosity=normal" "$@" | tee "$0"' \
+  bash -o pipefail -c 'dotnet test Checkpoint.sln -c Release --no-build -nologo --logger "console;verbosity=normal" --blame-hang-timeout 15m --blame-hang-dump-type none "$@" | tee "$0"' \
   "$log_dir/dotnet.log" "$@"
 step "Python trainer SDK (real PyTorch, real sidecar)" \
   bash -o pipefail -c 'trainer-sdk/python/run-tests.sh | tee "$0"' "$log_dir/python.log"
