@@ -648,7 +648,7 @@ internal sealed class FlushCoordinator : BackgroundService
         }
     }
 
-    /// <summary>Records the outcome once: metrics, log, staging cleanup, then waiting callers.</summary>
+    /// <summary>Records the outcome once: staging cleanup, metrics, log, then waiting callers.</summary>
     /// <remarks>
     /// Waiting callers are told last: a trainer that learns the outcome, and an operator who scrapes
     /// right after it, find the metrics already updated and the staging directory gone. Reports that
@@ -663,8 +663,10 @@ internal sealed class FlushCoordinator : BackgroundService
                 return;
             }
 
-            RecordOutcome(session, outcome);
+            // Staging first: the outcome's log line is the last word on a checkpoint, and whoever
+            // reads it (a person, a test) finds the staging already gone.
             RemoveStaging(session);
+            RecordOutcome(session, outcome);
             session.Complete(outcome);
             _finishedOrder.Enqueue(session.Id);
             while (_finishedOrder.Count > FinishedSessionsKept)
