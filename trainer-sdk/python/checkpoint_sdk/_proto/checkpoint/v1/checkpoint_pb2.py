@@ -22,7 +22,7 @@ DESCRIPTOR = _descriptor.FileDescriptor(
   name='checkpoint/v1/checkpoint.proto',
   package='checkpoint.v1',
   syntax='proto3',
-  serialized_pb=_b('\n\x1e\x63heckpoint/v1/checkpoint.proto\x12\rcheckpoint.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"2\n\rAttachRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\"t\n\x0eSidecarCommand\x12+\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x17.checkpoint.v1.AttachedH\x00\x12*\n\x04\x64ump\x18\x02 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequestH\x00\x42\t\n\x07\x63ommand\"O\n\x08\x41ttached\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x98\x01\n\x0b\x44umpRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12,\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bstaging_dir\x18\x04 \x01(\t\"k\n\x16\x42\x65ginCheckpointRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12/\n\x06reason\x18\x03 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\"C\n\x17\x42\x65ginCheckpointResponse\x12(\n\x04\x64ump\x18\x01 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequest\"\xce\x01\n\x11ReportDumpRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\r\n\x05\x66iles\x18\x04 \x03(\t\x12@\n\x08metadata\x18\x05 \x03(\x0b\x32..checkpoint.v1.ReportDumpRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x12ReportDumpResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x16\n\x0eranks_reported\x18\x02 \x01(\x05\x12\x16\n\x0eranks_expected\x18\x03 \x01(\x05\"1\n\x18WaitForCheckpointRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\"\xb9\x01\n\x11\x43heckpointOutcome\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointStatus\x12\x11\n\tdirectory\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12,\n\x07timings\x18\x06 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\"`\n\x18NotifyTerminationRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x30\n\x06source\x18\x02 \x01(\x0e\x32 .checkpoint.v1.TerminationSource\"`\n\x19NotifyTerminationResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x1aGetLatestCheckpointRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\"P\n\x1bGetLatestCheckpointResponse\x12\x31\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1d.checkpoint.v1.CheckpointInfo\"\xab\x02\n\x0e\x43heckpointInfo\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x11\n\tdirectory\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12/\n\x06reason\x18\x04 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x08metadata\x18\x06 \x03(\x0b\x32+.checkpoint.v1.CheckpointInfo.MetadataEntry\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10GetStatusRequest\"\xde\x01\n\x11GetStatusResponse\x12/\n\x0cgrace_period\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08trainers\x18\x02 \x03(\x0b\x32\x1a.checkpoint.v1.TrainerInfo\x12\x13\n\x0bterminating\x18\x03 \x01(\x08\x12$\n\x1clast_committed_checkpoint_id\x18\x04 \x01(\t\x12/\n\nlast_flush\x18\x05 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\"H\n\x0bTrainerInfo\x12\x16\n\ntrainer_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xa8\x03\n\x0c\x46lushTimings\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12)\n\x06notify\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x64ump\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x63opy\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06verify\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05total\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62udget\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x62udget_used_ratio\x18\n \x01(\x01\x12\r\n\x05\x62ytes\x18\x0b \x01(\x03*\x95\x01\n\x10\x43heckpointReason\x12!\n\x1d\x43HECKPOINT_REASON_UNSPECIFIED\x10\x00\x12 \n\x1c\x43HECKPOINT_REASON_PREEMPTION\x10\x01\x12\x1e\n\x1a\x43HECKPOINT_REASON_PERIODIC\x10\x02\x12\x1c\n\x18\x43HECKPOINT_REASON_MANUAL\x10\x03*\x96\x01\n\x10\x43heckpointStatus\x12!\n\x1d\x43HECKPOINT_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43HECKPOINT_STATUS_COMMITTED\x10\x01\x12\x1c\n\x18\x43HECKPOINT_STATUS_FAILED\x10\x02\x12 \n\x1c\x43HECKPOINT_STATUS_SUPERSEDED\x10\x03*\x83\x01\n\x11TerminationSource\x12\"\n\x1eTERMINATION_SOURCE_UNSPECIFIED\x10\x00\x12%\n!TERMINATION_SOURCE_TRAINER_SIGNAL\x10\x01\x12#\n\x1fTERMINATION_SOURCE_PRESTOP_HOOK\x10\x02\x32\x97\x05\n\x11\x43heckpointService\x12G\n\x06\x41ttach\x12\x1c.checkpoint.v1.AttachRequest\x1a\x1d.checkpoint.v1.SidecarCommand0\x01\x12`\n\x0f\x42\x65ginCheckpoint\x12%.checkpoint.v1.BeginCheckpointRequest\x1a&.checkpoint.v1.BeginCheckpointResponse\x12Q\n\nReportDump\x12 .checkpoint.v1.ReportDumpRequest\x1a!.checkpoint.v1.ReportDumpResponse\x12^\n\x11WaitForCheckpoint\x12\'.checkpoint.v1.WaitForCheckpointRequest\x1a .checkpoint.v1.CheckpointOutcome\x12\x66\n\x11NotifyTermination\x12\'.checkpoint.v1.NotifyTerminationRequest\x1a(.checkpoint.v1.NotifyTerminationResponse\x12l\n\x13GetLatestCheckpoint\x12).checkpoint.v1.GetLatestCheckpointRequest\x1a*.checkpoint.v1.GetLatestCheckpointResponse\x12N\n\tGetStatus\x12\x1f.checkpoint.v1.GetStatusRequest\x1a .checkpoint.v1.GetStatusResponseB\x17\xaa\x02\x14\x43heckpoint.Protos.V1b\x06proto3')
+  serialized_pb=_b('\n\x1e\x63heckpoint/v1/checkpoint.proto\x12\rcheckpoint.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"X\n\rAttachRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nworld_size\x18\x03 \x01(\x05\x12\x10\n\x08world_id\x18\x04 \x01(\t\"t\n\x0eSidecarCommand\x12+\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x17.checkpoint.v1.AttachedH\x00\x12*\n\x04\x64ump\x18\x02 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequestH\x00\x42\t\n\x07\x63ommand\"O\n\x08\x41ttached\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x98\x01\n\x0b\x44umpRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12,\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bstaging_dir\x18\x04 \x01(\t\"\x99\x01\n\x16\x42\x65ginCheckpointRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12/\n\x06reason\x18\x03 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x17\x42\x65ginCheckpointResponse\x12(\n\x04\x64ump\x18\x01 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequest\"\xce\x01\n\x11ReportDumpRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\r\n\x05\x66iles\x18\x04 \x03(\t\x12@\n\x08metadata\x18\x05 \x03(\x0b\x32..checkpoint.v1.ReportDumpRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x12ReportDumpResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x16\n\x0eranks_reported\x18\x02 \x01(\x05\x12\x16\n\x0eranks_expected\x18\x03 \x01(\x05\"1\n\x18WaitForCheckpointRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\"\xd0\x01\n\x11\x43heckpointOutcome\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointStatus\x12\x11\n\tdirectory\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12,\n\x07timings\x18\x06 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\x12\x15\n\rmissing_ranks\x18\x07 \x03(\x05\"`\n\x18NotifyTerminationRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x30\n\x06source\x18\x02 \x01(\x0e\x32 .checkpoint.v1.TerminationSource\"`\n\x19NotifyTerminationResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x1aGetLatestCheckpointRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\"P\n\x1bGetLatestCheckpointResponse\x12\x31\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1d.checkpoint.v1.CheckpointInfo\"\xbf\x02\n\x0e\x43heckpointInfo\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x11\n\tdirectory\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12/\n\x06reason\x18\x04 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x08metadata\x18\x06 \x03(\x0b\x32+.checkpoint.v1.CheckpointInfo.MetadataEntry\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\x12\x12\n\nworld_size\x18\x08 \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10GetStatusRequest\"\xde\x01\n\x11GetStatusResponse\x12/\n\x0cgrace_period\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08trainers\x18\x02 \x03(\x0b\x32\x1a.checkpoint.v1.TrainerInfo\x12\x13\n\x0bterminating\x18\x03 \x01(\x08\x12$\n\x1clast_committed_checkpoint_id\x18\x04 \x01(\t\x12/\n\nlast_flush\x18\x05 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\"H\n\x0bTrainerInfo\x12\x16\n\ntrainer_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xd8\x03\n\x0c\x46lushTimings\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12)\n\x06notify\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x64ump\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x63opy\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06verify\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05total\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62udget\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x62udget_used_ratio\x18\n \x01(\x01\x12\r\n\x05\x62ytes\x18\x0b \x01(\x03\x12.\n\x0b\x63ommit_wait\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration*\x95\x01\n\x10\x43heckpointReason\x12!\n\x1d\x43HECKPOINT_REASON_UNSPECIFIED\x10\x00\x12 \n\x1c\x43HECKPOINT_REASON_PREEMPTION\x10\x01\x12\x1e\n\x1a\x43HECKPOINT_REASON_PERIODIC\x10\x02\x12\x1c\n\x18\x43HECKPOINT_REASON_MANUAL\x10\x03*\x96\x01\n\x10\x43heckpointStatus\x12!\n\x1d\x43HECKPOINT_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43HECKPOINT_STATUS_COMMITTED\x10\x01\x12\x1c\n\x18\x43HECKPOINT_STATUS_FAILED\x10\x02\x12 \n\x1c\x43HECKPOINT_STATUS_SUPERSEDED\x10\x03*\x83\x01\n\x11TerminationSource\x12\"\n\x1eTERMINATION_SOURCE_UNSPECIFIED\x10\x00\x12%\n!TERMINATION_SOURCE_TRAINER_SIGNAL\x10\x01\x12#\n\x1fTERMINATION_SOURCE_PRESTOP_HOOK\x10\x02\x32\x97\x05\n\x11\x43heckpointService\x12G\n\x06\x41ttach\x12\x1c.checkpoint.v1.AttachRequest\x1a\x1d.checkpoint.v1.SidecarCommand0\x01\x12`\n\x0f\x42\x65ginCheckpoint\x12%.checkpoint.v1.BeginCheckpointRequest\x1a&.checkpoint.v1.BeginCheckpointResponse\x12Q\n\nReportDump\x12 .checkpoint.v1.ReportDumpRequest\x1a!.checkpoint.v1.ReportDumpResponse\x12^\n\x11WaitForCheckpoint\x12\'.checkpoint.v1.WaitForCheckpointRequest\x1a .checkpoint.v1.CheckpointOutcome\x12\x66\n\x11NotifyTermination\x12\'.checkpoint.v1.NotifyTerminationRequest\x1a(.checkpoint.v1.NotifyTerminationResponse\x12l\n\x13GetLatestCheckpoint\x12).checkpoint.v1.GetLatestCheckpointRequest\x1a*.checkpoint.v1.GetLatestCheckpointResponse\x12N\n\tGetStatus\x12\x1f.checkpoint.v1.GetStatusRequest\x1a .checkpoint.v1.GetStatusResponseB\x17\xaa\x02\x14\x43heckpoint.Protos.V1b\x06proto3')
   ,
   dependencies=[google_dot_protobuf_dot_duration__pb2.DESCRIPTOR,google_dot_protobuf_dot_timestamp__pb2.DESCRIPTOR,])
 
@@ -51,8 +51,8 @@ _CHECKPOINTREASON = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2610,
-  serialized_end=2759,
+  serialized_start=2786,
+  serialized_end=2935,
 )
 _sym_db.RegisterEnumDescriptor(_CHECKPOINTREASON)
 
@@ -82,8 +82,8 @@ _CHECKPOINTSTATUS = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2762,
-  serialized_end=2912,
+  serialized_start=2938,
+  serialized_end=3088,
 )
 _sym_db.RegisterEnumDescriptor(_CHECKPOINTSTATUS)
 
@@ -109,8 +109,8 @@ _TERMINATIONSOURCE = _descriptor.EnumDescriptor(
   ],
   containing_type=None,
   options=None,
-  serialized_start=2915,
-  serialized_end=3046,
+  serialized_start=3091,
+  serialized_end=3222,
 )
 _sym_db.RegisterEnumDescriptor(_TERMINATIONSOURCE)
 
@@ -150,6 +150,20 @@ _ATTACHREQUEST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='world_size', full_name='checkpoint.v1.AttachRequest.world_size', index=2,
+      number=3, type=5, cpp_type=1, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='world_id', full_name='checkpoint.v1.AttachRequest.world_id', index=3,
+      number=4, type=9, cpp_type=9, label=1,
+      has_default_value=False, default_value=_b("").decode('utf-8'),
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -163,7 +177,7 @@ _ATTACHREQUEST = _descriptor.Descriptor(
   oneofs=[
   ],
   serialized_start=114,
-  serialized_end=164,
+  serialized_end=202,
 )
 
 
@@ -203,8 +217,8 @@ _SIDECARCOMMAND = _descriptor.Descriptor(
       name='command', full_name='checkpoint.v1.SidecarCommand.command',
       index=0, containing_type=None, fields=[]),
   ],
-  serialized_start=166,
-  serialized_end=282,
+  serialized_start=204,
+  serialized_end=320,
 )
 
 
@@ -241,8 +255,8 @@ _ATTACHED = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=284,
-  serialized_end=363,
+  serialized_start=322,
+  serialized_end=401,
 )
 
 
@@ -293,8 +307,8 @@ _DUMPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=366,
-  serialized_end=518,
+  serialized_start=404,
+  serialized_end=556,
 )
 
 
@@ -326,6 +340,13 @@ _BEGINCHECKPOINTREQUEST = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='deadline', full_name='checkpoint.v1.BeginCheckpointRequest.deadline', index=3,
+      number=4, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -338,8 +359,8 @@ _BEGINCHECKPOINTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=520,
-  serialized_end=627,
+  serialized_start=559,
+  serialized_end=712,
 )
 
 
@@ -369,8 +390,8 @@ _BEGINCHECKPOINTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=629,
-  serialized_end=696,
+  serialized_start=714,
+  serialized_end=781,
 )
 
 
@@ -407,8 +428,8 @@ _REPORTDUMPREQUEST_METADATAENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=858,
-  serialized_end=905,
+  serialized_start=943,
+  serialized_end=990,
 )
 
 _REPORTDUMPREQUEST = _descriptor.Descriptor(
@@ -465,8 +486,8 @@ _REPORTDUMPREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=699,
-  serialized_end=905,
+  serialized_start=784,
+  serialized_end=990,
 )
 
 
@@ -510,8 +531,8 @@ _REPORTDUMPRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=907,
-  serialized_end=998,
+  serialized_start=992,
+  serialized_end=1083,
 )
 
 
@@ -541,8 +562,8 @@ _WAITFORCHECKPOINTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1000,
-  serialized_end=1049,
+  serialized_start=1085,
+  serialized_end=1134,
 )
 
 
@@ -595,6 +616,13 @@ _CHECKPOINTOUTCOME = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='missing_ranks', full_name='checkpoint.v1.CheckpointOutcome.missing_ranks', index=6,
+      number=7, type=5, cpp_type=1, label=3,
+      has_default_value=False, default_value=[],
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -607,8 +635,8 @@ _CHECKPOINTOUTCOME = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1052,
-  serialized_end=1237,
+  serialized_start=1137,
+  serialized_end=1345,
 )
 
 
@@ -645,8 +673,8 @@ _NOTIFYTERMINATIONREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1239,
-  serialized_end=1335,
+  serialized_start=1347,
+  serialized_end=1443,
 )
 
 
@@ -683,8 +711,8 @@ _NOTIFYTERMINATIONRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1337,
-  serialized_end=1433,
+  serialized_start=1445,
+  serialized_end=1541,
 )
 
 
@@ -714,8 +742,8 @@ _GETLATESTCHECKPOINTREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1435,
-  serialized_end=1477,
+  serialized_start=1543,
+  serialized_end=1585,
 )
 
 
@@ -745,8 +773,8 @@ _GETLATESTCHECKPOINTRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1479,
-  serialized_end=1559,
+  serialized_start=1587,
+  serialized_end=1667,
 )
 
 
@@ -783,8 +811,8 @@ _CHECKPOINTINFO_METADATAENTRY = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=858,
-  serialized_end=905,
+  serialized_start=943,
+  serialized_end=990,
 )
 
 _CHECKPOINTINFO = _descriptor.Descriptor(
@@ -843,6 +871,13 @@ _CHECKPOINTINFO = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='world_size', full_name='checkpoint.v1.CheckpointInfo.world_size', index=7,
+      number=8, type=5, cpp_type=1, label=1,
+      has_default_value=False, default_value=0,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -855,8 +890,8 @@ _CHECKPOINTINFO = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1562,
-  serialized_end=1861,
+  serialized_start=1670,
+  serialized_end=1989,
 )
 
 
@@ -879,8 +914,8 @@ _GETSTATUSREQUEST = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1863,
-  serialized_end=1881,
+  serialized_start=1991,
+  serialized_end=2009,
 )
 
 
@@ -938,8 +973,8 @@ _GETSTATUSRESPONSE = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=1884,
-  serialized_end=2106,
+  serialized_start=2012,
+  serialized_end=2234,
 )
 
 
@@ -983,8 +1018,8 @@ _TRAINERINFO = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2108,
-  serialized_end=2180,
+  serialized_start=2236,
+  serialized_end=2308,
 )
 
 
@@ -1072,6 +1107,13 @@ _FLUSHTIMINGS = _descriptor.Descriptor(
       message_type=None, enum_type=None, containing_type=None,
       is_extension=False, extension_scope=None,
       options=None, file=DESCRIPTOR),
+    _descriptor.FieldDescriptor(
+      name='commit_wait', full_name='checkpoint.v1.FlushTimings.commit_wait', index=11,
+      number=12, type=11, cpp_type=10, label=1,
+      has_default_value=False, default_value=None,
+      message_type=None, enum_type=None, containing_type=None,
+      is_extension=False, extension_scope=None,
+      options=None, file=DESCRIPTOR),
   ],
   extensions=[
   ],
@@ -1084,8 +1126,8 @@ _FLUSHTIMINGS = _descriptor.Descriptor(
   extension_ranges=[],
   oneofs=[
   ],
-  serialized_start=2183,
-  serialized_end=2607,
+  serialized_start=2311,
+  serialized_end=2783,
 )
 
 _SIDECARCOMMAND.fields_by_name['attached'].message_type = _ATTACHED
@@ -1100,6 +1142,7 @@ _ATTACHED.fields_by_name['grace_period'].message_type = google_dot_protobuf_dot_
 _DUMPREQUEST.fields_by_name['reason'].enum_type = _CHECKPOINTREASON
 _DUMPREQUEST.fields_by_name['deadline'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 _BEGINCHECKPOINTREQUEST.fields_by_name['reason'].enum_type = _CHECKPOINTREASON
+_BEGINCHECKPOINTREQUEST.fields_by_name['deadline'].message_type = google_dot_protobuf_dot_timestamp__pb2._TIMESTAMP
 _BEGINCHECKPOINTRESPONSE.fields_by_name['dump'].message_type = _DUMPREQUEST
 _REPORTDUMPREQUEST_METADATAENTRY.containing_type = _REPORTDUMPREQUEST
 _REPORTDUMPREQUEST.fields_by_name['metadata'].message_type = _REPORTDUMPREQUEST_METADATAENTRY
@@ -1123,6 +1166,7 @@ _FLUSHTIMINGS.fields_by_name['verify'].message_type = google_dot_protobuf_dot_du
 _FLUSHTIMINGS.fields_by_name['commit'].message_type = google_dot_protobuf_dot_duration__pb2._DURATION
 _FLUSHTIMINGS.fields_by_name['total'].message_type = google_dot_protobuf_dot_duration__pb2._DURATION
 _FLUSHTIMINGS.fields_by_name['budget'].message_type = google_dot_protobuf_dot_duration__pb2._DURATION
+_FLUSHTIMINGS.fields_by_name['commit_wait'].message_type = google_dot_protobuf_dot_duration__pb2._DURATION
 DESCRIPTOR.message_types_by_name['AttachRequest'] = _ATTACHREQUEST
 DESCRIPTOR.message_types_by_name['SidecarCommand'] = _SIDECARCOMMAND
 DESCRIPTOR.message_types_by_name['Attached'] = _ATTACHED
@@ -1312,8 +1356,8 @@ _CHECKPOINTSERVICE = _descriptor.ServiceDescriptor(
   file=DESCRIPTOR,
   index=0,
   options=None,
-  serialized_start=3049,
-  serialized_end=3712,
+  serialized_start=3225,
+  serialized_end=3888,
   methods=[
   _descriptor.MethodDescriptor(
     name='Attach',
