@@ -19,6 +19,12 @@ internal static class Kustomize
         "deploy/examples/indexed-job",
     ];
 
+    /// <summary>The examples whose pods form one job spanning many pods, sharing one job directory.</summary>
+    public static readonly string[] MultiPodExamples =
+    [
+        "deploy/examples/indexed-job",
+    ];
+
     private static readonly Dictionary<string, Task<string>> Rendered = [];
 
     /// <summary>`kubectl kustomize dir`, once per directory per test run; fails the test with kubectl's message.</summary>
