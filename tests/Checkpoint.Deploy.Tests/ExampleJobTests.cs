@@ -380,6 +380,36 @@ public sealed class ExampleJobTests
     }
 
     [Fact]
+    public async Task JobSet_RanksItsChildJobsPodsAsOneWorld_AndRestartsOnlyWhenAChildJobCannot()
+    {
+        var (kind, root) = Assert.Single(await Workloads.WorkloadsAsync("deploy/examples/jobset"));
+        Assert.Equal(Workloads.JobSet, kind);
+        var name = Yaml.Scalar(root, "metadata", "name");
+        Assert.Equal("true", Yaml.Scalar(root, "spec", "network", "enableDNSHostnames"));
+        var subdomain = Yaml.Scalar(root, "spec", "network", "subdomain") ?? name;
+
+        // Every old pod (and its flush) is gone before a restart's pods start.
+        Assert.Equal("BlockingRecreate", Yaml.Scalar(root, "spec", "failurePolicy", "restartStrategy"));
+        // A child Job failed by its FailJob rule (a non-retriable exit) fails the JobSet instead of restarting it.
+        var rules = Yaml.Load(Yaml.Text(Yaml.Child(root, "spec", "failurePolicy", "rules")!)).AsArray();
+        var rule = Assert.Single(rules);
+        Assert.Equal("FailJobSet", rule!["action"]!.GetValue<string>());
+        Assert.Equal(["PodFailurePolicy"], rule["onJobFailureReasons"]!.AsArray().Select(r => r!.GetValue<string>()));
+
+        var pod = Assert.Single(await Manifests.PodsAsync("deploy/examples/jobset"));
+        Assert.Equal("Indexed", pod.Job!.CompletionMode);
+        var replicatedJob = Regex.Match(pod.Where, @"\((.+)\)").Groups[1].Value;
+        var trainer = Manifests.Trainer(pod.Spec);
+        var command = string.Join(' ', trainer.Args);
+        // Node rank = job index * pods per child Job + completion index; node 0 is the master.
+        Assert.Contains($"--node-rank=\"$((JOB_INDEX * {pod.Job.Parallelism} + JOB_COMPLETION_INDEX))\"", command, StringComparison.Ordinal);
+        Assert.Contains($"--master-addr={name}-{replicatedJob}-0-0.{subdomain} ", command, StringComparison.Ordinal);
+        Assert.Equal("metadata.annotations['jobset.sigs.k8s.io/job-index']", Manifests.EnvVar(trainer, "JOB_INDEX")?.ValueFrom?.FieldRef?.FieldPath);
+        Assert.Equal("metadata.annotations['batch.kubernetes.io/job-completion-index']",
+            Manifests.EnvVar(trainer, "JOB_COMPLETION_INDEX")?.ValueFrom?.FieldRef?.FieldPath);
+    }
+
+    [Fact]
     public async Task Rbac_GrantsOnlyGetAndWatchOnPodsAndCreateOnEvents()
     {
         var role = Assert.Single(await Manifests.ResourcesAsync<V1Role>("deploy/base", "Role"));
