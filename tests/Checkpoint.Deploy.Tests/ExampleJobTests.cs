@@ -410,6 +410,36 @@ public sealed class ExampleJobTests
     }
 
     [Fact]
+    public async Task PyTorchJob_IsAMasterAndWorkers_RestartedOnFailure_WithThePytorchContainerTheOperatorLooksFor()
+    {
+        var (kind, root) = Assert.Single(await Workloads.WorkloadsAsync("deploy/examples/pytorchjob"));
+        Assert.Equal(Workloads.PyTorchJob, kind);
+        var replicaSpecs = (YamlDotNet.RepresentationModel.YamlMappingNode)Yaml.Child(root, "spec", "pytorchReplicaSpecs")!;
+        Assert.Equal(["Master", "Worker"], replicaSpecs.Children.Keys.Select(k => k.ToString()).Order(StringComparer.Ordinal));
+        Assert.Equal("1", Yaml.Scalar(replicaSpecs, "Master", "replicas"));
+        foreach (var replicaType in new[] { "Master", "Worker" })
+        {
+            // ExitCode would take torchrun's 1 (every worker failure, preemptions included) as permanent.
+            Assert.Equal("OnFailure", Yaml.Scalar(replicaSpecs, replicaType, "restartPolicy"));
+        }
+
+        Assert.NotNull(Yaml.Scalar(root, "spec", "runPolicy", "backoffLimit"));
+        foreach (var pod in await Manifests.PodsAsync("deploy/examples/pytorchjob"))
+        {
+            // The operator sets MASTER_ADDR, MASTER_PORT, RANK ... in the container named "pytorch", and reads
+            // the master's port from its port named pytorchjob-port.
+            var trainer = Manifests.Trainer(pod.Spec);
+            Assert.Equal("pytorch", trainer.Name);
+            Assert.Contains(trainer.Ports, p => p.Name == "pytorchjob-port");
+            var command = string.Join(' ', trainer.Args);
+            Assert.Contains("--node-rank=\"$RANK\"", command, StringComparison.Ordinal);
+            Assert.Contains("--master-addr=\"$MASTER_ADDR\" --master-port=\"$MASTER_PORT\"", command, StringComparison.Ordinal);
+            // The replica spec's restartPolicy is the one that counts; the template leaves it alone.
+            Assert.Null(pod.Spec.RestartPolicy);
+        }
+    }
+
+    [Fact]
     public async Task Rbac_GrantsOnlyGetAndWatchOnPodsAndCreateOnEvents()
     {
         var role = Assert.Single(await Manifests.ResourcesAsync<V1Role>("deploy/base", "Role"));

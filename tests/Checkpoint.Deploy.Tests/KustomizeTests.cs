@@ -33,8 +33,8 @@ public sealed class KustomizeTests
         string[] expected =
         [
             "deploy/base", "deploy/examples/indexed-job", "deploy/examples/job-native-sidecar",
-            "deploy/examples/job-regular-sidecar", "deploy/examples/jobset", "deploy/observability",
-            "deploy/storage/nfs",
+            "deploy/examples/job-regular-sidecar", "deploy/examples/jobset", "deploy/examples/pytorchjob",
+            "deploy/observability", "deploy/storage/nfs",
         ];
         Assert.Subset(Kustomize.Directories.ToHashSet(), expected.ToHashSet());
     }

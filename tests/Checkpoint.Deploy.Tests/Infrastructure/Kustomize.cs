@@ -18,6 +18,7 @@ internal static class Kustomize
         "deploy/examples/job-native-sidecar",
         "deploy/examples/indexed-job",
         "deploy/examples/jobset",
+        "deploy/examples/pytorchjob",
     ];
 
     /// <summary>The examples whose pods form one job spanning many pods, sharing one job directory.</summary>
@@ -25,6 +26,7 @@ internal static class Kustomize
     [
         "deploy/examples/indexed-job",
         "deploy/examples/jobset",
+        "deploy/examples/pytorchjob",
     ];
 
     private static readonly Dictionary<string, Task<string>> Rendered = [];
