@@ -322,6 +322,24 @@ public sealed class ExampleJobTests
         Assert.Single(pods.Select(p => Manifests.EnvVar(Manifests.Sidecar(p.Spec), "CHECKPOINT_JOB_NAME")!.ValueFrom!.FieldRef.FieldPath).Distinct());
     }
 
+    [Fact]
+    public async Task DeployReadme_TablesTheJobNameLabelOfEveryMultiPodExample()
+    {
+        var readme = await File.ReadAllTextAsync(Path.Combine(RepoPaths.Root, "deploy", "README.md"));
+        var rows = Regex.Matches(readme, @"^\|.*\|$", RegexOptions.Multiline).Select(m => m.Value).ToList();
+        foreach (var example in Kustomize.MultiPodExamples)
+        {
+            var pod = (await Manifests.PodsAsync(example))[0];
+            var label = Workloads.JobNameLabel[pod.Kind];
+            var row = Assert.Single(rows, r => r.TrimEnd('|').Split('|')[^1].Contains($"`{Path.GetFileName(example)}`", StringComparison.Ordinal));
+            Assert.Contains($"`{label}`", row.Split('|')[2], StringComparison.Ordinal);
+        }
+
+        // The torchrun pitfall and its recipe are documented where the examples point.
+        Assert.Contains("## torchrun and the grace period", readme, StringComparison.Ordinal);
+        Assert.Contains("## Jobs that span many pods", readme, StringComparison.Ordinal);
+    }
+
     [Theory]
     [MemberData(nameof(MultiPodExamples))]
     public async Task MultiPodExample_GivesTorchrunAWorldOfEveryPod(string example)
