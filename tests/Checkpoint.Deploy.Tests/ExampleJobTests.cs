@@ -322,6 +322,54 @@ public sealed class ExampleJobTests
         Assert.Single(pods.Select(p => Manifests.EnvVar(Manifests.Sidecar(p.Spec), "CHECKPOINT_JOB_NAME")!.ValueFrom!.FieldRef.FieldPath).Distinct());
     }
 
+    [Theory]
+    [MemberData(nameof(Examples))]
+    public async Task PodMonitor_LabelsEveryPodOfAnExampleWithTheJobItCheckpointsFor(string example)
+    {
+        var podMonitor = KustomizeTests.Kind(await Kustomize.BuildDocumentsAsync("deploy/observability"), "PodMonitor")!;
+        var relabelings = podMonitor["spec"]!["podMetricsEndpoints"]![0]!["relabelings"]!.AsArray()
+            .Where(r => r!["action"]!.GetValue<string>() == "replace" && r["targetLabel"]!.GetValue<string>() == "job_name")
+            .ToList();
+        foreach (var pod in await Manifests.PodsAsync(example))
+        {
+            // The labels the pod's controllers put on it (besides the template's own).
+            var labels = new Dictionary<string, string>(pod.Template.Metadata?.Labels ?? new Dictionary<string, string>());
+            switch (pod.Kind)
+            {
+                case Workloads.BatchJob:
+                    labels["job-name"] = labels["batch.kubernetes.io/job-name"] = pod.Name;
+                    break;
+                case Workloads.JobSet:
+                    var childJob = $"{pod.Name}-{Regex.Match(pod.Where, @"\((.+)\)").Groups[1].Value}-0";
+                    labels["job-name"] = labels["batch.kubernetes.io/job-name"] = childJob;
+                    labels["jobset.sigs.k8s.io/jobset-name"] = pod.Name;
+                    break;
+                case Workloads.PyTorchJob:
+                    labels["training.kubeflow.org/job-name"] = pod.Name;
+                    break;
+            }
+
+            // Prometheus's pod discovery: __meta_kubernetes_pod_label_<name, non-alphanumerics as _>.
+            var meta = labels.ToDictionary(kv => "__meta_kubernetes_pod_label_" + Regex.Replace(kv.Key, "[^a-zA-Z0-9_]", "_"), kv => kv.Value);
+            string? jobName = null;
+            foreach (var rule in relabelings)
+            {
+                var source = Assert.Single(rule!["sourceLabels"]!.AsArray())!.GetValue<string>();
+                Assert.Equal("(.+)", rule["regex"]!.GetValue<string>());
+                if (meta.TryGetValue(source, out var value) && value.Length > 0)
+                {
+                    jobName = value;
+                }
+            }
+
+            // The same name the sidecar names the job's directory by.
+            var fromEnv = Manifests.EnvVar(Manifests.Sidecar(pod.Spec), "CHECKPOINT_JOB_NAME")!;
+            var directory = fromEnv.Value ?? labels[Regex.Match(fromEnv.ValueFrom.FieldRef.FieldPath, @"^metadata\.labels\['(.+)'\]$").Groups[1].Value];
+            Assert.Equal(pod.Name, jobName);
+            Assert.Equal(directory, jobName);
+        }
+    }
+
     [Fact]
     public async Task DeployReadme_TablesTheJobNameLabelOfEveryMultiPodExample()
     {
