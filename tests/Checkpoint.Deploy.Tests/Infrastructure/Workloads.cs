@@ -44,9 +44,11 @@ internal static class Workloads
 
     /// <summary>
     /// Fields the CRDs' API types define outside the pod templates (JobSet v1alpha2 jobset_types.go;
-    /// training operator kubeflow.org/v1 pytorch_types.go and common_types.go). The pod templates
-    /// themselves are parsed strictly as Kubernetes types; this catches a misspelt field around them,
-    /// which the API server would drop (pruning) or refuse (strict field validation).
+    /// training operator kubeflow.org/v1 pytorch_types.go and common_types.go), leaving out the ones
+    /// JobSet added lately (groupName, volumeClaimPolicies, onJobFailureMessagePatterns) so that the
+    /// examples keep working with older controllers. The
+    /// pod templates themselves are parsed strictly as Kubernetes types; this catches a misspelt field
+    /// around them, which the API server would drop (pruning) or refuse (strict field validation).
     /// </summary>
     public static readonly IReadOnlyDictionary<string, string[]> CrdFields = new Dictionary<string, string[]>
     {
