@@ -30,6 +30,9 @@ public sealed partial class CheckpointClient : IAsyncDisposable
     private readonly Proto.CheckpointService.CheckpointServiceClient sidecar;
     private readonly SidecarErrors errors;
 
+    // Who this process is, sent on the first attachment and on every reattachment; fixed at connect.
+    private readonly Proto.AttachRequest attachRequest;
+
     // Cancelled on dispose: ends the Attach stream (which detaches), reattaching, and every background wait.
     private readonly CancellationTokenSource lifetime = new();
 
@@ -45,10 +48,26 @@ public sealed partial class CheckpointClient : IAsyncDisposable
         this.channel = channel;
         sidecar = new Proto.CheckpointService.CheckpointServiceClient(channel);
         errors = new SidecarErrors(options.SocketPath);
+        attachRequest = new Proto.AttachRequest
+        {
+            Rank = options.Rank,
+            Description = options.Description ?? string.Empty,
+            WorldSize = options.WorldSize,
+            WorldId = options.WorldId,
+        };
     }
 
     /// <summary>The rank this process attached with.</summary>
-    public int Rank => options.Rank;
+    public int Rank => attachRequest.Rank;
+
+    /// <summary>
+    /// The number of ranks in the whole job this process attached with (<see cref="CheckpointClientOptions.WorldSize"/>);
+    /// 0 for a single-pod job.
+    /// </summary>
+    public int WorldSize => attachRequest.WorldSize;
+
+    /// <summary>The run of the world this process attached with (<see cref="CheckpointClientOptions.WorldId"/>); empty for none.</summary>
+    public string WorldId => attachRequest.WorldId;
 
     /// <summary>Whether the sidecar is waiting for this process to dump; check it at every step boundary.</summary>
     public bool DumpRequested => PendingDump is not null;
