@@ -147,7 +147,10 @@ public sealed partial class CheckpointClient : IAsyncDisposable
     /// <param name="reason"><see cref="CheckpointReason.Periodic"/> or <see cref="CheckpointReason.Manual"/>.</param>
     /// <param name="cancellationToken">Abandons the call.</param>
     /// <returns>Where to write the checkpoint's files.</returns>
-    /// <exception cref="ArgumentException"><paramref name="reason"/> is <see cref="CheckpointReason.Preemption"/>, which only the sidecar starts.</exception>
+    /// <exception cref="ArgumentException">
+    /// <paramref name="reason"/> is <see cref="CheckpointReason.Preemption"/>: the sidecar pushes its own pod's preemption dump,
+    /// and a job-wide one needs a deadline (<see cref="BeginJobPreemptionCheckpointAsync"/>).
+    /// </exception>
     /// <exception cref="CheckpointException">
     /// The sidecar refused (for example while the pod terminates) or could not be reached;
     /// <see cref="CheckpointErrorCode.Unavailable"/> at once while the client is detached (see <see cref="IsAttached"/>).
@@ -157,7 +160,8 @@ public sealed partial class CheckpointClient : IAsyncDisposable
         if (reason is not (CheckpointReason.Periodic or CheckpointReason.Manual))
         {
             throw new ArgumentException(
-                $"A trainer asks for {CheckpointReason.Periodic} or {CheckpointReason.Manual} checkpoints; preemption checkpoints are pushed by the sidecar.",
+                $"A trainer asks for {CheckpointReason.Periodic} or {CheckpointReason.Manual} checkpoints here. The sidecar pushes its own pod's " +
+                $"preemption dump; to join a job-wide preemption checkpoint, call {nameof(BeginJobPreemptionCheckpointAsync)} with the agreed deadline.",
                 nameof(reason));
         }
 
