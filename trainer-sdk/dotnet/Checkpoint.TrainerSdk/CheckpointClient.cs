@@ -20,6 +20,11 @@ namespace Checkpoint.TrainerSdk;
 /// (the usual way: the model is consistent there) or with a callback registered through <see cref="OnDumpRequested"/>.
 /// </para>
 /// <para>
+/// In a job of many pods give the world in <see cref="CheckpointClientOptions.WorldSize"/> and
+/// <see cref="CheckpointClientOptions.WorldId"/>: checkpoints are then committed job-wide, and when any pod is preempted
+/// every rank joins the job's preemption checkpoint through <see cref="BeginJobPreemptionCheckpointAsync"/>.
+/// </para>
+/// <para>
 /// Every failure talking to the sidecar surfaces as <see cref="CheckpointException"/>. Members are safe to call from any thread.
 /// </para>
 /// </remarks>
