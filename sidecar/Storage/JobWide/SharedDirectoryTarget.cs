@@ -175,6 +175,7 @@ internal sealed class SharedDirectoryTarget(
         }
 
         var newest = committed[0].Step;
+        var retired = new List<string>();
         foreach (var (name, step) in steps)
         {
             var isCommitted = committed.Any(c => c.Step == step);
@@ -182,11 +183,20 @@ internal sealed class SharedDirectoryTarget(
             // one (no pod writes a step older than one every rank has sealed past). Newer uncommitted
             // steps are being written by someone: never touched.
             var retire = isCommitted ? committed.FindIndex(c => c.Step == step) >= keep : step < newest;
-            if (!retire)
+            if (retire)
             {
-                continue;
+                retired.Add(name);
             }
+        }
 
+        // Checkpoints of format 1 predate every step: they go once `keep` steps are committed.
+        if (committed.Count >= keep)
+        {
+            retired.AddRange(layout.CommittedCandidates());
+        }
+
+        foreach (var name in retired)
+        {
             var path = Path.Combine(layout.JobDirectory, name);
             var deleting = path + CheckpointLayout.DeletingSuffix;
             try

@@ -159,23 +159,8 @@ public sealed class SharedDirectoryTargetTests : IDisposable
     [Fact]
     public async Task Resume_Format1CheckpointsAreStillFound_AndAStepIsPreferred()
     {
-        var staging = _temp.CreateStaging();
-        TempDirectory.WriteFile(staging.Path, "rank-0/model.bin", TempDirectory.RandomBytes(100, 3));
-        var staged = StagingValidator.Validate(staging, ["rank-0/model.bin"], new HashSet<string>(StringComparer.Ordinal));
         const string legacyId = "20261129T024500123Z-periodic-00000000000000ab";
-        var partial = _store.CreatePartialDirectory(legacyId);
-        var copy = await new CheckpointCopier(1, BufferSize, TimeProvider.System).CopyAndVerifyAsync(staged, partial, null, CancellationToken.None);
-        _store.Commit(new CheckpointManifest
-        {
-            FormatVersion = CheckpointManifest.CurrentFormatVersion,
-            Id = legacyId,
-            Step = 40,
-            Created = Now,
-            Reason = "periodic",
-            Files = copy.Files,
-            Ranks = [new ManifestRank(0, 40, new Dictionary<string, string>())],
-            Timings = SomeTimings,
-        });
+        await CommitFormat1Async(legacyId);
         Assert.Equal(legacyId, _store.FindLatestValid(verifyHashes: true, BufferSize, null, CancellationToken.None)?.Id);
 
         await CommitSinglePodAsync(step: 41, seed: 4);
@@ -186,6 +171,7 @@ public sealed class SharedDirectoryTargetTests : IDisposable
     [Fact]
     public async Task Retention_KeepsNewestCommitted_SweepsOlderUncommitted_NeverTouchesNewerUncommitted()
     {
+        await CommitFormat1Async("20261129T024500123Z-periodic-00000000000000ab");
         for (var step = 1; step <= 4; step++)
         {
             await CommitSinglePodAsync(step, seed: step);
@@ -200,6 +186,19 @@ public sealed class SharedDirectoryTargetTests : IDisposable
 
         Assert.Equal(["step-000000003", "step-000000004", "step-000000009"], _layout.StepCandidates().Select(c => c.Name).Order(StringComparer.Ordinal));
         Assert.Empty(Directory.GetDirectories(_layout.JobDirectory, "*.deleting"));
+        Assert.Empty(_layout.CommittedCandidates());
+    }
+
+    [Fact]
+    public async Task Retention_FewerStepsThanKeep_LeavesFormat1Checkpoints()
+    {
+        const string legacyId = "20261129T024500123Z-periodic-00000000000000ab";
+        await CommitFormat1Async(legacyId);
+        await CommitSinglePodAsync(step: 1, seed: 1);
+
+        Target("pod-a").ApplyRetention(keep: 2);
+
+        Assert.Equal([legacyId], _layout.CommittedCandidates());
     }
 
     [Fact]
@@ -214,6 +213,26 @@ public sealed class SharedDirectoryTargetTests : IDisposable
         Assert.Null(ShardName.Parse("run1_pod_0a1b2c3d_r3-1.json"));
         Assert.Null(ShardName.Parse("RUN_pod_0a1b2c3d_r0.json"));
         Assert.Null(ShardName.Parse("run1_pod_x_r0.json"));
+    }
+
+    private async Task CommitFormat1Async(string legacyId)
+    {
+        var staging = _temp.CreateStaging();
+        TempDirectory.WriteFile(staging.Path, "rank-0/model.bin", TempDirectory.RandomBytes(100, 3));
+        var staged = StagingValidator.Validate(staging, ["rank-0/model.bin"], new HashSet<string>(StringComparer.Ordinal));
+        var partial = _store.CreatePartialDirectory(legacyId);
+        var copy = await new CheckpointCopier(1, BufferSize, TimeProvider.System).CopyAndVerifyAsync(staged, partial, null, CancellationToken.None);
+        _store.Commit(new CheckpointManifest
+        {
+            FormatVersion = CheckpointManifest.CurrentFormatVersion,
+            Id = legacyId,
+            Step = 40,
+            Created = Now,
+            Reason = "periodic",
+            Files = copy.Files,
+            Ranks = [new ManifestRank(0, 40, new Dictionary<string, string>())],
+            Timings = SomeTimings,
+        });
     }
 
     private SharedDirectoryTarget Target(string pod) =>
