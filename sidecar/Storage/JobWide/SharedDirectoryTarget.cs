@@ -140,15 +140,15 @@ internal sealed class SharedDirectoryTarget(
             PublishedBy = _pod,
             Shards = shards.OrderBy(s => s.Ranks.Min(r => r.Rank)).ToList(),
         };
-        var publishedHere = Publish(manifest, shard.Name);
-        var committed = publishedHere ? manifest : ReadJobManifest(step) ?? throw new StorageException(
-            $"the manifest of {manifest.Id} existed when this pod tried to write it, and then could not be read");
-        if (publishedHere)
+        if (Publish(manifest, shard.Name))
         {
             MoveLatestForward(step);
+            return Committed(manifest, shard, publishedHere: true);
         }
 
-        return Committed(committed, shard, publishedHere);
+        // Another pod's manifest is there, but a client cache (NFS, or FUSE with a negative entry
+        // cache) may not show it yet: look again at the next poll rather than trust this view.
+        return FindCommitted(step) is { } theirs ? Committed(theirs, shard, publishedHere: false) : new PublishResult.Waiting([]);
     }
 
     public void Discard(ShardName shard, long step)
