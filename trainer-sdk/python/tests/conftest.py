@@ -159,12 +159,14 @@ class Processes:
         self.dirs = dirs
         self.started: List[ObservedProcess] = []
 
-    def sidecar(self, grace: int = 30, margin: int = 1, **overrides: str) -> ObservedProcess:
+    def sidecar(self, grace: int = 30, margin: int = 1, name: str = "sidecar", socket_path: Optional[str] = None,
+                staging: Optional[Path] = None, storage: Optional[Path] = None, **overrides: str) -> ObservedProcess:
+        """A sidecar on the test's socket, staging and storage, or (a "pod" of a multi-pod job) on its own."""
         env = dict(os.environ)
         env.update({
-            "CHECKPOINT_SOCKET_PATH": self.dirs.socket_path,
-            "CHECKPOINT_STAGING_DIR": str(self.dirs.staging),
-            "CHECKPOINT_STORAGE_DIR": str(self.dirs.storage),
+            "CHECKPOINT_SOCKET_PATH": socket_path or self.dirs.socket_path,
+            "CHECKPOINT_STAGING_DIR": str(staging or self.dirs.staging),
+            "CHECKPOINT_STORAGE_DIR": str(storage or self.dirs.storage),
             "CHECKPOINT_METRICS_PORT": "0",  # any free port: none picked ahead for another process to take
             "CHECKPOINT_GRACE_PERIOD_SECONDS": str(grace),
             "CHECKPOINT_SAFETY_MARGIN_SECONDS": str(margin),
@@ -174,7 +176,7 @@ class Processes:
         })
         env.pop("POD_NAMESPACE", None)
         env.update(overrides)
-        process = ObservedProcess("sidecar", [str(sidecar_binary())], env)
+        process = ObservedProcess(name, [str(sidecar_binary())], env)
         self.started.append(process)
         process.wait_for_line(r"Checkpoint sidecar ready")
         return process
