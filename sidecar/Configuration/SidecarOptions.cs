@@ -51,6 +51,26 @@ public sealed class SidecarOptions
     [ConfigurationKeyName("CHECKPOINT_JOB_NAME")]
     public string JobName { get; set; } = "default";
 
+    /// <summary>
+    /// How long a sealed shard of a checkpoint without a deadline (periodic, manual) waits for the
+    /// other pods' shards before it counts as failed. Preemption checkpoints wait until their deadline.
+    /// </summary>
+    [ConfigurationKeyName("CHECKPOINT_JOB_COMMIT_TIMEOUT_SECONDS")]
+    public double JobCommitTimeoutSeconds { get; set; } = 600;
+
+    /// <summary>
+    /// How a copied file is verified: <c>read-back</c> (default) drops the client cache and re-reads
+    /// every byte from the server; <c>write-hash</c> trusts the hash taken while writing and the fsync
+    /// (faster, and blind to corruption between client and server).
+    /// </summary>
+    [ConfigurationKeyName("CHECKPOINT_VERIFY")]
+    public string Verify { get; set; } = VerifyReadBack;
+
+    public const string VerifyReadBack = "read-back";
+
+    public const string VerifyWriteHash = "write-hash";
+
+    /// <summary>Names this pod's shards on shared storage; every pod of a job must have its own (the downward API's metadata.name).</summary>
     [ConfigurationKeyName("POD_NAME")]
     public string PodName { get; set; } = "";
 
@@ -85,6 +105,13 @@ public sealed class SidecarOptions
     public TimeSpan SafetyMargin => TimeSpan.FromSeconds(SafetyMarginSeconds);
 
     public int CopyBufferBytes => CopyBufferKiB * 1024;
+
+    public TimeSpan JobCommitTimeout => TimeSpan.FromSeconds(JobCommitTimeoutSeconds);
+
+    public bool ReadBack => Verify == VerifyReadBack;
+
+    /// <summary>The pod's name, or the host's outside a cluster (a container's host name is its pod's name).</summary>
+    public string ShardOwner => PodName.Length > 0 ? PodName : Environment.MachineName;
 
     public int MaxReportBytes => MaxReportKiB * 1024;
 }

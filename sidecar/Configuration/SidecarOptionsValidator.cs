@@ -7,7 +7,7 @@ namespace Checkpoint.Sidecar.Configuration;
 /// Rejects a bad setting at start, naming it, rather than at the first preemption when the
 /// checkpoint it would have saved is lost.
 /// </summary>
-public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
+public sealed partial class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
 {
     /// <summary>The 107 bytes of a Unix socket path, less the private directory the socket is first bound in.</summary>
     public const int MaxSocketPathBytes = 107 - 7;
@@ -52,6 +52,23 @@ public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
         if (!double.IsFinite(options.SafetyMarginSeconds) || options.SafetyMarginSeconds < 0)
         {
             errors.Add($"CHECKPOINT_SAFETY_MARGIN_SECONDS: {options.SafetyMarginSeconds} must be zero or more seconds.");
+        }
+
+        if (!(options.JobCommitTimeoutSeconds > 0) || double.IsInfinity(options.JobCommitTimeoutSeconds))
+        {
+            errors.Add($"CHECKPOINT_JOB_COMMIT_TIMEOUT_SECONDS: {options.JobCommitTimeoutSeconds} must be a positive number of seconds.");
+        }
+
+        if (options.Verify is not (SidecarOptions.VerifyReadBack or SidecarOptions.VerifyWriteHash))
+        {
+            errors.Add($"CHECKPOINT_VERIFY: {UserText.Quote(options.Verify)} must be '{SidecarOptions.VerifyReadBack}' (re-read every byte from storage) "
+                + $"or '{SidecarOptions.VerifyWriteHash}' (trust the hash taken while writing, and the fsync).");
+        }
+
+        if (options.PodName.Length > 0 && !PodNamePattern().IsMatch(options.PodName))
+        {
+            errors.Add($"POD_NAME: {UserText.Quote(options.PodName)} is not a Kubernetes pod name (lowercase letters, digits, '-' and '.'); "
+                + "set it from the downward API (fieldRef metadata.name).");
         }
 
         if (options.Keep < 1)
@@ -159,4 +176,7 @@ public sealed class SidecarOptionsValidator : IValidateOptions<SidecarOptions>
             return;
         }
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", System.Text.RegularExpressions.RegexOptions.CultureInvariant)]
+    private static partial System.Text.RegularExpressions.Regex PodNamePattern();
 }

@@ -1,4 +1,5 @@
 using Checkpoint.Sidecar.Storage;
+using Checkpoint.Sidecar.Storage.JobWide;
 
 namespace Checkpoint.Sidecar.Flush;
 
@@ -14,7 +15,8 @@ internal sealed class CheckpointSession(
     string stagingPath,
     DateTimeOffset triggeredAt,
     DateTimeOffset? deadline,
-    IReadOnlyDictionary<string, int> expectedRanks)
+    IReadOnlyDictionary<string, int> expectedRanks,
+    JobWorld world)
 {
     private readonly Dictionary<string, RankReport> _reports = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource<CheckpointOutcome> _outcome = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -38,6 +40,21 @@ internal sealed class CheckpointSession(
     public string? Cause { get; set; }
 
     public bool CauseIsDisruptionReason { get; set; }
+
+    /// <summary>The world the ranks declared when they attached: whose shards together make the checkpoint.</summary>
+    public JobWorld World { get; } = world;
+
+    /// <summary>
+    /// A preemption-class checkpoint asked for by the trainers because another pod of the job is being
+    /// preempted (BeginCheckpoint with PREEMPTION); this pod is not terminating, unless a trigger of its own joins.
+    /// </summary>
+    public bool IsJobPreemption { get; init; }
+
+    /// <summary>When this pod's shard was sealed on storage; the job commit is waited for from then.</summary>
+    public DateTimeOffset? SealedAt { get; set; }
+
+    /// <summary>The ranks the last look at storage found without a sealed shard (while publishing).</summary>
+    public IReadOnlyList<int> MissingRanks { get; set; } = [];
 
     /// <summary>Trainer id to rank, fixed when the checkpoint is asked for.</summary>
     public IReadOnlyDictionary<string, int> ExpectedRanks { get; } = expectedRanks;
@@ -97,8 +114,12 @@ internal sealed class CheckpointSession(
         new(Id, CheckpointStatus.Failed, null, Step, error, cause, null);
 
     public CheckpointOutcome DeadlinePassedOutcome() =>
-        FailedOutcome(FlushFailureCause.DeadlineExceeded,
-            $"the deadline passed after {Interlocked.Read(ref BytesPersisted)} of {TotalBytes} bytes were copied");
+        State == SessionState.Publishing
+            ? FailedOutcome(FlushFailureCause.JobIncomplete,
+                $"this pod's shard was sealed, but rank(s) {JobWideText.Ranks(MissingRanks)} of the world had none when the deadline passed")
+                with { MissingRanks = MissingRanks }
+            : FailedOutcome(FlushFailureCause.DeadlineExceeded,
+                $"the deadline passed after {Interlocked.Read(ref BytesPersisted)} of {TotalBytes} bytes were copied");
 
     /// <summary>Tells every waiting caller the outcome; called once, after the outcome is recorded.</summary>
     public void Complete(CheckpointOutcome outcome)
@@ -116,7 +137,11 @@ internal enum SessionState
     /// <summary>Every rank reported; waiting for the storage writer.</summary>
     Queued,
 
+    /// <summary>This pod's shard is being copied, verified and sealed.</summary>
     Persisting,
+
+    /// <summary>The shard is sealed; waiting for the other pods' shards and the job commit.</summary>
+    Publishing,
 
     Finished,
 }

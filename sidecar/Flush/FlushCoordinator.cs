@@ -2,6 +2,7 @@ using System.Threading.Channels;
 using Checkpoint.Sidecar.Configuration;
 using Checkpoint.Sidecar.Metrics;
 using Checkpoint.Sidecar.Storage;
+using Checkpoint.Sidecar.Storage.JobWide;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -41,7 +42,10 @@ internal sealed class FlushCoordinator : BackgroundService
     private readonly TaskCompletionSource _firstAttached = NewSignal(completed: false);
     private TaskCompletionSource _noTrainers = NewSignal(completed: true);
     private CheckpointSession? _preemption;
+    private CheckpointSession? _jobPreemption;
     private CheckpointSession? _persisting;
+    private JobWorld? _world;
+    private CancellationToken _stopping;
     private ITimer? _deadlineTimer;
     private int _nextTrainer;
 
@@ -95,13 +99,16 @@ internal sealed class FlushCoordinator : BackgroundService
     public string? LastCommittedId { get; private set; }
 
     /// <param name="peer">The process attaching; later calls naming the trainer must come from it (null: in-process callers).</param>
-    public AttachedTrainer Attach(int rank, string description, TrainerPeer? peer = null)
+    /// <param name="worldSize">Ranks in the whole job across every pod; 0: the ranks attached here are the world.</param>
+    /// <param name="worldId">The run of the world; every rank of one run gives the same.</param>
+    public AttachedTrainer Attach(int rank, string description, TrainerPeer? peer = null, int worldSize = 0, string worldId = "")
     {
         if (rank < 0)
         {
             throw new FlushRequestException(FlushRequestError.InvalidArgument, $"rank {rank} must be zero or more");
         }
 
+        var world = DeclaredWorld(rank, worldSize, worldId);
         AttachedTrainer trainer;
         lock (_gate)
         {
@@ -109,6 +116,15 @@ internal sealed class FlushCoordinator : BackgroundService
             {
                 throw new FlushRequestException(FlushRequestError.AlreadyExists, $"a trainer with rank {rank} is already attached");
             }
+
+            if (_trainers.Count > 0 && _world != world)
+            {
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                    $"rank {rank} declares a world of {world}, but the trainers already attached declared {_world}; "
+                    + "every rank of a job gives the same world_size and world_id");
+            }
+
+            _world = world;
 
             trainer = new AttachedTrainer($"trainer-{_instance}-{++_nextTrainer}-rank-{rank}", rank, UserText.Cap(description), peer);
             _trainers.Add(trainer.Id, trainer);
@@ -124,6 +140,32 @@ internal sealed class FlushCoordinator : BackgroundService
 
         FlushLog.Attached(_logger, trainer.Id, rank, description);
         return trainer;
+    }
+
+    private static JobWorld DeclaredWorld(int rank, int worldSize, string worldId)
+    {
+        if (worldSize < 0)
+        {
+            throw new FlushRequestException(FlushRequestError.InvalidArgument, $"world_size {worldSize} must be zero (a single-pod job) or more");
+        }
+
+        if (!JobWorld.IsValidId(worldId))
+        {
+            throw new FlushRequestException(FlushRequestError.InvalidArgument,
+                $"world_id {UserText.Quote(worldId)} must be at most {JobWorld.MaxIdLength} characters of [a-z0-9]");
+        }
+
+        if (worldSize == 0 && worldId.Length > 0)
+        {
+            throw new FlushRequestException(FlushRequestError.InvalidArgument, "world_id is given without world_size; give both, or neither for a single-pod job");
+        }
+
+        if (worldSize > 0 && rank >= worldSize)
+        {
+            throw new FlushRequestException(FlushRequestError.InvalidArgument, $"rank {rank} is outside a world of {worldSize} rank(s) (0..{worldSize - 1})");
+        }
+
+        return new JobWorld(worldSize, worldId);
     }
 
     /// <summary>A trainer's stream closed. Checkpoints still waiting for its report cannot complete.</summary>
@@ -179,6 +221,11 @@ internal sealed class FlushCoordinator : BackgroundService
             }
 
             var cause = disruptionReason ?? source.ToString();
+            if (_jobPreemption is { IsFinished: false } job)
+            {
+                return AdoptJobPreemption(job, source, now, deletionTimestamp, disruptionReason, cause);
+            }
+
             if (_trainers.Count == 0)
             {
                 FlushLog.NothingToFlush(_logger, source);
@@ -221,6 +268,31 @@ internal sealed class FlushCoordinator : BackgroundService
         }
     }
 
+    /// <summary>
+    /// This pod is preempted while its trainers already dump a job-wide preemption checkpoint (another
+    /// pod was preempted first): that checkpoint is this pod's preemption flush too, with the earlier
+    /// of the two deadlines.
+    /// </summary>
+    private TerminationTicket AdoptJobPreemption(
+        CheckpointSession job, TerminationSource source, DateTimeOffset now, DateTimeOffset? deletionTimestamp, string? disruptionReason, string cause)
+    {
+        FlushLog.TriggerJoined(_logger, source);
+        _preemption = job;
+        job.Cause = cause;
+        job.CauseIsDisruptionReason = disruptionReason is not null;
+        var own = _planner.PreemptionDeadline(now, deletionTimestamp);
+        if (own < job.Deadline)
+        {
+            FlushLog.DeadlineTightened(_logger, job.Id, own);
+            job.Deadline = own;
+            ScheduleDeadline(job, now);
+        }
+
+        var started = new PreemptionStarted(job.Id, cause, now, job.Deadline!.Value, _planner.GracePeriod, job.ExpectedRanks.Count);
+        Report(reporter => reporter.PreemptionStartedAsync(started, CancellationToken.None));
+        return new TerminationTicket(job.Id, job.Deadline);
+    }
+
     /// <summary>Completes when no trainer is attached (at once if none is).</summary>
     public Task NoTrainersAttached
     {
@@ -259,22 +331,28 @@ internal sealed class FlushCoordinator : BackgroundService
 
     /// <summary>The trainer asks for a checkpoint itself; ranks asking at the same step share one.</summary>
     /// <param name="caller">The process asking; it must be the one that attached the trainer (null: in-process callers).</param>
-    public DumpCommand BeginCheckpoint(string trainerId, long step, CheckpointReason reason, TrainerPeer? caller = null)
+    /// <param name="deadline">With <see cref="CheckpointReason.Preemption"/>: the deadline the preempted pod of the job announced.</param>
+    public DumpCommand BeginCheckpoint(string trainerId, long step, CheckpointReason reason, TrainerPeer? caller = null, DateTimeOffset? deadline = null)
     {
-        if (reason == CheckpointReason.Preemption)
-        {
-            throw new FlushRequestException(FlushRequestError.InvalidArgument,
-                "reason must be periodic or manual; a preemption is announced with NotifyTermination");
-        }
-
         if (step < 0)
         {
             throw new FlushRequestException(FlushRequestError.InvalidArgument, $"step {step} must be zero or more");
         }
 
+        if (reason == CheckpointReason.Preemption)
+        {
+            return BeginJobPreemption(trainerId, step, deadline, caller);
+        }
+
         lock (_gate)
         {
             RequireTrainer(trainerId, caller);
+            if (_jobPreemption is { IsFinished: false })
+            {
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                    "the job is being preempted; dump the job-wide preemption checkpoint (BeginCheckpoint with PREEMPTION) instead");
+            }
+
             if (_preemption is not null || _terminated.Task.IsCompleted)
             {
                 throw new FlushRequestException(FlushRequestError.FailedPrecondition,
@@ -321,6 +399,86 @@ internal sealed class FlushCoordinator : BackgroundService
             return new DumpCommand(session.Id, session.Reason, null, session.StagingPath);
         }
     }
+
+    /// <summary>
+    /// Another pod of the job is being preempted and the ranks agreed to dump at <paramref name="step"/>:
+    /// a preemption-class checkpoint with that pod's deadline (never superseded by a periodic one), or
+    /// this pod's own preemption checkpoint when it is being preempted too. Ranks of this pod asking
+    /// for the same step share one.
+    /// </summary>
+    private DumpCommand BeginJobPreemption(string trainerId, long step, DateTimeOffset? deadline, TrainerPeer? caller)
+    {
+        if (deadline is not { } due)
+        {
+            throw new FlushRequestException(FlushRequestError.InvalidArgument,
+                "a job-wide preemption checkpoint needs the deadline the preempted pod announced (BeginCheckpointRequest.deadline)");
+        }
+
+        lock (_gate)
+        {
+            var trainer = RequireTrainer(trainerId, caller);
+            if (_preemption is { IsFinished: false } own)
+            {
+                return new DumpCommand(own.Id, own.Reason, own.Deadline, own.StagingPath);
+            }
+
+            if (_jobPreemption is { } job && (!job.IsFinished || job.PendingStep == step))
+            {
+                if (job.PendingStep != step)
+                {
+                    throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                        $"a job-wide preemption checkpoint at step {job.PendingStep} is under way; every rank must dump the same step");
+                }
+
+                if (job.IsFinished)
+                {
+                    throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                        $"the job-wide preemption checkpoint at step {step} has ended ({job.Outcome.Result.Status.ToString().ToLowerInvariant()})");
+                }
+
+                return new DumpCommand(job.Id, job.Reason, job.Deadline, job.StagingPath);
+            }
+
+            if (_preemption is not null || _terminated.Task.IsCompleted)
+            {
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition, "this pod's preemption checkpoint has ended");
+            }
+
+            var now = _time.GetUtcNow();
+            if (due <= now)
+            {
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                    $"the deadline {due:O} has passed; there is no time left for a checkpoint");
+            }
+
+            var id = _ids.Next(CheckpointReason.Preemption);
+            StagingDirectory staging;
+            try
+            {
+                staging = _stagingRoot.CreateCheckpointDirectory(id);
+            }
+            catch (StagingUnavailableException e)
+            {
+                FlushLog.NotStarted(_logger, id, CheckpointReason.Preemption.ToLabel(), e.Message);
+                throw new FlushRequestException(
+                    StorageErrors.IsOutOfSpace(e) ? FlushRequestError.ResourceExhausted : FlushRequestError.FailedPrecondition,
+                    $"checkpoint not started: {e.Message}");
+            }
+
+            var session = NewSession(id, CheckpointReason.Preemption, staging, now, due, isJobPreemption: true);
+            session.PendingStep = step;
+            session.NotifiedAt = now;
+            session.Cause = JobPreemptionCause;
+            _jobPreemption = session;
+            SupersedeOlderThan(session, due - now);
+            ScheduleDeadline(session, now);
+            FlushLog.JobPreemptionStarted(_logger, id, trainer.Rank, step, due);
+            return new DumpCommand(session.Id, session.Reason, due, session.StagingPath);
+        }
+    }
+
+    /// <summary>The cause recorded for a job-wide preemption checkpoint on a pod that is not itself preempted.</summary>
+    internal const string JobPreemptionCause = "JobPreemption";
 
     /// <summary>Validates a trainer's report; when every rank has reported, queues the checkpoint for storage.</summary>
     /// <exception cref="FlushRequestException">What was wrong with the report; nothing is committed.</exception>
@@ -452,6 +610,7 @@ internal sealed class FlushCoordinator : BackgroundService
     /// <summary>The storage writer: one checkpoint at a time, so flushes never compete for bandwidth.</summary>
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
+        _stopping = stoppingToken;
         try
         {
             await foreach (var session in _ready.Reader.ReadAllAsync(stoppingToken).ConfigureAwait(false))
@@ -467,29 +626,35 @@ internal sealed class FlushCoordinator : BackgroundService
                     _persisting = session;
                 }
 
-                using var stop = stoppingToken.Register(() =>
-                {
-                    session.CancelledBecause = FlushFailureCause.StorageError;
-                    session.Cancellation.Cancel();
-                });
-                var persisting = _pipeline.PersistAsync(session);
+                var sealing = _pipeline.SealAsync(session);
 
                 // A hung NFS server can block a write or an fsync for minutes, and no cancellation
                 // reaches a blocked system call. The deadline or a newer checkpoint may decide the
                 // outcome first: then the writer moves on and the blocked call ends in the background.
-                await Task.WhenAny(persisting, session.Outcome).ConfigureAwait(false);
+                await Task.WhenAny(sealing, session.Outcome).ConfigureAwait(false);
                 lock (_gate)
                 {
                     _persisting = null;
-                    if (persisting.IsCompleted)
+                    if (sealing.IsCompleted)
                     {
-                        Finish(session, persisting.Result);
+                        if (sealing.Result is SealResult.Sealed sealedShard && !session.IsFinished)
+                        {
+                            // Waiting for the other pods' shards happens beside the writer, which is
+                            // free for this pod's next checkpoint meanwhile.
+                            session.State = SessionState.Publishing;
+                            _ = PublishAndFinishAsync(session, sealedShard);
+                        }
+                        else if (sealing.Result is SealResult.Ended ended)
+                        {
+                            Finish(session, ended.Outcome);
+                        }
+
                         continue;
                     }
                 }
 
                 FlushLog.AbandonedToStorage(_logger, session.Id, session.Outcome.Result.Status.ToString());
-                _ = ObserveAbandonedAsync(session, persisting);
+                _ = ObserveAbandonedAsync(session, sealing);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -498,15 +663,35 @@ internal sealed class FlushCoordinator : BackgroundService
         }
     }
 
+    private async Task PublishAndFinishAsync(CheckpointSession session, SealResult.Sealed sealedShard)
+    {
+        CheckpointOutcome outcome;
+        using (_stopping.Register(() => CancelBecauseStopping(session)))
+        {
+            outcome = await _pipeline.PublishAsync(session, sealedShard).ConfigureAwait(false);
+        }
+
+        Finish(session, outcome);
+    }
+
+    private void CancelBecauseStopping(CheckpointSession session)
+    {
+        lock (_gate)
+        {
+            session.CancelledBecause ??= FlushFailureCause.StorageError;
+        }
+
+        session.Cancellation.Cancel();
+    }
+
     /// <summary>What an abandoned storage call did when it finally returned: the outcome was already told.</summary>
-    private async Task ObserveAbandonedAsync(CheckpointSession session, Task<CheckpointOutcome> persisting)
+    private async Task ObserveAbandonedAsync(CheckpointSession session, Task<SealResult> sealing)
     {
         try
         {
-            var late = await persisting.ConfigureAwait(false);
-            if (late.Status == CheckpointStatus.Committed)
+            if (await sealing.ConfigureAwait(false) is SealResult.Sealed)
             {
-                FlushLog.CommittedAfterItsOutcome(_logger, session.Id, session.Outcome.Result.Status.ToString());
+                FlushLog.SealedAfterItsOutcome(_logger, session.Id, session.Outcome.Result.Status.ToString());
             }
         }
         catch (Exception e)
@@ -521,10 +706,14 @@ internal sealed class FlushCoordinator : BackgroundService
         base.Dispose();
     }
 
-    private CheckpointSession NewSession(string id, CheckpointReason reason, StagingDirectory? staging, DateTimeOffset now, DateTimeOffset? deadline)
+    private CheckpointSession NewSession(
+        string id, CheckpointReason reason, StagingDirectory? staging, DateTimeOffset now, DateTimeOffset? deadline, bool isJobPreemption = false)
     {
         var session = new CheckpointSession(id, reason, staging, staging?.Path ?? Path.Combine(_stagingRoot.Path, id), now, deadline,
-            _trainers.Values.ToDictionary(t => t.Id, t => t.Rank, StringComparer.Ordinal));
+            _trainers.Values.ToDictionary(t => t.Id, t => t.Rank, StringComparer.Ordinal), _world ?? new JobWorld(0, ""))
+        {
+            IsJobPreemption = isJobPreemption,
+        };
         _sessions.Add(id, session);
         return session;
     }
@@ -562,12 +751,11 @@ internal sealed class FlushCoordinator : BackgroundService
                     FlushLog.InFlightKept(_logger, session.Id);
                     continue;
                 }
-
-                // Superseded now, not when the cancelled copy returns: on hung storage that may be
-                // never, and the writer must be free for the preemption flush.
-                session.Cancellation.Cancel();
             }
 
+            // Superseded now, not when a cancelled copy or publish returns: on hung storage that may
+            // be never, and the writer must be free for the preemption flush.
+            session.Cancellation.Cancel();
             Finish(session, Superseded(session));
         }
     }
@@ -679,17 +867,32 @@ internal sealed class FlushCoordinator : BackgroundService
                 _deadlineTimer?.Dispose();
                 _terminated.TrySetResult(outcome);
             }
+
+            if (outcome.Status == CheckpointStatus.Committed)
+            {
+                SupersedeOlderPublishing(outcome.Step ?? 0);
+            }
+        }
+    }
+
+    /// <summary>A newer step is committed: sealed shards of older steps still waiting for other pods are moot.</summary>
+    private void SupersedeOlderPublishing(long committedStep)
+    {
+        foreach (var older in _sessions.Values.Where(s => s.State == SessionState.Publishing && s.Step < committedStep).ToList())
+        {
+            older.Cancellation.Cancel();
+            Finish(older, Superseded(older));
         }
     }
 
     private void RecordOutcome(CheckpointSession session, CheckpointOutcome outcome)
     {
         var reason = session.Reason.ToLabel();
-        if (session.Reason == CheckpointReason.Preemption)
+        // A job-wide preemption checkpoint on a pod nobody preempted is not a preemption of this pod.
+        if (session.Reason == CheckpointReason.Preemption && (!session.IsJobPreemption || session == _preemption))
         {
             _metrics.RecordPreemption(session.Cause ?? TerminationSource.Signal.ToString());
         }
-
 
         switch (outcome.Status)
         {
@@ -707,6 +910,11 @@ internal sealed class FlushCoordinator : BackgroundService
                 break;
             case CheckpointStatus.Failed:
                 _metrics.RecordFailed(session.Reason, outcome.FailureCause!.Value);
+                if (outcome.MissingRanks.Count > 0)
+                {
+                    _metrics.RecordMissingRanks(outcome.MissingRanks.Count);
+                }
+
                 FlushLog.Failed(_logger, session.Id, reason, outcome.FailureCause!.Value.ToLabel(), outcome.Error ?? "");
                 break;
             default:

@@ -55,9 +55,21 @@ internal static partial class FlushLog
     [LoggerMessage(EventId = 240, Level = LogLevel.Warning, Message = "Storage has not returned from a call for checkpoint {CheckpointId}, which ended {Status} without it; the call goes on in the background")]
     public static partial void AbandonedToStorage(ILogger logger, string checkpointId, string status);
 
-    [LoggerMessage(EventId = 241, Level = LogLevel.Warning, Message = "Checkpoint {CheckpointId} reached storage after it had been reported {Status}: it is committed and will be offered for resume")]
-    public static partial void CommittedAfterItsOutcome(ILogger logger, string checkpointId, string status);
+    [LoggerMessage(EventId = 241, Level = LogLevel.Warning, Message = "Checkpoint {CheckpointId}'s shard was sealed on storage after it had been reported {Status}; this pod does not commit it, and it counts only if another pod publishes its step")]
+    public static partial void SealedAfterItsOutcome(ILogger logger, string checkpointId, string status);
 
     [LoggerMessage(EventId = 242, Level = LogLevel.Error, Message = "Storage call for checkpoint {CheckpointId} failed after the checkpoint had ended: {Error}")]
     public static partial void AbandonedWriteFailed(ILogger logger, string checkpointId, string error);
+
+    [LoggerMessage(EventId = 243, Level = LogLevel.Information, Message = "Checkpoint {CheckpointId}: {StepId} is already committed; nothing is written again")]
+    public static partial void StepAlreadyCommitted(ILogger logger, string checkpointId, string stepId);
+
+    [LoggerMessage(EventId = 244, Level = LogLevel.Information, Message = "Job checkpoint {StepId} committed by this pod: {Shards} shard(s) cover all {WorldSize} rank(s)")]
+    public static partial void JobCommitPublished(ILogger logger, string stepId, int shards, int worldSize);
+
+    [LoggerMessage(EventId = 245, Level = LogLevel.Information, Message = "Checkpoint {CheckpointId}: this pod's shard of {StepId} is sealed; waiting for rank(s) {MissingRanks} ({Missing} of {WorldSize}) of other pods")]
+    public static partial void WaitingForShards(ILogger logger, string checkpointId, string stepId, string missingRanks, int missing, int worldSize);
+
+    [LoggerMessage(EventId = 246, Level = LogLevel.Information, Message = "Job-wide preemption checkpoint {CheckpointId} asked for by rank {Rank} at step {Step}: another pod of the job is being preempted; deadline {Deadline:O}")]
+    public static partial void JobPreemptionStarted(ILogger logger, string checkpointId, int rank, long step, DateTimeOffset deadline);
 }

@@ -21,6 +21,9 @@ public enum FlushFailureCause
     VerificationFailed,
     StorageError,
     TrainerLost,
+
+    /// <summary>This pod's shard was sealed, but shards of other ranks of the world were missing at the deadline.</summary>
+    JobIncomplete,
 }
 
 /// <summary>What a preemption flush was started by; the first trigger wins, later ones join it.</summary>
@@ -50,7 +53,8 @@ public sealed record FlushTimings(
     TimeSpan Commit,
     TimeSpan Total,
     TimeSpan Budget,
-    long Bytes)
+    long Bytes,
+    TimeSpan CommitWait = default)
 {
     /// <summary>total / G; above 1 the flush could not have finished before SIGKILL.</summary>
     public double BudgetUsedRatio => Budget > TimeSpan.Zero ? Total / Budget : double.PositiveInfinity;
@@ -65,7 +69,11 @@ public sealed record CheckpointOutcome(
     long? Step,
     string? Error,
     FlushFailureCause? FailureCause,
-    FlushTimings? Timings);
+    FlushTimings? Timings)
+{
+    /// <summary>Ranks of the world with no sealed shard when a job-wide checkpoint failed.</summary>
+    public IReadOnlyList<int> MissingRanks { get; init; } = [];
+}
 
 /// <summary>What a trainer is told to do when it must dump a checkpoint.</summary>
 public sealed record DumpCommand(string CheckpointId, CheckpointReason Reason, DateTimeOffset? Deadline, string StagingDirectory);
@@ -95,6 +103,7 @@ public static class CheckpointReasonNames
         FlushFailureCause.VerificationFailed => "verification_failed",
         FlushFailureCause.StorageError => "storage_error",
         FlushFailureCause.TrainerLost => "trainer_lost",
+        FlushFailureCause.JobIncomplete => "job_incomplete",
         _ => throw new ArgumentOutOfRangeException(nameof(cause), cause, null),
     };
 }

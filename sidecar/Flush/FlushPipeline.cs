@@ -1,17 +1,19 @@
 using Checkpoint.Sidecar.Configuration;
 using Checkpoint.Sidecar.Storage;
+using Checkpoint.Sidecar.Storage.JobWide;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace Checkpoint.Sidecar.Flush;
 
 /// <summary>
-/// Persists one fully reported checkpoint: copy into <c>.partial</c> with hashing, read back and
-/// verify, write the manifest and commit, then apply retention. Any failure leaves the previous
-/// checkpoint as LATEST and removes the partial directory.
+/// Persists one fully reported checkpoint in two steps: <see cref="SealAsync"/> copies this pod's
+/// shard to storage, verifies it and seals it; <see cref="PublishAsync"/> then waits until shards
+/// cover every rank of the world and the job manifest is written (by this pod or another). Any
+/// failure leaves the newest committed step as the one resumed from.
 /// </summary>
 internal sealed class FlushPipeline(
-    CheckpointStore store,
+    ICheckpointTarget target,
     IOptions<SidecarOptions> options,
     FlushPlanner planner,
     TimeProvider time,
@@ -19,90 +21,221 @@ internal sealed class FlushPipeline(
 {
     private static readonly TimeSpan ProgressInterval = TimeSpan.FromSeconds(1);
 
-    private readonly CheckpointCopier _copier = new(options.Value.CopyParallelism, options.Value.CopyBufferBytes, time);
+    /// <summary>
+    /// How often a sealed pod looks for the other shards: one directory listing each time, so the
+    /// commit lands within this of the slowest shard's seal.
+    /// </summary>
+    internal static readonly TimeSpan PublishPollInterval = TimeSpan.FromMilliseconds(100);
 
-    public async Task<CheckpointOutcome> PersistAsync(CheckpointSession session)
+    /// <summary>Copies, verifies and seals this pod's shard.</summary>
+    /// <returns>The sealed shard, or the outcome when the checkpoint ended here (failed, superseded, or its step already committed).</returns>
+    public async Task<SealResult> SealAsync(CheckpointSession session)
     {
         var cancellationToken = session.Cancellation.Token;
         var files = session.Reports.SelectMany(r => r.Files).ToList();
         var totalBytes = files.Sum(f => f.Size);
+        var step = session.Step ?? 0;
         var started = time.GetUtcNow();
+        if (LocalWorldProblem(session) is { } problem)
+        {
+            return new SealResult.Ended(session.FailedOutcome(FlushFailureCause.JobIncomplete, problem));
+        }
+
+        if (target.FindCommitted(step) is { } committed)
+        {
+            // The same step was committed before (a resumed job preempted before its next step): those
+            // files are this state, and committed checkpoints are never replaced.
+            FlushLog.StepAlreadyCommitted(logger, session.Id, committed.Id);
+            return new SealResult.Ended(CommittedOutcome(session, committed, Timings(session, started, started, started, started, started, totalBytes: 0)));
+        }
+
         using var progress = time.CreateTimer(_ => LogProgress(session, totalBytes, started), null, ProgressInterval, ProgressInterval);
+        ShardName? written = null;
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var partial = store.CreatePartialDirectory(session.Id);
-            var copy = await _copier.CopyAndVerifyAsync(files, partial, n => Interlocked.Add(ref session.BytesPersisted, n), cancellationToken)
-                .ConfigureAwait(false);
-            var entries = copy.Files;
+            // Trainers that gave no world size are a single-pod job: their ranks (0..n-1, checked above) are the world.
+            var world = session.World.Size > 0 ? session.World : new JobWorld(session.Reports.Count, "");
+            var request = new ShardRequest(step, world, session.Reason.ToLabel(), files,
+                session.Reports.OrderBy(r => r.Rank).Select(r => new ManifestRank(r.Rank, r.Step, r.Metadata)).ToList());
+            var shard = await target.WriteAsync(request, n => Interlocked.Add(ref session.BytesPersisted, n), cancellationToken).ConfigureAwait(false);
+            written = shard.Name;
             // Verification overlaps the copy; the verify phase is what remains after the last file is on storage.
-            var copied = copy.LastCopied;
+            var copied = shard.LastCopied;
             var verified = time.GetUtcNow();
 
-            // Past this point the checkpoint is complete and verified: committing takes milliseconds,
-            // so a deadline passing now does not cancel it.
+            // Past this point the shard is complete and verified: sealing takes milliseconds, so a
+            // deadline passing now does not cancel it.
             cancellationToken.ThrowIfCancellationRequested();
             var notified = session.NotifiedAt ?? session.TriggeredAt;
             var dumped = session.DumpedAt ?? notified;
-            var manifest = new CheckpointManifest
-            {
-                FormatVersion = CheckpointManifest.CurrentFormatVersion,
-                Id = session.Id,
-                Step = session.Step ?? 0,
-                Created = verified,
-                Reason = session.Reason.ToLabel(),
-                Files = entries,
-                Ranks = session.Reports.OrderBy(r => r.Rank).Select(r => new ManifestRank(r.Rank, r.Step, r.Metadata)).ToList(),
-                Timings = new ManifestTimings(
-                    planner.GracePeriod.TotalSeconds,
-                    (notified - session.TriggeredAt).TotalSeconds,
-                    (dumped - notified).TotalSeconds,
-                    (copied - started).TotalSeconds,
-                    (verified - copied).TotalSeconds),
-            };
-            var directory = store.Commit(manifest);
-            var committed = time.GetUtcNow();
-
-            var timings = new FlushTimings(
-                session.Id, session.Reason,
-                Notify: notified - session.TriggeredAt,
-                Dump: dumped - notified,
-                Copy: copied - started,
-                Verify: verified - copied,
-                Commit: committed - verified,
-                Total: committed - session.TriggeredAt,
-                Budget: planner.GracePeriod,
-                Bytes: totalBytes);
-            ApplyRetention();
-            return new CheckpointOutcome(session.Id, CheckpointStatus.Committed, directory, manifest.Step, null, null, timings);
+            var sealedShard = target.Seal(shard, new ManifestTimings(
+                planner.GracePeriod.TotalSeconds,
+                (notified - session.TriggeredAt).TotalSeconds,
+                (dumped - notified).TotalSeconds,
+                (copied - started).TotalSeconds,
+                (verified - copied).TotalSeconds), time.GetUtcNow());
+            return new SealResult.Sealed(sealedShard, started, copied, verified, totalBytes);
         }
         catch (OperationCanceledException)
         {
-            store.DiscardPartial(session.Id);
-            return session.CancelledBecause switch
+            Discard(written, step);
+            return new SealResult.Ended(session.CancelledBecause switch
             {
                 null => session.SupersededOutcome(),
                 FlushFailureCause.DeadlineExceeded => session.DeadlinePassedOutcome(),
                 var cause => session.FailedOutcome(cause.Value, "the sidecar stopped before the checkpoint was committed"),
-            };
+            });
         }
         catch (VerificationFailedException e)
         {
-            store.DiscardPartial(session.Id);
-            return session.FailedOutcome(FlushFailureCause.VerificationFailed, e.Message);
+            Discard(written, step);
+            return new SealResult.Ended(session.FailedOutcome(FlushFailureCause.VerificationFailed, e.Message));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            store.DiscardPartial(session.Id);
+            Discard(written, step);
+            return new SealResult.Ended(session.FailedOutcome(FlushFailureCause.StorageError, StorageErrors.Describe(e)));
+        }
+    }
+
+    /// <summary>
+    /// Waits for the job commit of a sealed shard: looks at storage every <see cref="PublishPollInterval"/>
+    /// and writes the job manifest itself as soon as shards cover the world. Ends when the step is
+    /// committed, the session is cancelled (deadline, superseded), or the commit timeout passes for
+    /// a checkpoint without a deadline.
+    /// </summary>
+    public async Task<CheckpointOutcome> PublishAsync(CheckpointSession session, SealResult.Sealed sealedShard)
+    {
+        var cancellationToken = session.Cancellation.Token;
+        var sealedAt = time.GetUtcNow();
+        session.SealedAt = sealedAt;
+        var giveUp = session.Deadline ?? sealedAt + options.Value.JobCommitTimeout;
+        var announced = false;
+        try
+        {
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var result = target.TryPublish(sealedShard.Shard, time.GetUtcNow());
+                if (result is PublishResult.Committed committed)
+                {
+                    if (!committed.IncludesThisShard)
+                    {
+                        // Another attempt's shard holds these ranks in the commit: this one is garbage.
+                        target.Discard(sealedShard.Shard.Name, sealedShard.Shard.Manifest.Step);
+                    }
+
+                    var now = time.GetUtcNow();
+                    var timings = Timings(session, sealedShard.Started, sealedShard.Copied, sealedShard.Verified, now, sealedAt, sealedShard.Bytes);
+                    if (committed.PublishedHere && committed.Manifest.Shards.Count > 1)
+                    {
+                        FlushLog.JobCommitPublished(logger, committed.Manifest.Id, committed.Manifest.Shards.Count, committed.Manifest.WorldSize);
+                    }
+
+                    ApplyRetention(committed.PublishedHere);
+                    return CommittedOutcome(session, committed.Manifest, timings);
+                }
+
+                var missing = ((PublishResult.Waiting)result).MissingRanks;
+                session.MissingRanks = missing;
+                if (!announced)
+                {
+                    var stepId = LayoutStep(sealedShard);
+                    var missingText = JobWideText.Ranks(missing);
+                    FlushLog.WaitingForShards(logger, session.Id, stepId, missingText, missing.Count, session.World.Size);
+                    announced = true;
+                }
+
+                if (time.GetUtcNow() >= giveUp)
+                {
+                    return session.FailedOutcome(FlushFailureCause.JobIncomplete,
+                        $"this pod's shard was sealed, but rank(s) {JobWideText.Ranks(missing)} of the world had none after {options.Value.JobCommitTimeoutSeconds} s")
+                        with { MissingRanks = missing };
+                }
+
+                await Task.Delay(PublishPollInterval, time, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            return session.CancelledBecause switch
+            {
+                null => session.SupersededOutcome(),
+                FlushFailureCause.DeadlineExceeded => session.DeadlinePassedOutcome(),
+                var cause => session.FailedOutcome(cause.Value, "the sidecar stopped before the job commit"),
+            };
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
             return session.FailedOutcome(FlushFailureCause.StorageError, StorageErrors.Describe(e));
         }
     }
 
-    private void ApplyRetention()
+    /// <summary>
+    /// Trainers that gave no world size are a single-pod job: their ranks are the world, and must be
+    /// 0..n-1, or no checkpoint of theirs could ever be resumed from as a whole.
+    /// </summary>
+    private static string? LocalWorldProblem(CheckpointSession session)
     {
+        if (session.World.Size > 0)
+        {
+            return null;
+        }
+
+        var ranks = session.Reports.Select(r => r.Rank).Order().ToList();
+        return ranks.SequenceEqual(Enumerable.Range(0, ranks.Count))
+            ? null
+            : $"rank(s) {JobWideText.Ranks(ranks)} attached without a world size, so they must be ranks 0..{ranks.Count - 1} of a single-pod job; "
+              + "trainers of a job that spans pods give world_size when they attach (the SDKs do under torch.distributed)";
+    }
+
+    private static string LayoutStep(SealResult.Sealed sealedShard) => CheckpointLayout.StepName(sealedShard.Shard.Manifest.Step);
+
+    private CheckpointOutcome CommittedOutcome(CheckpointSession session, JobManifest manifest, FlushTimings timings)
+    {
+        var rank = session.Reports.Count > 0 ? session.Reports.Min(r => r.Rank) : 0;
+        return new CheckpointOutcome(session.Id, CheckpointStatus.Committed, target.DirectoryOf(manifest, rank), manifest.Step, null, null, timings);
+    }
+
+    private FlushTimings Timings(
+        CheckpointSession session, DateTimeOffset started, DateTimeOffset copied, DateTimeOffset verified, DateTimeOffset committed,
+        DateTimeOffset sealedAt, long totalBytes)
+    {
+        var notified = session.NotifiedAt ?? session.TriggeredAt;
+        var dumped = session.DumpedAt ?? notified;
+        return new FlushTimings(
+            session.Id, session.Reason,
+            Notify: notified - session.TriggeredAt,
+            Dump: dumped - notified,
+            Copy: copied - started,
+            Verify: verified - copied,
+            Commit: committed - verified,
+            Total: committed - session.TriggeredAt,
+            Budget: planner.GracePeriod,
+            Bytes: totalBytes,
+            CommitWait: committed - sealedAt);
+    }
+
+    private void Discard(ShardName? written, long step)
+    {
+        if (written is not null)
+        {
+            target.Discard(written, step);
+        }
+    }
+
+    private void ApplyRetention(bool publishedHere)
+    {
+        // One pod per commit retires old steps (the one that wrote the manifest); the others would race it for nothing.
+        if (!publishedHere)
+        {
+            return;
+        }
+
         try
         {
-            store.ApplyRetention(options.Value.Keep);
+            target.ApplyRetention(options.Value.Keep);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -119,4 +252,14 @@ internal sealed class FlushPipeline(
         var left = session.Deadline is { } deadline ? (deadline - now).TotalSeconds : double.NaN;
         FlushLog.Progress(logger, session.Id, bytes, totalBytes, rate / 1e6, left);
     }
+}
+
+/// <summary>How sealing a shard ended.</summary>
+internal abstract record SealResult
+{
+    /// <summary>On storage and sealed; the job commit is still to come.</summary>
+    public sealed record Sealed(SealedShard Shard, DateTimeOffset Started, DateTimeOffset Copied, DateTimeOffset Verified, long Bytes) : SealResult;
+
+    /// <summary>The checkpoint ended before or while sealing.</summary>
+    public sealed record Ended(CheckpointOutcome Outcome) : SealResult;
 }

@@ -17,7 +17,7 @@ internal sealed class CheckpointGrpcService(
 {
     public override async Task Attach(AttachRequest request, IServerStreamWriter<SidecarCommand> responseStream, ServerCallContext context)
     {
-        var trainer = Translate(() => coordinator.Attach(request.Rank, request.Description, CallerProcess.Of(context)));
+        var trainer = Translate(() => coordinator.Attach(request.Rank, request.Description, CallerProcess.Of(context), request.WorldSize, request.WorldId));
         // Host shutdown must end held streams, or it waits for them until its timeout.
         using var ended = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
         try
@@ -48,10 +48,12 @@ internal sealed class CheckpointGrpcService(
         {
             Protos.V1.CheckpointReason.Periodic or Protos.V1.CheckpointReason.Unspecified => Domain.CheckpointReason.Periodic,
             Protos.V1.CheckpointReason.Manual => Domain.CheckpointReason.Manual,
+            Protos.V1.CheckpointReason.Preemption => Domain.CheckpointReason.Preemption,
             _ => throw new RpcException(new Status(StatusCode.InvalidArgument,
-                $"reason {request.Reason} cannot be asked for; use PERIODIC or MANUAL (a preemption is announced with NotifyTermination)")),
+                $"reason {request.Reason} cannot be asked for; use PERIODIC, MANUAL, or PREEMPTION with a deadline for a job-wide preemption checkpoint")),
         };
-        var command = Translate(() => coordinator.BeginCheckpoint(request.TrainerId, request.Step, reason, CallerProcess.Of(context)));
+        DateTimeOffset? deadline = request.Deadline is { } due ? due.ToDateTimeOffset() : null;
+        var command = Translate(() => coordinator.BeginCheckpoint(request.TrainerId, request.Step, reason, CallerProcess.Of(context), deadline));
         return Task.FromResult(new BeginCheckpointResponse { Dump = ToMessage(command) });
     }
 
@@ -83,6 +85,7 @@ internal sealed class CheckpointGrpcService(
             Step = outcome.Step ?? 0,
             Error = outcome.Error ?? "",
         };
+        message.MissingRanks.Add(outcome.MissingRanks);
         if (outcome.Timings is { } timings)
         {
             message.Timings = ToMessage(timings);
@@ -131,17 +134,17 @@ internal sealed class CheckpointGrpcService(
             return new GetLatestCheckpointResponse();
         }
 
-        var manifest = latest.Manifest;
         var info = new CheckpointInfo
         {
-            CheckpointId = manifest.Id,
-            Directory = latest.Directory,
-            Step = manifest.Step,
-            Reason = CheckpointReasonNames.FromLabel(manifest.Reason) is { } reason ? ToMessage(reason) : Protos.V1.CheckpointReason.Unspecified,
-            Created = Timestamp.FromDateTimeOffset(manifest.Created),
-            TotalBytes = manifest.TotalBytes,
+            CheckpointId = latest.Id,
+            Directory = latest.DirectoryOf(request.Rank),
+            Step = latest.Step,
+            Reason = CheckpointReasonNames.FromLabel(latest.Reason) is { } reason ? ToMessage(reason) : Protos.V1.CheckpointReason.Unspecified,
+            Created = Timestamp.FromDateTimeOffset(latest.Created),
+            TotalBytes = latest.TotalBytes,
+            WorldSize = latest.WorldSize,
         };
-        if (manifest.Ranks.FirstOrDefault(r => r.Rank == request.Rank) is { } rank)
+        if (latest.Ranks.TryGetValue(request.Rank, out var rank))
         {
             foreach (var (key, value) in rank.Metadata)
             {
@@ -199,6 +202,7 @@ internal sealed class CheckpointGrpcService(
         Budget = Duration.FromTimeSpan(t.Budget),
         BudgetUsedRatio = t.BudgetUsedRatio,
         Bytes = t.Bytes,
+        CommitWait = Duration.FromTimeSpan(t.CommitWait),
     };
 
     private static Protos.V1.CheckpointReason ToMessage(Domain.CheckpointReason reason) => reason switch

@@ -6,6 +6,7 @@ using Checkpoint.Sidecar.Metrics;
 using Checkpoint.Sidecar.Reporting;
 using Checkpoint.Sidecar.Resume;
 using Checkpoint.Sidecar.Storage;
+using Checkpoint.Sidecar.Storage.JobWide;
 using Grpc.AspNetCore.Server;
 using Grpc.AspNetCore.Server.Model;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -74,6 +75,15 @@ public static class SidecarHost
         {
             var o = sp.GetRequiredService<IOptions<SidecarOptions>>().Value;
             return new FlushPlanner(o.GracePeriod, o.SafetyMargin);
+        });
+        services.AddSingleton<ICheckpointTarget>(sp =>
+        {
+            var o = sp.GetRequiredService<IOptions<SidecarOptions>>().Value;
+            return new SharedDirectoryTarget(
+                sp.GetRequiredService<CheckpointLayout>(),
+                new CheckpointCopier(o.CopyParallelism, o.CopyBufferBytes, sp.GetRequiredService<TimeProvider>(), o.ReadBack),
+                o.ShardOwner,
+                sp.GetRequiredService<ILogger<SharedDirectoryTarget>>());
         });
         services.AddSingleton<FlushPipeline>();
         services.AddSingleton<ResumeLocator>();

@@ -30,6 +30,8 @@ public sealed class CheckpointMetrics
     private readonly Gauge _recommendedGrace;
     private readonly Counter _preemptions;
     private readonly Gauge _lastDeadlineMissed;
+    private readonly Histogram _commitWait;
+    private readonly Gauge _missingRanks;
 
     public CheckpointMetrics(CollectorRegistry registry)
     {
@@ -86,6 +88,14 @@ public sealed class CheckpointMetrics
             "checkpoint_last_flush_deadline_missed",
             "1 when the most recent flush (of this pod, or of the previous pod of the job, from its record) missed its deadline.");
 
+        _commitWait = factory.CreateHistogram(
+            "checkpoint_job_commit_wait_seconds",
+            "From this pod's shard being sealed to the job-wide commit: the time spent waiting for the other pods' shards.",
+            new HistogramConfiguration { Buckets = Histogram.ExponentialBuckets(0.005, 2, 17) });
+        _missingRanks = factory.CreateGauge(
+            "checkpoint_job_missing_ranks",
+            "Ranks of the world that had no sealed shard when this pod's most recent job-wide checkpoint failed; 0 after a commit.");
+
         // Series that alerts compare against exist from the start, at zero, rather than appearing
         // only after the first failure.
         foreach (var cause in Enum.GetValues<FlushFailureCause>())
@@ -116,7 +126,12 @@ public sealed class CheckpointMetrics
         _flushes.WithLabels(reason, "committed").Inc();
         _lastCommittedTimestamp.Set(committedAt.ToUnixTimeMilliseconds() / 1000.0);
         _lastCommittedStep.Set(step);
+        _commitWait.Observe(timings.CommitWait.TotalSeconds);
+        _missingRanks.Set(0);
     }
+
+    /// <summary>A job-wide checkpoint failed with ranks of other pods missing.</summary>
+    public void RecordMissingRanks(int missing) => _missingRanks.Set(missing);
 
     public void RecordFailed(CheckpointReason reason, FlushFailureCause cause)
     {

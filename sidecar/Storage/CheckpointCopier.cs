@@ -9,7 +9,8 @@ namespace Checkpoint.Sidecar.Storage;
 /// copied with large sequential reads and writes (not File.Copy, whose fsync and errors we could
 /// not control).
 /// </summary>
-public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvider time)
+/// <param name="readBack">Re-read every file from storage with the client cache dropped (CHECKPOINT_VERIFY=read-back); else the hash taken while writing and the fsync are trusted.</param>
+public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvider time, bool readBack = true)
 {
     /// <summary>
     /// Copies every file, fsyncs it, and verifies it as soon as it is on storage, while other files
@@ -35,7 +36,11 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
                 lastCopied = now > lastCopied ? now : lastCopied;
             }
 
-            VerifyFile(entry, partialDirectory, onBytes: null, cancellationToken);
+            if (readBack)
+            {
+                VerifyFile(entry, partialDirectory, onBytes: null, cancellationToken);
+            }
+
             entries[index] = entry;
         }, cancellationToken).ConfigureAwait(false);
 

@@ -5,11 +5,14 @@ namespace Checkpoint.Sidecar.Storage;
 /// other tools can find and verify checkpoints without the sidecar:
 /// <code>
 /// &lt;storage&gt;/&lt;namespace&gt;/&lt;job&gt;/
-///   LATEST                    id of the newest committed checkpoint (replaced atomically)
-///   &lt;id&gt;/manifest.json, files  committed, immutable
-///   &lt;id&gt;.partial/              in progress; never read; swept at start
-///   &lt;id&gt;.deleting/             being removed by retention; never read; swept at start
-///   flush-records/            one JSON record per flush (timings against the budget)
+///   LATEST                          the newest committed step (moves forward only; a hint, never trusted over a scan)
+///   step-000001234/                 one job-wide checkpoint (format 2)
+///     &lt;pod&gt;_&lt;attempt&gt;/rank-&lt;r&gt;/...  a pod's files, as its trainers wrote them into staging
+///     shards/&lt;world&gt;_&lt;pod&gt;_&lt;attempt&gt;_r&lt;ranks&gt;.json   a pod's sealed shard
+///     manifest.json                 the job manifest: written last, the commit
+///   step-000001234.deleting/        being removed by retention; never read; swept
+///   &lt;id&gt;/manifest.json, files        a checkpoint of format 1 (before job-wide checkpoints): still resumed from
+///   flush-records/                  one JSON record per pod per flush (timings against the budget)
 /// </code>
 /// </summary>
 public sealed partial class CheckpointLayout(string storageRoot, string podNamespace, string jobName)
@@ -30,6 +33,39 @@ public sealed partial class CheckpointLayout(string storageRoot, string podNames
     public string FlushRecordsDirectory => Path.Combine(JobDirectory, "flush-records");
 
     public string CommittedDirectory(string checkpointId) => Path.Combine(JobDirectory, checkpointId);
+
+    /// <summary><c>step-000001234</c>: nine digits at least, so names sort by step up to a billion steps.</summary>
+    public static string StepName(long step) => "step-" + step.ToString("D9", System.Globalization.CultureInfo.InvariantCulture);
+
+    public string StepDirectory(long step) => Path.Combine(JobDirectory, StepName(step));
+
+    public string ShardsDirectory(long step) => Path.Combine(StepDirectory(step), ShardsDirectoryName);
+
+    public const string ShardsDirectoryName = "shards";
+
+    /// <summary>The step a directory name holds, or null when it is not a step's name.</summary>
+    public static long? ParseStepName(string name) =>
+        StepNamePattern().IsMatch(name)
+        && long.TryParse(name.AsSpan(5), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var step)
+        && StepName(step) == name
+            ? step
+            : null;
+
+    /// <summary>Names in the job directory that may be job-wide checkpoints, newest step first (not yet validated).</summary>
+    public IReadOnlyList<(string Name, long Step)> StepCandidates() =>
+        Directory.Exists(JobDirectory)
+            ? Directory.EnumerateDirectories(JobDirectory)
+                .Select(Path.GetFileName)
+                .OfType<string>()
+                .Select(name => (Name: name, Step: ParseStepName(name)))
+                .Where(c => c.Step is not null)
+                .Select(c => (c.Name, c.Step!.Value))
+                .OrderByDescending(c => c.Item2)
+                .ToList()
+            : [];
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^step-[0-9]{9,18}$", System.Text.RegularExpressions.RegexOptions.CultureInvariant)]
+    private static partial System.Text.RegularExpressions.Regex StepNamePattern();
 
     public string PartialDirectory(string checkpointId) => CommittedDirectory(checkpointId) + PartialSuffix;
 

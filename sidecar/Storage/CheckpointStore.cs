@@ -1,12 +1,14 @@
 using System.Text;
+using Checkpoint.Sidecar.Storage.JobWide;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
 
 namespace Checkpoint.Sidecar.Storage;
 
 /// <summary>
-/// The job's directory on shared storage: commits a copied checkpoint atomically, finds the latest
-/// valid one for resume, applies retention and sweeps what a crash left behind. Only POSIX behaviour
+/// The job's directory on shared storage, as resume and start-up see it: finds the newest valid
+/// checkpoint (job-wide steps, then checkpoints of format 1) and sweeps what a crash left behind.
+/// Writing is <see cref="ICheckpointTarget"/>'s. Only POSIX behaviour
 /// that holds on NFS is used: rename within a directory, fsync of files and directories. What it
 /// reads there is untrusted (<see cref="StorageFile"/>): a bad entry is "not a checkpoint", logged
 /// and passed over, never a hang or an exception that stops the sidecar.
@@ -45,7 +47,9 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         var latestTempName = Encoding.UTF8.GetBytes(Path.GetFileName(layout.LatestTempFile));
         foreach (var name in NativeFile.ListDirectory(jobDirectory, layout.JobDirectory))
         {
-            var isLatestTemp = name.AsSpan().SequenceEqual(latestTempName);
+            // LATEST.tmp (format 1) or LATEST.<pod>.tmp (job-wide): a pointer write that never finished.
+            var isLatestTemp = name.AsSpan().SequenceEqual(latestTempName)
+                || (name.AsSpan().StartsWith(LatestTempPrefix) && name.AsSpan().EndsWith(TempSuffix));
             if (!isLatestTemp && !name.AsSpan().EndsWith(PartialSuffix) && !name.AsSpan().EndsWith(DeletingSuffix))
             {
                 continue;
@@ -76,103 +80,9 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
 
     private static readonly byte[] DeletingSuffix = Encoding.UTF8.GetBytes(CheckpointLayout.DeletingSuffix);
 
-    /// <summary>A fresh, empty <c>.partial</c> directory for a checkpoint about to be copied.</summary>
-    public string CreatePartialDirectory(string checkpointId)
-    {
-        var partial = layout.PartialDirectory(checkpointId);
-        try
-        {
-            EnsureJobDirectory();
-            NativeFile.RemoveTree(partial);
-            Directory.CreateDirectory(partial);
-            return partial;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw StorageErrors.Failed($"creating the checkpoint directory {UserText.Quote(partial)}", e);
-        }
-    }
+    private static readonly byte[] LatestTempPrefix = Encoding.UTF8.GetBytes(CheckpointLayout.LatestFileName + ".");
 
-    public void DiscardPartial(string checkpointId)
-    {
-        var partial = layout.PartialDirectory(checkpointId);
-        try
-        {
-            NativeFile.RemoveTree(partial);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // The sweep at the next start removes it; it is never read in the meantime.
-            StorageLog.DiscardFailed(logger, partial, StorageErrors.Reason(e));
-        }
-    }
-
-    /// <summary>
-    /// Makes a verified <c>.partial</c> directory the latest checkpoint: manifest last, rename, then
-    /// the LATEST pointer. Until the rename the checkpoint does not exist; until LATEST moves, the
-    /// previous one stays the one resumed from.
-    /// </summary>
-    /// <returns>The committed directory.</returns>
-    public string Commit(CheckpointManifest manifest)
-    {
-        var partial = layout.PartialDirectory(manifest.Id);
-        var committed = layout.CommittedDirectory(manifest.Id);
-        if (Directory.Exists(committed))
-        {
-            // Committed checkpoints are immutable, and someone may be reading this one.
-            throw new StorageException($"checkpoint directory '{committed}' already exists; refusing to replace it", errno: 17);
-        }
-
-        var doing = $"writing the manifest of checkpoint '{manifest.Id}'";
-        try
-        {
-            WriteDurably(Path.Combine(partial, CheckpointLayout.ManifestFileName), manifest.ToUtf8Json());
-            NativeFile.FsyncDirectory(partial);
-
-            doing = $"renaming '{partial}' to '{committed}'";
-            Directory.Move(partial, committed);
-            NativeFile.FsyncDirectory(layout.JobDirectory);
-
-            doing = $"pointing '{layout.LatestFile}' at checkpoint '{manifest.Id}'";
-            // Whatever is in the way (a FIFO would block the open for writing forever) goes first.
-            NativeFile.RemoveTree(layout.LatestTempFile);
-            WriteDurably(layout.LatestTempFile, Encoding.UTF8.GetBytes(manifest.Id + "\n"));
-            File.Move(layout.LatestTempFile, layout.LatestFile, overwrite: true);
-            NativeFile.FsyncDirectory(layout.JobDirectory);
-            return committed;
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw StorageErrors.Failed(doing, e);
-        }
-    }
-
-    /// <summary>
-    /// Deletes committed checkpoints beyond the newest <paramref name="keep"/>; never the one LATEST
-    /// names. Each is first renamed to <c>.deleting</c> so a half-deleted directory is never taken
-    /// for a checkpoint.
-    /// </summary>
-    public IReadOnlyList<string> ApplyRetention(int keep)
-    {
-        var latest = ReadLatestId();
-        var removed = new List<string>();
-        var beyondNewest = layout.CommittedCandidates().OrderDescending(StringComparer.Ordinal).Skip(keep);
-        foreach (var id in beyondNewest.Where(id => id != latest).Order(StringComparer.Ordinal).ToList())
-        {
-            var deleting = layout.DeletingDirectory(id);
-            Directory.Move(layout.CommittedDirectory(id), deleting);
-            NativeFile.RemoveTree(deleting);
-            removed.Add(id);
-            StorageLog.Retired(logger, id);
-        }
-
-        if (removed.Count > 0)
-        {
-            NativeFile.FsyncDirectory(layout.JobDirectory);
-        }
-
-        return removed;
-    }
+    private static readonly byte[] TempSuffix = ".tmp"u8.ToArray();
 
     /// <summary>The id LATEST holds, or null when there is none or it cannot be trusted (logged).</summary>
     public string? ReadLatestId()
@@ -213,9 +123,22 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
             return null;
         }
 
+        // Job-wide steps first, newest first: the truth is the newest step whose manifest and shards
+        // verify, whatever LATEST says. A step without a manifest is in progress or failed: not a
+        // checkpoint, and not worth a warning. Checkpoints of format 1 predate every step.
+        foreach (var (name, step) in layout.StepCandidates())
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            onProgress?.Invoke();
+            if (TryValidate(name, () => ValidateStep(jobDirectory, name, step, verifyHashes, bufferSize, onProgress, cancellationToken), onInvalid) is { } found)
+            {
+                return found;
+            }
+        }
+
         var latest = ReadLatestId();
         var candidates = layout.CommittedCandidates().OrderDescending(StringComparer.Ordinal).ToList();
-        if (latest is not null)
+        if (latest is not null && CheckpointLayout.ParseStepName(latest) is null)
         {
             candidates.Remove(latest);
             candidates.Insert(0, latest);
@@ -225,39 +148,109 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         {
             cancellationToken.ThrowIfCancellationRequested();
             onProgress?.Invoke();
-            CommittedCheckpoint? checkpoint = null;
-            string? problem;
-            try
+            if (TryValidate(id, () => Validate(jobDirectory, id, verifyHashes, bufferSize, onProgress, cancellationToken), onInvalid) is { } found)
             {
-                problem = Validate(jobDirectory, id, verifyHashes, bufferSize, onProgress, cancellationToken, out checkpoint);
+                return found;
             }
-            catch (Exception e) when (e is not OperationCanceledException)
-            {
-                problem = StorageErrors.Describe(e);
-            }
-
-            if (problem is null)
-            {
-                return checkpoint;
-            }
-
-            StorageLog.InvalidCheckpoint(logger, id, problem);
-            onInvalid?.Invoke(id, problem);
         }
 
         return null;
     }
 
+    /// <summary>
+    /// Whatever goes wrong while checking a candidate (a FIFO, a symlink, a null in the manifest, an I/O
+    /// error) makes it not valid: logged, counted, and the next is tried.
+    /// </summary>
+    private CommittedCheckpoint? TryValidate(string name, Func<Validation> validate, Action<string, string>? onInvalid)
+    {
+        Validation result;
+        try
+        {
+            result = validate();
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            result = Validation.Invalid(StorageErrors.Describe(e));
+        }
+
+        if (result.Problem is { } problem)
+        {
+            StorageLog.InvalidCheckpoint(logger, name, problem);
+            onInvalid?.Invoke(name, problem);
+        }
+
+        return result.Checkpoint;
+    }
+
+    /// <summary>What checking one candidate found: a checkpoint, a problem, or neither (a step still in progress).</summary>
+    private readonly record struct Validation(CommittedCheckpoint? Checkpoint, string? Problem)
+    {
+        public static Validation Invalid(string problem) => new(null, problem);
+
+        public static Validation NotCommitted => default;
+    }
+
+    /// <summary>A job-wide step: its manifest covers the world exactly once, and every shard's files check out.</summary>
+    /// <exception cref="IOException">An entry of the step cannot be read as what it must be.</exception>
+    private Validation ValidateStep(
+        SafeFileHandle jobDirectory, string name, long step, bool verifyHashes, int bufferSize, Action? onProgress, CancellationToken cancellationToken)
+    {
+        using var directory = StorageFile.OpenDirectory(jobDirectory, name);
+        if (NativeFile.StatusAt(directory, CheckpointLayout.ManifestFileName, layout.StepDirectory(step)) is null)
+        {
+            return Validation.NotCommitted;
+        }
+
+        JobManifest manifest;
+        try
+        {
+            manifest = JobManifest.FromUtf8Json(StorageFile.ReadAll(directory, CheckpointLayout.ManifestFileName, StorageFile.ManifestLimit).Span);
+        }
+        catch (Exception e) when (e is IOException or System.Text.Json.JsonException or InvalidDataException)
+        {
+            return Validation.Invalid($"no readable job manifest: {StorageErrors.Describe(e)}");
+        }
+
+        var problem = manifest.FormatVersion != JobManifest.CurrentFormatVersion ? $"job manifest format version {manifest.FormatVersion} is not {JobManifest.CurrentFormatVersion}"
+            : manifest.Id != name ? $"job manifest names checkpoint {UserText.Quote(manifest.Id)}"
+            : manifest.Step != step ? $"job manifest holds step {manifest.Step}"
+            : manifest.CoverageProblem();
+        if (problem is not null)
+        {
+            return Validation.Invalid(problem);
+        }
+
+        var stepDirectory = layout.StepDirectory(step);
+        foreach (var shard in manifest.Shards)
+        {
+            if (!IsShardDirectoryName(shard.Directory))
+            {
+                return Validation.Invalid($"shard {UserText.Quote(shard.Shard)} names directory {UserText.Quote(shard.Directory)}, which is not one of its own");
+            }
+
+            using var shardDirectory = StorageFile.OpenDirectory(directory, shard.Directory);
+            if (ValidateFiles(shardDirectory, Path.Combine(stepDirectory, shard.Directory), shard.Files, verifyHashes, bufferSize, onProgress, cancellationToken) is { } fileProblem)
+            {
+                return Validation.Invalid($"shard {UserText.Quote(shard.Shard)}: {fileProblem}");
+            }
+        }
+
+        return new Validation(CommittedCheckpoint.FromJobManifest(stepDirectory, manifest), null);
+    }
+
+    /// <summary>A single name beneath the step that is neither the manifest, the shards' folder, nor hidden.</summary>
+    private static bool IsShardDirectoryName(string name) =>
+        name.Length > 0 && !name.StartsWith('.') && !name.Contains('/', StringComparison.Ordinal) && !name.Contains('\\', StringComparison.Ordinal)
+        && name != CheckpointLayout.ShardsDirectoryName && name != CheckpointLayout.ManifestFileName;
+
     /// <returns>Why the checkpoint is not valid, or null when it is.</returns>
     /// <exception cref="IOException">An entry of the checkpoint cannot be read as what it must be.</exception>
-    private string? Validate(
-        SafeFileHandle jobDirectory, string id, bool verifyHashes, int bufferSize, Action? onProgress, CancellationToken cancellationToken,
-        out CommittedCheckpoint? checkpoint)
+    private Validation Validate(
+        SafeFileHandle jobDirectory, string id, bool verifyHashes, int bufferSize, Action? onProgress, CancellationToken cancellationToken)
     {
-        checkpoint = null;
         if (!CheckpointLayout.IsCommittedName(id))
         {
-            return "it is not the name of a checkpoint";
+            return Validation.Invalid("it is not the name of a checkpoint");
         }
 
         // Opened once, without following a symlink, and everything below through it: a checkpoint
@@ -270,20 +263,31 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         }
         catch (Exception e) when (e is IOException or System.Text.Json.JsonException or InvalidDataException)
         {
-            return $"no readable manifest: {StorageErrors.Describe(e)}";
+            return Validation.Invalid($"no readable manifest: {StorageErrors.Describe(e)}");
         }
 
         if (manifest.FormatVersion != CheckpointManifest.CurrentFormatVersion)
         {
-            return $"manifest format version {manifest.FormatVersion} is not {CheckpointManifest.CurrentFormatVersion}";
+            return Validation.Invalid($"manifest format version {manifest.FormatVersion} is not {CheckpointManifest.CurrentFormatVersion}");
         }
 
         if (manifest.Id != id)
         {
-            return $"manifest names checkpoint {UserText.Quote(manifest.Id)}";
+            return Validation.Invalid($"manifest names checkpoint {UserText.Quote(manifest.Id)}");
         }
 
-        foreach (var file in manifest.Files)
+        var problem = ValidateFiles(directory, layout.CommittedDirectory(id), manifest.Files, verifyHashes, bufferSize, onProgress, cancellationToken);
+        return problem is null
+            ? new Validation(CommittedCheckpoint.FromFormat1(layout.CommittedDirectory(id), manifest), null)
+            : Validation.Invalid(problem);
+    }
+
+    /// <returns>Why a file does not match its manifest entry, or null when all do.</returns>
+    private static string? ValidateFiles(
+        SafeFileHandle directory, string directoryPath, IReadOnlyList<ManifestFile> files, bool verifyHashes, int bufferSize, Action? onProgress,
+        CancellationToken cancellationToken)
+    {
+        foreach (var file in files)
         {
             string relative;
             try
@@ -296,21 +300,21 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
             }
 
             onProgress?.Invoke();
-            var problem = ValidateFile(directory, id, relative, file, verifyHashes ? bufferSize : null, onProgress, cancellationToken);
+            var problem = ValidateFile(directory, directoryPath, relative, file, verifyHashes ? bufferSize : null, onProgress, cancellationToken);
             if (problem is not null)
             {
                 return problem;
             }
         }
 
-        checkpoint = new CommittedCheckpoint(layout.CommittedDirectory(id), manifest);
         return null;
     }
 
     /// <param name="hashBufferSize">null: size only.</param>
     /// <returns>Why the file does not match its manifest entry, or null when it does.</returns>
-    private string? ValidateFile(
-        SafeFileHandle directory, string id, string relative, ManifestFile file, int? hashBufferSize, Action? onProgress, CancellationToken cancellationToken)
+    private static string? ValidateFile(
+        SafeFileHandle directory, string directoryPath, string relative, ManifestFile file, int? hashBufferSize, Action? onProgress,
+        CancellationToken cancellationToken)
     {
         try
         {
@@ -325,7 +329,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
                 return null;
             }
 
-            var path = Path.Combine(layout.CommittedDirectory(id), relative);
+            var path = Path.Combine(directoryPath, relative);
             var actual = FileHasher.HashFromStorage(handle, path, bufferSize, _ => onProgress?.Invoke(), cancellationToken);
             return actual == file.Xxh128 ? null : $"file '{file.Path}' hashes to {actual}, the manifest says {file.Xxh128}";
         }
@@ -339,11 +343,4 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         }
     }
 
-    private static void WriteDurably(string path, ReadOnlySpan<byte> content)
-    {
-        // CreateNew (O_EXCL): never opens a FIFO or follows a symlink someone left under this name.
-        using var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
-        RandomAccess.Write(handle, content, 0);
-        NativeFile.Fsync(handle, path);
-    }
 }

@@ -35,6 +35,9 @@ internal static partial class NativeFile
     private const ulong ResolveNoSymlinks = 0x04;
     private const ulong ResolveBeneath = 0x08;
     private const int ENoEnt = 2;
+    private const int EExist = 17;
+    private const int ENoSys = 38;
+    private const int EOpNotSupp = 95;
     private const int EPerm = 1;
     private const int ENotDir = 20;
     private const int EIsDir = 21;
@@ -353,6 +356,49 @@ internal static partial class NativeFile
         return new IOException($"{call} on '{path}' failed: {Describe(error)} (errno {error})", error);
     }
 
+    /// <summary>Creates a new file with this content and fsyncs it; never opens what is already there.</summary>
+    public static void WriteNewFile(string path, ReadOnlySpan<byte> content)
+    {
+        // CreateNew (O_EXCL): never opens a FIFO or follows a symlink someone left under this name.
+        using var handle = File.OpenHandle(path, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+        RandomAccess.Write(handle, content, 0);
+        Fsync(handle, path);
+    }
+
+    /// <summary>
+    /// Gives <paramref name="existing"/> the further name <paramref name="newPath"/> unless that name is
+    /// taken: an atomic create-if-absent that works on NFS, where a rename would silently replace.
+    /// File systems without hard links (some FUSE and object-store mounts) get a rename after checking
+    /// the name is free, which is atomic but can lose a race; the loser's content is as valid.
+    /// </summary>
+    /// <returns>False when <paramref name="newPath"/> already existed (nothing was changed).</returns>
+    public static bool TryLinkNoReplace(string existing, string newPath)
+    {
+        if (link(existing, newPath) == 0)
+        {
+            return true;
+        }
+
+        var errno = Marshal.GetLastPInvokeError();
+        if (errno == EExist)
+        {
+            return false;
+        }
+
+        if (errno is not (EPerm or EOpNotSupp or ENoSys))
+        {
+            throw ErrorFor("link", newPath, errno);
+        }
+
+        if (File.Exists(newPath))
+        {
+            return false;
+        }
+
+        File.Move(existing, newPath, overwrite: false);
+        return true;
+    }
+
     /// <summary>The C library's sentence for an errno ("Read-only file system"), which the trimmed BCL resources do not strip.</summary>
     public static string Describe(int errno) => Marshal.GetPInvokeErrorMessage(errno);
 
@@ -366,6 +412,9 @@ internal static partial class NativeFile
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fsync(SafeFileHandle fd);
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int link(string existing, string newPath);
 
     // glibc has no openat2 wrapper; the system call number is the same on every architecture.
     [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]

@@ -2,6 +2,7 @@ using Checkpoint.Sidecar.Configuration;
 using Checkpoint.Sidecar.Flush;
 using Checkpoint.Sidecar.Metrics;
 using Checkpoint.Sidecar.Storage;
+using Checkpoint.Sidecar.Storage.JobWide;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
@@ -46,7 +47,9 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
         _store = new CheckpointStore(
             new CheckpointLayout(options.Value.StorageDir, options.Value.PodNamespace, options.Value.JobName),
             NullLogger<CheckpointStore>.Instance);
-        var pipeline = new FlushPipeline(_store, options, planner, _time, NullLogger<FlushPipeline>.Instance);
+        var target = new SharedDirectoryTarget(
+            _store.Layout, new CheckpointCopier(2, options.Value.CopyBufferBytes, _time), "pod-a", NullLogger<SharedDirectoryTarget>.Instance);
+        var pipeline = new FlushPipeline(target, options, planner, _time, NullLogger<FlushPipeline>.Instance);
         _stagingRoot = new StagingRoot(options.Value.StagingDir, NullLogger<StagingRoot>.Instance);
         _coordinator = new FlushCoordinator(
             planner, pipeline, _store, _stagingRoot, new CheckpointMetrics(_registry), [_reporter], _time, _logger);
@@ -136,16 +139,20 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
         Assert.Equal(CheckpointStatus.Committed, outcome.Status);
         Assert.Equal(id, outcome.CheckpointId);
         Assert.Equal(100, outcome.Step);
-        Assert.Equal(_store.Layout.CommittedDirectory(id), outcome.Directory);
-        Assert.Equal(id, _store.ReadLatestId());
-        var manifest = CheckpointManifest.Read(Path.Combine(outcome.Directory!, "manifest.json"));
-        Assert.Equal(id, manifest.Id);
+        // One pod, one shard: its directory under the step holds both ranks' files.
+        Assert.Equal(_store.Layout.StepDirectory(100), Path.GetDirectoryName(outcome.Directory));
+        Assert.Equal("step-000000100", _store.ReadLatestId());
+        var manifest = JobManifest.FromUtf8Json(await File.ReadAllBytesAsync(Path.Combine(_store.Layout.StepDirectory(100), "manifest.json")));
+        Assert.Equal("step-000000100", manifest.Id);
         Assert.Equal("preemption", manifest.Reason);
         Assert.Equal(100, manifest.Step);
-        Assert.Equal([.. files0, .. files1], manifest.Files.Select(f => f.Path).Order(StringComparer.Ordinal));
-        Assert.Equal([0, 1], manifest.Ranks.Select(r => r.Rank));
-        Assert.Equal("a", manifest.Ranks[0].Metadata["host"]);
-        foreach (var file in manifest.Files)
+        Assert.Equal(2, manifest.WorldSize);
+        var shard = Assert.Single(manifest.Shards);
+        Assert.Equal(Path.GetFileName(outcome.Directory), shard.Directory);
+        Assert.Equal([.. files0, .. files1], shard.Files.Select(f => f.Path).Order(StringComparer.Ordinal));
+        Assert.Equal([0, 1], shard.Ranks.Select(r => r.Rank));
+        Assert.Equal("a", shard.Ranks[0].Metadata["host"]);
+        foreach (var file in shard.Files)
         {
             Assert.Equal(
                 await File.ReadAllBytesAsync(Path.Combine(_temp.Path, "expected", file.Path)),
@@ -323,8 +330,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
         Assert.Contains("rank(s) 1 reported", outcome.Error, StringComparison.Ordinal);
         Assert.Equal(periodic, _store.ReadLatestId());
         Assert.Equal(periodic, _store.FindLatestValid(verifyHashes: true, 64 * 1024, null, CancellationToken.None)?.Id);
-        Assert.False(Directory.Exists(_store.Layout.CommittedDirectory(id)));
-        Assert.False(Directory.Exists(_store.Layout.PartialDirectory(id)));
+        Assert.False(Directory.Exists(_store.Layout.StepDirectory(60)));
 
         var late = Assert.Throws<FlushRequestException>(
             () => _coordinator.Report(rank1.Id, id, 60, Dump(command, rank: 1, seed: 4), NoMetadata));
@@ -400,7 +406,8 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
         _coordinator.Report(rank1.Id, command1.CheckpointId, 10, Dump(command1, rank: 1, seed: 2), NoMetadata);
         var outcome = await _coordinator.WaitAsync(command0.CheckpointId, CancellationToken.None).WaitAsync(Bound);
         Assert.Equal(CheckpointStatus.Committed, outcome.Status);
-        Assert.Equal(10, CheckpointManifest.Read(Path.Combine(outcome.Directory!, "manifest.json")).Step);
+        Assert.Equal(10, outcome.Step);
+        Assert.True(File.Exists(Path.Combine(_store.Layout.StepDirectory(10), "manifest.json")));
         Assert.Equal(command0.CheckpointId, _coordinator.LastCommittedId);
     }
 
@@ -547,7 +554,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
             _time.Advance(TimeSpan.FromSeconds(1));
         }
 
-        Assert.Equal(ids[1..], _store.Layout.CommittedCandidates().Order(StringComparer.Ordinal));
+        Assert.Equal(ids[1..], _store.Layout.StepCandidates().Select(c => c.Name).Order(StringComparer.Ordinal));
         Assert.Equal(ids[^1], _store.ReadLatestId());
     }
 
@@ -646,7 +653,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
         _coordinator.Report(rank1.Id, command.CheckpointId, step, Dump(command, rank: 1, seed: (int)step + 1000), NoMetadata);
         var outcome = await _coordinator.WaitAsync(command.CheckpointId, CancellationToken.None).WaitAsync(Bound);
         Assert.Equal(CheckpointStatus.Committed, outcome.Status);
-        return command.CheckpointId;
+        return CheckpointLayout.StepName(step);
     }
 
     /// <summary>Lets a test look at the world at the moment the coordinator logs an event.</summary>

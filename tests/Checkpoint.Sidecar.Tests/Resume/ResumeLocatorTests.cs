@@ -2,6 +2,7 @@ using Checkpoint.Sidecar.Configuration;
 using Checkpoint.Sidecar.Metrics;
 using Checkpoint.Sidecar.Resume;
 using Checkpoint.Sidecar.Storage;
+using Checkpoint.Sidecar.Tests.Storage;
 using Checkpoint.TestSupport;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
@@ -145,7 +146,7 @@ public sealed class ResumeLocatorTests : IDisposable
         Assert.Same(checkpoint, await answer.WaitAsync(NeverBlocks));
     }
 
-    private static CommittedCheckpoint SomeCheckpoint() => new("/storage/ns/job/" + Id, new CheckpointManifest
+    private static CommittedCheckpoint SomeCheckpoint() => CommittedCheckpoint.FromFormat1("/storage/ns/job/" + Id, new CheckpointManifest
     {
         FormatVersion = CheckpointManifest.CurrentFormatVersion,
         Id = Id,
