@@ -216,6 +216,12 @@ def manifest(checkpoint_dir: Path) -> dict:
     return json.loads((checkpoint_dir / "manifest.json").read_text())
 
 
+def step_id(step: int) -> str:
+    """A job-committed checkpoint's id and directory name (<job>/step-000000123/), what latest() and LATEST name.
+    While it is being taken each pod's sidecar names its part with an id of its own (DumpRequest, outcome, logs)."""
+    return f"step-{step:09d}"
+
+
 def xxh128(path: Path) -> str:
     tool = shutil.which("xxhsum")
     if tool is None:
@@ -224,16 +230,25 @@ def xxh128(path: Path) -> str:
     return out.split()[0]
 
 
-def assert_verifies(checkpoint_dir: Path) -> dict:
-    """Every file in the manifest exists with its size and the XXH128 that xxhsum computes."""
-    m = manifest(checkpoint_dir)
-    assert m["files"], f"{checkpoint_dir}: the manifest lists no files"
-    for entry in m["files"]:
-        path = checkpoint_dir / entry["path"]
-        assert path.is_file(), f"{path} listed in the manifest is missing"
-        assert path.stat().st_size == entry["size"], f"{path}: size differs from the manifest"
-        assert xxh128(path) == entry["xxh128"], f"{path}: xxh128 differs from the manifest"
-    return m
+def assert_verifies(step_dir: Path) -> dict:
+    """A job-committed checkpoint (<job>/step-N/): every file its job manifest lists, in every pod's shard directory,
+    exists with its size and the XXH128 that xxhsum computes.
+
+    Returns the manifest with the shards' files and ranks gathered (``files``, ``ranks``) beside ``step``, ``reason``
+    and ``worldSize``; ``shards`` as written.
+    """
+    m = manifest(step_dir)
+    files, ranks = [], []
+    for shard in m["shards"]:
+        assert shard["files"], f"{step_dir}: shard {shard['shard']} lists no files"
+        for entry in shard["files"]:
+            path = step_dir / shard["directory"] / entry["path"]
+            assert path.is_file(), f"{path} listed in the manifest is missing"
+            assert path.stat().st_size == entry["size"], f"{path}: size differs from the manifest"
+            assert xxh128(path) == entry["xxh128"], f"{path}: xxh128 differs from the manifest"
+        files += shard["files"]
+        ranks += shard["ranks"]
+    return dict(m, files=files, ranks=ranks)
 
 
 def elapsed_since(start: float) -> float:
