@@ -23,6 +23,7 @@ LatestAnswer = Union[int, None, str]
 
 
 def checkpoint_id(step: int) -> str:
+    """A job-committed checkpoint's id (what GetLatestCheckpoint names)."""
     return f"step-{step:09d}"
 
 
@@ -80,7 +81,7 @@ class FakeSidecar(pb_grpc.CheckpointServiceServicer):
             self.begin_requests.append(request)
         if request.reason == pb.CHECKPOINT_REASON_PREEMPTION and not request.HasField("deadline"):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a PREEMPTION checkpoint needs a deadline")
-        name = checkpoint_id(request.step)
+        name = f"fake-{request.step}-{len(self.begin_requests)}"  # each sidecar names its part of a checkpoint itself
         dump = pb.DumpRequest(checkpoint_id=name, reason=request.reason or pb.CHECKPOINT_REASON_PERIODIC,
                               staging_dir=str(self.staging / name))
         if request.HasField("deadline"):

@@ -147,4 +147,4 @@ def test_one_preempted_pod_makes_every_rank_dump_the_same_step_with_its_deadline
         [begin] = d["begin"]
         assert begin["step"] == step and begin["reason"] == 1  # CHECKPOINT_REASON_PREEMPTION
         assert announced - 0.002 < begin["deadline"] <= announced, "the preempted pod's deadline, carried over"
-        assert d["checkpoint_id"] == f"step-{step:09d}"
+        assert d["checkpoint_id"].startswith(f"fake-{step}-"), "the dump its own sidecar answered"

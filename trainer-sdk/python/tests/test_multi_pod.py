@@ -13,16 +13,12 @@ from typing import List, Optional
 
 import pytest
 
-from conftest import REPO, SIGKILL, SIGTERM, ObservedProcess, PYTHON_DIR
+from conftest import PYTHON_DIR, REPO, SIGKILL, SIGTERM, ObservedProcess, assert_verifies, step_id
 
 WORLD_TRAINER = PYTHON_DIR / "tests" / "world_trainer.py"
 FAULTFS = REPO / "tests" / "faultfs" / "faultfs.py"
-WRITTEN = r"^checkpoint (\S+) written at step (\d+) \((\w+)\) state ([0-9a-f]{64})$"
+WRITTEN = r"^checkpoint (\S+) written at step (\d+) \((preemption)\) state ([0-9a-f]{64})$"
 RESUMED = r"^resumed from checkpoint (\S+) at step (\d+) state ([0-9a-f]{64})$"
-
-
-def step_id(step: int) -> str:
-    return f"step-{step:09d}"
 
 
 class Pod:
@@ -67,14 +63,11 @@ def stop_idle_sidecar(pod: Pod) -> None:
 
 def wait_periodic_committed(world: List[Pod], step: int) -> List[str]:
     """Every rank wrote the periodic checkpoint of ``step`` and saw it committed job-wide; returns their state hashes."""
-    states = []
-    for pod in world:
-        written = pod.rank.wait_for_line(rf"^checkpoint {step_id(step)} written at step {step} \(periodic\) "
-                                         rf"state ([0-9a-f]{{64}})$")
-        states.append(written.group(1))
-    for pod in world:
-        pod.rank.wait_for_line(rf"^outcome {step_id(step)} committed missing \[\]$")
-    return states
+    written = [pod.rank.wait_for_line(rf"^checkpoint (\S+) written at step {step} \(periodic\) state ([0-9a-f]{{64}})$")
+               for pod in world]
+    for pod, w in zip(world, written):
+        pod.rank.wait_for_line(rf"^outcome {re.escape(w.group(1))} committed missing \[\]$")
+    return [w.group(2) for w in written]
 
 
 def assert_every_rank_resumes(world: List[Pod], checkpoint: str, step: int, states: List[str]) -> None:
@@ -105,16 +98,17 @@ def test_one_preempted_pod_checkpoints_the_whole_job_and_every_rank_resumes_it(p
     if signal_trainer:
         world[preempted].rank.signal(SIGTERM)
     written = [pod.rank.wait_for_line(WRITTEN) for pod in world]
-    checkpoint, step = written[0].group(1), int(written[0].group(2))
-    assert [(w.group(1), int(w.group(2)), w.group(3)) for w in written] == [(checkpoint, step, "preemption")] * pods, (
-        "every rank dumps the same step into the same job-wide preemption checkpoint")
-    assert checkpoint == step_id(step) and step > 20
-    for pod in world:
+    step = int(written[0].group(2))
+    assert [(int(w.group(2)), w.group(3)) for w in written] == [(step, "preemption")] * pods, (
+        "every rank dumps the same step for the preemption")
+    assert step > 20
+    checkpoint = step_id(step)
+    for pod, w in zip(world, written):
         assert pod.rank.wait_exit() == 1, f"{pod.rank.name} must exit with the preemption exit code:\n{pod.rank.output}"
-        assert re.search(rf"exiting with code 1: preemption checkpoint {checkpoint} committed at step {step} ",
+        assert re.search(rf"exiting with code 1: preemption checkpoint {re.escape(w.group(1))} committed at step {step} ",
                          pod.rank.output), pod.rank.output
         if pod.index != preempted:
-            assert (f"the ranks agreed to dump at step {step}: taking preemption checkpoint {checkpoint}"
+            assert (f"the ranks agreed to dump at step {step}: taking preemption checkpoint {w.group(1)}"
                     in pod.rank.output), "a rank whose pod is not preempted asks its own sidecar"
     assert world[preempted].sidecar.wait_exit() == 0, world[preempted].sidecar.output
     for pod in world:
@@ -150,8 +144,8 @@ def test_pod_killed_during_its_copy_leaves_no_job_checkpoint_and_every_rank_resu
         world[0].sidecar.signal(SIGTERM)  # pod 0 is preempted
         world[0].rank.signal(SIGTERM)
         written = [pod.rank.wait_for_line(WRITTEN) for pod in world]
-        assert written[0].group(1, 2) == written[1].group(1, 2), "both ranks dump the same step"
-        checkpoint = written[0].group(1)
+        assert written[0].group(2, 3) == written[1].group(2, 3), "both ranks dump the same step for the preemption"
+        step = int(written[0].group(2))
         faultfs.wait_for_line(r"event: hold-rank-1 write ")
         world[1].sidecar.signal(SIGKILL)  # pod 1 dies in the middle of its copy
         world[1].sidecar.wait_exit()
@@ -160,10 +154,11 @@ def test_pod_killed_during_its_copy_leaves_no_job_checkpoint_and_every_rank_resu
             assert pod.rank.wait_exit(timeout=grace + 20) == 1, pod.rank.output
         # Pod 0's shard is sealed but rank 1 never got one: at the deadline pod 0 gives up (its trainer may be ended
         # by its own watchdog at that same deadline first).
-        assert re.search(rf"exiting with code 1: (preemption checkpoint {checkpoint} failed: .*rank 1 of the world had "
-                         rf"no shard|the preemption deadline .* passed)", world[0].rank.output), world[0].rank.output
+        assert re.search(rf"exiting with code 1: (preemption checkpoint {re.escape(written[0].group(1))} failed: .*"
+                         rf"rank 1 of the world had no shard|the preemption deadline .* passed)",
+                         world[0].rank.output), world[0].rank.output
         assert world[0].sidecar.wait_exit(timeout=grace + 20) == 1, "a flush that failed ends the sidecar with 1"
-        assert checkpoint not in job_checkpoints(dirs), "no job checkpoint without rank 1's shard"
+        assert job_checkpoints(dirs) == [step_id(20)], f"no job checkpoint of step {step} without rank 1's shard"
     finally:
         faultfs.signal(SIGTERM)
         faultfs.wait_exit()
@@ -180,12 +175,14 @@ def job_checkpoints(dirs) -> List[str]:
 
 
 def assert_job_manifest(dirs, checkpoint: str, step: int, world_size: int, reason: str) -> dict:
-    """The job manifest names the checkpoint and covers every rank of the world, one shard per pod."""
-    manifest = json.loads((dirs.job / checkpoint / "manifest.json").read_text())
+    """The job manifest names the checkpoint, verifies, and covers every rank of the world with one shard per pod."""
+    manifest = assert_verifies(dirs.job / checkpoint)
     assert (manifest["id"], manifest["step"], manifest["worldSize"], manifest["reason"]) == (
         checkpoint, step, world_size, reason), manifest
-    ranks = sorted(r["rank"] for shard in manifest["shards"] for r in shard["ranks"])
+    ranks = sorted(r["rank"] for r in manifest["ranks"])
     assert ranks == list(range(world_size)), f"the job manifest covers ranks {ranks}"
     assert len(manifest["shards"]) == world_size, "one shard per pod (one rank each)"
     assert len({shard["worldId"] for shard in manifest["shards"]}) == 1, "shards of one world"
+    assert sorted(f["path"] for f in manifest["files"]) == [
+        f"rank-{r}/{name}" for r in range(world_size) for name in ("model.pt", "optimizer.pt", "trainer_state.pt")]
     return manifest
