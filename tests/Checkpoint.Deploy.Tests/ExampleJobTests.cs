@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.RegularExpressions;
 using Checkpoint.Deploy.Tests.Infrastructure;
 using k8s.Models;
@@ -5,8 +6,9 @@ using k8s.Models;
 namespace Checkpoint.Deploy.Tests;
 
 /// <summary>
-/// Each example Job, as kubectl renders it, gives the sidecar what the README says it needs and the
-/// trainer what it shares with the sidecar; preemptions do not count as failures.
+/// Each example's pod templates (a Job's, a JobSet's child Jobs', a PyTorchJob's replicas'), as
+/// kubectl renders them, give the sidecar what the README says it needs and the trainer what it
+/// shares with the sidecar; preemptions do not count as failures.
 /// </summary>
 public sealed class ExampleJobTests
 {
@@ -33,158 +35,215 @@ public sealed class ExampleJobTests
     [MemberData(nameof(Examples))]
     public async Task Sidecar_HasTheEnvironmentTheReadmeAsksFor_ConsistentWithItsMountsAndPorts(string example)
     {
-        var job = await Manifests.JobAsync(example);
-        var sidecar = Manifests.Sidecar(job);
-
-        // What the README marks required, plus what must agree with the trainer and the probes.
-        string[] needed = [.. RequiredByReadme(), "CHECKPOINT_SOCKET_PATH", "CHECKPOINT_METRICS_PORT", "CHECKPOINT_JOB_NAME"];
-        foreach (var name in needed)
+        foreach (var pod in await Manifests.PodsAsync(example))
         {
-            Assert.False(string.IsNullOrEmpty(Manifests.Env(sidecar, name)), $"{example}: the sidecar lacks {name}");
+            var sidecar = Manifests.Sidecar(pod.Spec);
+
+            // What the README marks required, plus what must agree with the trainer and the probes.
+            string[] needed = [.. RequiredByReadme(), "CHECKPOINT_SOCKET_PATH", "CHECKPOINT_METRICS_PORT"];
+            foreach (var name in needed)
+            {
+                Assert.False(string.IsNullOrEmpty(Manifests.Env(sidecar, name)), $"{pod}: the sidecar lacks {name}");
+            }
+
+            // The job's directory: a literal name or one from the downward API (the multi-pod examples).
+            var jobName = Manifests.EnvVar(sidecar, "CHECKPOINT_JOB_NAME");
+            Assert.True(jobName is not null && (!string.IsNullOrEmpty(jobName.Value) || jobName.ValueFrom?.FieldRef is not null),
+                $"{pod}: the sidecar lacks CHECKPOINT_JOB_NAME");
+
+            // No misspelt setting: every CHECKPOINT_* variable is one the README documents.
+            var documented = DocumentedByReadme();
+            foreach (var env in sidecar.Env.Where(e => e.Name.StartsWith("CHECKPOINT_", StringComparison.Ordinal)))
+            {
+                Assert.True(documented.Contains(env.Name), $"{pod}: {env.Name} is not a setting the README documents");
+            }
+
+            // POD_NAME / POD_NAMESPACE from the downward API: every pod's own name, so the pods of one job
+            // tell their shards apart.
+            Assert.Equal("metadata.name", sidecar.Env.Single(e => e.Name == "POD_NAME").ValueFrom?.FieldRef?.FieldPath);
+            Assert.Equal("metadata.namespace", sidecar.Env.Single(e => e.Name == "POD_NAMESPACE").ValueFrom?.FieldRef?.FieldPath);
+
+            // The directories are the volumes' mount points.
+            var socketMount = Manifests.MountHolding(sidecar, Manifests.Env(sidecar, "CHECKPOINT_SOCKET_PATH")!);
+            Assert.Equal("checkpoint-socket", socketMount.Name);
+            Assert.Equal(Manifests.Env(sidecar, "CHECKPOINT_STAGING_DIR"), Manifests.Mount(sidecar, "staging").MountPath);
+            var storage = Manifests.Mount(sidecar, "checkpoints");
+            Assert.Equal(Manifests.Env(sidecar, "CHECKPOINT_STORAGE_DIR"), storage.MountPath);
+            Assert.NotEqual(true, storage.ReadOnlyProperty);
+
+            // The fallback G agrees with the pod's real G.
+            Assert.Equal(pod.Spec.TerminationGracePeriodSeconds?.ToString(CultureInfo.InvariantCulture),
+                Manifests.Env(sidecar, "CHECKPOINT_GRACE_PERIOD_SECONDS"));
+            Assert.True(pod.Spec.TerminationGracePeriodSeconds >= 30, $"{pod}: a grace period under 30 s leaves little to flush in");
         }
-
-        // No misspelt setting: every CHECKPOINT_* variable is one the README documents.
-        var documented = DocumentedByReadme();
-        foreach (var env in sidecar.Env.Where(e => e.Name.StartsWith("CHECKPOINT_", StringComparison.Ordinal)))
-        {
-            Assert.True(documented.Contains(env.Name), $"{example}: {env.Name} is not a setting the README documents");
-        }
-
-        // POD_NAME / POD_NAMESPACE from the downward API.
-        Assert.Equal("metadata.name", sidecar.Env.Single(e => e.Name == "POD_NAME").ValueFrom?.FieldRef?.FieldPath);
-        Assert.Equal("metadata.namespace", sidecar.Env.Single(e => e.Name == "POD_NAMESPACE").ValueFrom?.FieldRef?.FieldPath);
-
-        // The directories are the volumes' mount points.
-        var socketMount = Manifests.MountHolding(sidecar, Manifests.Env(sidecar, "CHECKPOINT_SOCKET_PATH")!);
-        Assert.Equal("checkpoint-socket", socketMount.Name);
-        Assert.Equal(Manifests.Env(sidecar, "CHECKPOINT_STAGING_DIR"), Manifests.Mount(sidecar, "staging").MountPath);
-        var storage = Manifests.Mount(sidecar, "checkpoints");
-        Assert.Equal(Manifests.Env(sidecar, "CHECKPOINT_STORAGE_DIR"), storage.MountPath);
-        Assert.NotEqual(true, storage.ReadOnlyProperty);
-
-        // The fallback G agrees with the pod's real G.
-        Assert.Equal(job.Spec.Template.Spec.TerminationGracePeriodSeconds?.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            Manifests.Env(sidecar, "CHECKPOINT_GRACE_PERIOD_SECONDS"));
-        Assert.True(job.Spec.Template.Spec.TerminationGracePeriodSeconds >= 30, $"{example}: a grace period under 30 s leaves little to flush in");
     }
 
     [Theory]
     [MemberData(nameof(Examples))]
     public async Task Sidecar_HasProbesOnTheMetricsPort(string example)
     {
-        var sidecar = Manifests.Sidecar(await Manifests.JobAsync(example));
-        var port = Assert.Single(sidecar.Ports, p => p.Name == "metrics");
-        Assert.Equal(Manifests.Env(sidecar, "CHECKPOINT_METRICS_PORT"), port.ContainerPort.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        foreach (var pod in await Manifests.PodsAsync(example))
+        {
+            var sidecar = Manifests.Sidecar(pod.Spec);
+            var port = Assert.Single(sidecar.Ports, p => p.Name == "metrics");
+            Assert.Equal(Manifests.Env(sidecar, "CHECKPOINT_METRICS_PORT"), port.ContainerPort.ToString(CultureInfo.InvariantCulture));
 
-        Assert.Equal("/readyz", sidecar.ReadinessProbe?.HttpGet?.Path);
-        Assert.Equal("metrics", sidecar.ReadinessProbe!.HttpGet.Port.Value);
-        Assert.Equal("/healthz", sidecar.LivenessProbe?.HttpGet?.Path);
-        Assert.Equal("metrics", sidecar.LivenessProbe!.HttpGet.Port.Value);
+            Assert.Equal("/readyz", sidecar.ReadinessProbe?.HttpGet?.Path);
+            Assert.Equal("metrics", sidecar.ReadinessProbe!.HttpGet.Port.Value);
+            Assert.Equal("/healthz", sidecar.LivenessProbe?.HttpGet?.Path);
+            Assert.Equal("metrics", sidecar.LivenessProbe!.HttpGet.Port.Value);
+        }
     }
 
     [Theory]
     [MemberData(nameof(Examples))]
     public async Task Sidecar_RunsNonRootReadOnlyWithoutPrivileges_WithResourceRequests(string example)
     {
-        var job = await Manifests.JobAsync(example);
-        var pod = job.Spec.Template.Spec;
-        var sidecar = Manifests.Sidecar(job);
-        var context = sidecar.SecurityContext;
-        Assert.NotNull(context);
-        Assert.True(context.RunAsNonRoot == true || pod.SecurityContext?.RunAsNonRoot == true, $"{example}: runAsNonRoot");
-        Assert.Equal(true, context.ReadOnlyRootFilesystem);
-        Assert.Equal(false, context.AllowPrivilegeEscalation);
-        Assert.Equal(["ALL"], context.Capabilities?.Drop);
-        Assert.Null(context.Capabilities?.Add);
-        Assert.NotEqual(true, context.Privileged);
-        Assert.Equal("RuntimeDefault", (context.SeccompProfile ?? pod.SecurityContext?.SeccompProfile)?.Type);
-        Assert.Equal(true, pod.SecurityContext?.RunAsNonRoot);
+        foreach (var pod in await Manifests.PodsAsync(example))
+        {
+            var sidecar = Manifests.Sidecar(pod.Spec);
+            var context = sidecar.SecurityContext;
+            Assert.NotNull(context);
+            Assert.True(context.RunAsNonRoot == true || pod.Spec.SecurityContext?.RunAsNonRoot == true, $"{pod}: runAsNonRoot");
+            Assert.Equal(true, context.ReadOnlyRootFilesystem);
+            Assert.Equal(false, context.AllowPrivilegeEscalation);
+            Assert.Equal(["ALL"], context.Capabilities?.Drop);
+            Assert.Null(context.Capabilities?.Add);
+            Assert.NotEqual(true, context.Privileged);
+            Assert.Equal("RuntimeDefault", (context.SeccompProfile ?? pod.Spec.SecurityContext?.SeccompProfile)?.Type);
+            Assert.Equal(true, pod.Spec.SecurityContext?.RunAsNonRoot);
 
-        Assert.True(sidecar.Resources?.Requests?.ContainsKey("cpu") == true, $"{example}: cpu request");
-        Assert.True(sidecar.Resources?.Requests?.ContainsKey("memory") == true, $"{example}: memory request");
-        Assert.True(sidecar.Resources?.Limits?.ContainsKey("memory") == true, $"{example}: memory limit");
-        var trainer = Manifests.Trainer(job);
-        Assert.True(trainer.Resources?.Requests?.ContainsKey("memory") == true, $"{example}: trainer memory request");
-        Assert.Equal(false, trainer.SecurityContext?.AllowPrivilegeEscalation);
+            Assert.True(sidecar.Resources?.Requests?.ContainsKey("cpu") == true, $"{pod}: cpu request");
+            Assert.True(sidecar.Resources?.Requests?.ContainsKey("memory") == true, $"{pod}: memory request");
+            Assert.True(sidecar.Resources?.Limits?.ContainsKey("memory") == true, $"{pod}: memory limit");
+            var trainer = Manifests.Trainer(pod.Spec);
+            Assert.True(trainer.Resources?.Requests?.ContainsKey("memory") == true, $"{pod}: trainer memory request");
+            Assert.Equal(false, trainer.SecurityContext?.AllowPrivilegeEscalation);
+        }
     }
 
     [Theory]
     [MemberData(nameof(Examples))]
     public async Task Trainer_SharesTheSocketStagingAndCheckpointVolumesAtTheSidecarsPaths(string example)
     {
-        var job = await Manifests.JobAsync(example);
-        var sidecar = Manifests.Sidecar(job);
-        var trainer = Manifests.Trainer(job);
+        foreach (var pod in await Manifests.PodsAsync(example))
+        {
+            var sidecar = Manifests.Sidecar(pod.Spec);
+            var trainer = Manifests.Trainer(pod.Spec);
 
-        Assert.Equal(Manifests.Env(sidecar, "CHECKPOINT_SOCKET_PATH"), Manifests.Env(trainer, "CHECKPOINT_SOCKET_PATH"));
-        Assert.Equal(Manifests.Mount(sidecar, "checkpoint-socket").MountPath, Manifests.Mount(trainer, "checkpoint-socket").MountPath);
-        // The sidecar names the dump and resume directories by its own paths.
-        Assert.Equal(Manifests.Mount(sidecar, "staging").MountPath, Manifests.Mount(trainer, "staging").MountPath);
-        Assert.Equal(Manifests.Mount(sidecar, "checkpoints").MountPath, Manifests.Mount(trainer, "checkpoints").MountPath);
-        Assert.Equal(true, Manifests.Mount(trainer, "checkpoints").ReadOnlyProperty);
+            Assert.Equal(Manifests.Env(sidecar, "CHECKPOINT_SOCKET_PATH"), Manifests.Env(trainer, "CHECKPOINT_SOCKET_PATH"));
+            Assert.Equal(Manifests.Mount(sidecar, "checkpoint-socket").MountPath, Manifests.Mount(trainer, "checkpoint-socket").MountPath);
+            // The sidecar names the dump and resume directories by its own paths.
+            Assert.Equal(Manifests.Mount(sidecar, "staging").MountPath, Manifests.Mount(trainer, "staging").MountPath);
+            Assert.Equal(Manifests.Mount(sidecar, "checkpoints").MountPath, Manifests.Mount(trainer, "checkpoints").MountPath);
+            Assert.Equal(true, Manifests.Mount(trainer, "checkpoints").ReadOnlyProperty);
 
-        var socket = Manifests.Volume(job, "checkpoint-socket");
-        Assert.Equal("Memory", socket.EmptyDir?.Medium);
-        Assert.NotNull(Manifests.Volume(job, "staging").EmptyDir);
-        Assert.Equal("training-checkpoints", Manifests.Volume(job, "checkpoints").PersistentVolumeClaim?.ClaimName);
+            var socket = Manifests.Volume(pod.Spec, "checkpoint-socket");
+            Assert.Equal("Memory", socket.EmptyDir?.Medium);
+            Assert.NotNull(Manifests.Volume(pod.Spec, "staging").EmptyDir);
+            Assert.Equal("training-checkpoints", Manifests.Volume(pod.Spec, "checkpoints").PersistentVolumeClaim?.ClaimName);
+        }
     }
 
     [Theory]
     [MemberData(nameof(Examples))]
     public async Task Job_IgnoresDisruptionTargetFailures_AndHandlesExitCodes(string example)
     {
-        var job = await Manifests.JobAsync(example);
-        Assert.Equal("Never", job.Spec.Template.Spec.RestartPolicy);
-        var rules = job.Spec.PodFailurePolicy?.Rules;
-        Assert.NotNull(rules);
-
-        // The first rule wins: DisruptionTarget (preemption, eviction) must be matched before any exit code.
-        var first = rules[0];
-        Assert.Equal("Ignore", first.Action);
-        var condition = Assert.Single(first.OnPodConditions);
-        Assert.Equal("DisruptionTarget", condition.Type);
-        Assert.Null(first.OnExitCodes);
-
-        var exitRules = rules.Where(r => r.OnExitCodes is not null).ToList();
-        Assert.NotEmpty(exitRules);
-        var containers = job.Spec.Template.Spec.Containers.Concat(job.Spec.Template.Spec.InitContainers ?? []).Select(c => c.Name).ToHashSet();
-        foreach (var rule in exitRules)
+        var pods = await Manifests.PodsAsync(example);
+        foreach (var pod in pods)
         {
-            Assert.Contains(rule.OnExitCodes.ContainerName, containers);
-            Assert.DoesNotContain(0, rule.OnExitCodes.Values);
-        }
+            if (pod.Kind == Workloads.PyTorchJob)
+            {
+                // No podFailurePolicy in a PyTorchJob: see PyTorchJob_IsAMasterAndWorkers... below.
+                Assert.Null(pod.Job);
+                continue;
+            }
 
-        // A replacement pod never overlaps the pod whose flush is still running.
-        Assert.Equal("Failed", job.Spec.PodReplacementPolicy);
+            var job = Assert.IsType<V1JobSpec>(pod.Job);
+            Assert.Equal("Never", pod.Spec.RestartPolicy);
+            var rules = job.PodFailurePolicy?.Rules;
+            Assert.NotNull(rules);
+
+            // The first rule wins: DisruptionTarget (preemption, eviction) must be matched before any exit code.
+            var first = rules[0];
+            Assert.Equal("Ignore", first.Action);
+            var condition = Assert.Single(first.OnPodConditions);
+            Assert.Equal("DisruptionTarget", condition.Type);
+            // The built-in Job API defaults status to True; a CRD's copy of the schema (JobSet) does not.
+            Assert.True(condition.Status is null or "True", $"{pod}: onPodConditions status {condition.Status}");
+            if (pod.Kind != Workloads.BatchJob)
+            {
+                Assert.Equal("True", condition.Status);
+            }
+
+            Assert.Null(first.OnExitCodes);
+
+            var exitRules = rules.Where(r => r.OnExitCodes is not null).ToList();
+            Assert.NotEmpty(exitRules);
+            var containers = pod.Spec.Containers.Concat(pod.Spec.InitContainers ?? []).Select(c => c.Name).ToHashSet();
+            foreach (var rule in exitRules)
+            {
+                Assert.Contains(rule.OnExitCodes.ContainerName, containers);
+                Assert.DoesNotContain(0, rule.OnExitCodes.Values);
+                // torchrun reports every worker failure as 1: a FailJob on 1 would end the job at the first
+                // preemption (the pods that were not preempted exit with it).
+                if (rule.Action == "FailJob" && Manifests.Trainer(pod.Spec).Args?.Any(a => a.Contains("torchrun", StringComparison.Ordinal)) == true)
+                {
+                    Assert.DoesNotContain(1, rule.OnExitCodes.Values);
+                }
+            }
+
+            // A replacement pod never overlaps the pod whose flush is still running.
+            Assert.Equal("Failed", job.PodReplacementPolicy);
+        }
     }
 
     [Theory]
     [MemberData(nameof(Examples))]
     public async Task PodTemplate_RunsAsTheServiceAccountAndCarriesThePodMonitorLabel(string example)
     {
-        var job = await Manifests.JobAsync(example);
         var account = Assert.Single(await Manifests.ResourcesAsync<V1ServiceAccount>(example, "ServiceAccount"));
-        Assert.Equal(account.Metadata.Name, job.Spec.Template.Spec.ServiceAccountName);
-
         var podMonitor = KustomizeTests.Kind(await Kustomize.BuildDocumentsAsync("deploy/observability"), "PodMonitor")!;
-        foreach (var (key, value) in podMonitor["spec"]!["selector"]!["matchLabels"]!.AsObject())
+        foreach (var pod in await Manifests.PodsAsync(example))
         {
-            Assert.Equal(value!.GetValue<string>(), job.Spec.Template.Metadata.Labels[key]);
+            Assert.Equal(account.Metadata.Name, pod.Spec.ServiceAccountName);
+            // The token is mounted as in every example (the default): the sidecar reads and watches its pod.
+            Assert.Null(pod.Spec.AutomountServiceAccountToken);
+            Assert.Null(account.AutomountServiceAccountToken);
+
+            foreach (var (key, value) in podMonitor["spec"]!["selector"]!["matchLabels"]!.AsObject())
+            {
+                Assert.Equal(value!.GetValue<string>(), pod.Template.Metadata.Labels[key]);
+            }
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Examples))]
+    public async Task Example_RendersTheSidecarImageFromKustomizeImages_InEveryContainerThatRunsIt(string example)
+    {
+        foreach (var pod in await Manifests.PodsAsync(example))
+        {
+            Assert.Equal("registry.example.com/platform/checkpoint-sidecar:0.1.0", Manifests.Sidecar(pod.Spec).Image);
+            var all = pod.Spec.Containers.Concat(pod.Spec.InitContainers ?? []).ToList();
+            Assert.DoesNotContain(all, c => c.Image == "checkpoint-sidecar");
         }
     }
 
     [Fact]
     public async Task NativeSidecar_IsAnInitContainerWithRestartPolicyAlwaysAndThePreStopSubcommand()
     {
-        foreach (var example in new[] { "deploy/examples/job-native-sidecar", "deploy/examples/indexed-job" })
+        foreach (var example in Kustomize.Examples.Where(e => e != "deploy/examples/job-regular-sidecar"))
         {
-            var job = await Manifests.JobAsync(example);
-            Assert.True(Manifests.IsNativeSidecar(job), example);
-            var sidecar = Manifests.Sidecar(job);
-            Assert.Equal("Always", sidecar.RestartPolicy);
-            Assert.Equal([EntrypointOfDockerfile(), "prestop"], sidecar.Lifecycle?.PreStop?.Exec?.Command);
-            // The trainer starts once the socket is there.
-            Assert.Equal("/readyz", sidecar.StartupProbe?.HttpGet?.Path);
+            foreach (var pod in await Manifests.PodsAsync(example))
+            {
+                Assert.True(Manifests.IsNativeSidecar(pod.Spec), pod.ToString());
+                var sidecar = Manifests.Sidecar(pod.Spec);
+                Assert.Equal("Always", sidecar.RestartPolicy);
+                Assert.Equal([EntrypointOfDockerfile(), "prestop"], sidecar.Lifecycle?.PreStop?.Exec?.Command);
+                // The trainer starts once the socket is there.
+                Assert.Equal("/readyz", sidecar.StartupProbe?.HttpGet?.Path);
+            }
         }
 
         var regular = await Manifests.JobAsync("deploy/examples/job-regular-sidecar");
@@ -200,29 +259,250 @@ public sealed class ExampleJobTests
     }
 
     [Fact]
-    public async Task IndexedJob_RunsSeveralPodsEachWithItsOwnCheckpointDirectory_WithTheCompletionIndexForRanks()
+    public async Task SinglePodExamples_NameTheirJobDirectoryAfterTheJob()
+    {
+        foreach (var example in Kustomize.Examples.Except(Kustomize.MultiPodExamples))
+        {
+            var job = await Manifests.JobAsync(example);
+            Assert.Equal(1, job.Spec.Parallelism ?? 1);
+            Assert.Equal(job.Metadata.Name, Manifests.Env(Manifests.Sidecar(job), "CHECKPOINT_JOB_NAME"));
+        }
+    }
+
+    [Fact]
+    public async Task IndexedJob_RunsSeveralPodsSharingOneJobDirectory_WithTheCompletionIndexForRanks()
     {
         var job = await Manifests.JobAsync("deploy/examples/indexed-job");
         Assert.Equal("Indexed", job.Spec.CompletionMode);
         Assert.True(job.Spec.Parallelism > 1);
         Assert.Equal(job.Spec.Completions, job.Spec.Parallelism);
 
+        // One directory for every pod: the Job's name, from the label the Job controller sets.
         var sidecar = Manifests.Sidecar(job);
-        // Each pod commits only its own ranks, so each needs its own LATEST: no cross-pod commit yet.
-        Assert.Equal(job.Metadata.Name + "-$(JOB_COMPLETION_INDEX)", Manifests.Env(sidecar, "CHECKPOINT_JOB_NAME"));
-        Assert.Equal("metadata.annotations['batch.kubernetes.io/job-completion-index']",
-            sidecar.Env.Single(e => e.Name == "JOB_COMPLETION_INDEX").ValueFrom?.FieldRef?.FieldPath);
-        // Kubernetes expands $(VAR) only from variables declared earlier in the list.
-        Assert.True(sidecar.Env.ToList().FindIndex(e => e.Name == "JOB_COMPLETION_INDEX")
-            < sidecar.Env.ToList().FindIndex(e => e.Name == "CHECKPOINT_JOB_NAME"));
+        Assert.Equal("metadata.labels['batch.kubernetes.io/job-name']", Manifests.EnvVar(sidecar, "CHECKPOINT_JOB_NAME")?.ValueFrom?.FieldRef?.FieldPath);
 
         var trainer = Manifests.Trainer(job);
-        Assert.Contains(trainer.Env, e => e.Name == "JOB_COMPLETION_INDEX");
-        Assert.Contains("--node-rank=\"$JOB_COMPLETION_INDEX\"", string.Join(' ', trainer.Args), StringComparison.Ordinal);
+        Assert.Equal("metadata.annotations['batch.kubernetes.io/job-completion-index']",
+            trainer.Env.Single(e => e.Name == "JOB_COMPLETION_INDEX").ValueFrom?.FieldRef?.FieldPath);
+        var command = string.Join(' ', trainer.Args);
+        Assert.Contains("--node-rank=\"$JOB_COMPLETION_INDEX\"", command, StringComparison.Ordinal);
 
+        // The rendezvous address is pod 0's stable DNS name through the headless Service.
         var service = Assert.Single(await Manifests.ResourcesAsync<V1Service>("deploy/examples/indexed-job", "Service"));
         Assert.Equal("None", service.Spec.ClusterIP);
         Assert.Equal(service.Metadata.Name, job.Spec.Template.Spec.Subdomain);
+        Assert.Equal(job.Metadata.Name, service.Spec.Selector["batch.kubernetes.io/job-name"]);
+        Assert.Contains($"--master-addr={job.Metadata.Name}-0.{service.Metadata.Name} ", command, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [MemberData(nameof(MultiPodExamples))]
+    public async Task MultiPodExample_SharesOneJobDirectory_NamedByALabelItsKindSetsOnEveryPod(string example)
+    {
+        var pods = await Manifests.PodsAsync(example);
+        Assert.True(pods.Sum(p => p.Pods) > 1, $"{example}: one pod");
+        foreach (var pod in pods)
+        {
+            var label = Workloads.JobNameLabel[pod.Kind];
+            var jobName = Manifests.EnvVar(Manifests.Sidecar(pod.Spec), "CHECKPOINT_JOB_NAME");
+            Assert.NotNull(jobName);
+            // From the downward API, not a literal: the same value on every pod, set by the controller.
+            Assert.Null(jobName.Value);
+            Assert.Equal($"metadata.labels['{label}']", jobName.ValueFrom?.FieldRef?.FieldPath);
+            // The controller's label, not one the template sets (which could differ between templates).
+            Assert.False(pod.Template.Metadata?.Labels?.ContainsKey(label) == true, $"{pod}: the template sets {label} itself");
+            if (pod.Kind == Workloads.JobSet)
+            {
+                // Not the child Job's name: that differs between the JobSet's child Jobs.
+                Assert.DoesNotContain("batch.kubernetes.io/job-name", jobName.ValueFrom!.FieldRef.FieldPath, StringComparison.Ordinal);
+            }
+        }
+
+        // Every template of the example derives it the same way.
+        Assert.Single(pods.Select(p => Manifests.EnvVar(Manifests.Sidecar(p.Spec), "CHECKPOINT_JOB_NAME")!.ValueFrom!.FieldRef.FieldPath).Distinct());
+    }
+
+    [Theory]
+    [MemberData(nameof(Examples))]
+    public async Task PodMonitor_LabelsEveryPodOfAnExampleWithTheJobItCheckpointsFor(string example)
+    {
+        var podMonitor = KustomizeTests.Kind(await Kustomize.BuildDocumentsAsync("deploy/observability"), "PodMonitor")!;
+        var relabelings = podMonitor["spec"]!["podMetricsEndpoints"]![0]!["relabelings"]!.AsArray()
+            .Where(r => r!["action"]!.GetValue<string>() == "replace" && r["targetLabel"]!.GetValue<string>() == "job_name")
+            .ToList();
+        foreach (var pod in await Manifests.PodsAsync(example))
+        {
+            // The labels the pod's controllers put on it (besides the template's own).
+            var labels = new Dictionary<string, string>(pod.Template.Metadata?.Labels ?? new Dictionary<string, string>());
+            switch (pod.Kind)
+            {
+                case Workloads.BatchJob:
+                    labels["job-name"] = labels["batch.kubernetes.io/job-name"] = pod.Name;
+                    break;
+                case Workloads.JobSet:
+                    var childJob = $"{pod.Name}-{Regex.Match(pod.Where, @"\((.+)\)").Groups[1].Value}-0";
+                    labels["job-name"] = labels["batch.kubernetes.io/job-name"] = childJob;
+                    labels["jobset.sigs.k8s.io/jobset-name"] = pod.Name;
+                    break;
+                case Workloads.PyTorchJob:
+                    labels["training.kubeflow.org/job-name"] = pod.Name;
+                    break;
+            }
+
+            // Prometheus's pod discovery: __meta_kubernetes_pod_label_<name, non-alphanumerics as _>.
+            var meta = labels.ToDictionary(kv => "__meta_kubernetes_pod_label_" + Regex.Replace(kv.Key, "[^a-zA-Z0-9_]", "_"), kv => kv.Value);
+            string? jobName = null;
+            foreach (var rule in relabelings)
+            {
+                var source = Assert.Single(rule!["sourceLabels"]!.AsArray())!.GetValue<string>();
+                Assert.Equal("(.+)", rule["regex"]!.GetValue<string>());
+                if (meta.TryGetValue(source, out var value) && value.Length > 0)
+                {
+                    jobName = value;
+                }
+            }
+
+            // The same name the sidecar names the job's directory by.
+            var fromEnv = Manifests.EnvVar(Manifests.Sidecar(pod.Spec), "CHECKPOINT_JOB_NAME")!;
+            var directory = fromEnv.Value ?? labels[Regex.Match(fromEnv.ValueFrom.FieldRef.FieldPath, @"^metadata\.labels\['(.+)'\]$").Groups[1].Value];
+            Assert.Equal(pod.Name, jobName);
+            Assert.Equal(directory, jobName);
+        }
+    }
+
+    [Fact]
+    public async Task DeployReadme_TablesTheJobNameLabelOfEveryMultiPodExample()
+    {
+        var readme = await File.ReadAllTextAsync(Path.Combine(RepoPaths.Root, "deploy", "README.md"));
+        var rows = Regex.Matches(readme, @"^\|.*\|$", RegexOptions.Multiline).Select(m => m.Value).ToList();
+        foreach (var example in Kustomize.MultiPodExamples)
+        {
+            var pod = (await Manifests.PodsAsync(example))[0];
+            var label = Workloads.JobNameLabel[pod.Kind];
+            var row = Assert.Single(rows, r => r.TrimEnd('|').Split('|')[^1].Contains($"`{Path.GetFileName(example)}`", StringComparison.Ordinal));
+            Assert.Contains($"`{label}`", row.Split('|')[2], StringComparison.Ordinal);
+        }
+
+        // The torchrun pitfall and its recipe are documented where the examples point.
+        Assert.Contains("## torchrun and the grace period", readme, StringComparison.Ordinal);
+        Assert.Contains("## Jobs that span many pods", readme, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [MemberData(nameof(MultiPodExamples))]
+    public async Task MultiPodExample_GivesTorchrunAWorldOfEveryPod(string example)
+    {
+        var pods = await Manifests.PodsAsync(example);
+        var totalPods = pods.Sum(p => p.Pods);
+        foreach (var pod in pods)
+        {
+            var trainer = Manifests.Trainer(pod.Spec);
+            var command = string.Join(' ', (trainer.Command ?? []).Concat(trainer.Args ?? []));
+            // exec: torchrun is the container's main process and gets the SIGTERM that follows the preStop hook.
+            Assert.Contains("exec torchrun ", command, StringComparison.Ordinal);
+            var nnodes = int.Parse(Regex.Match(command, @"--nnodes=(\d+)").Groups[1].Value, CultureInfo.InvariantCulture);
+            var perNode = int.Parse(Regex.Match(command, @"--nproc-per-node=(\d+)").Groups[1].Value, CultureInfo.InvariantCulture);
+            Assert.Equal(totalPods, nnodes);
+            Assert.Matches(@"--node-rank=""\$", command);
+            Assert.Matches(@"--master-addr=\S+", command);
+            // One process per GPU.
+            Assert.Equal(perNode.ToString(CultureInfo.InvariantCulture), trainer.Resources.Limits["nvidia.com/gpu"].ToString());
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(MultiPodExamples))]
+    public async Task MultiPodExample_HoldsTheTrainersSigtermUntilTheCheckpointIsCommitted(string example)
+    {
+        foreach (var pod in await Manifests.PodsAsync(example))
+        {
+            // torchrun SIGKILLs its workers 30 s after forwarding SIGTERM: the trainer's preStop hook runs
+            // `prestop`, and the kubelet sends SIGTERM only when it returns.
+            var trainer = Manifests.Trainer(pod.Spec);
+            var hook = trainer.Lifecycle?.PreStop?.Exec?.Command;
+            Assert.NotNull(hook);
+            Assert.Equal(2, hook.Count);
+            Assert.Equal("prestop", hook[1]);
+            var toolDirectory = Path.GetDirectoryName(hook[0])!;
+
+            // The binary comes from the sidecar image, copied by an init container that runs to completion.
+            var sidecar = Manifests.Sidecar(pod.Spec);
+            var copy = Assert.Single(pod.Spec.InitContainers ?? [], c => c.Command?.FirstOrDefault() == "cp");
+            Assert.Null(copy.RestartPolicy);
+            Assert.Equal(sidecar.Image, copy.Image);
+            Assert.Equal(["cp", EntrypointOfDockerfile(), hook[0]], copy.Command);
+            Assert.Equal(Manifests.Mount(copy, "checkpoint-tools").MountPath, toolDirectory);
+            Assert.Equal(toolDirectory, Manifests.Mount(trainer, "checkpoint-tools").MountPath);
+            Assert.Equal(true, Manifests.Mount(trainer, "checkpoint-tools").ReadOnlyProperty);
+            Assert.NotNull(Manifests.Volume(pod.Spec, "checkpoint-tools").EmptyDir);
+            Assert.Equal(false, copy.SecurityContext?.AllowPrivilegeEscalation);
+            Assert.Equal(true, copy.SecurityContext?.ReadOnlyRootFilesystem);
+            Assert.Equal(["ALL"], copy.SecurityContext?.Capabilities?.Drop);
+            Assert.True(copy.Resources?.Limits?.ContainsKey("memory") == true, $"{pod}: copy container memory limit");
+
+            // `prestop` finds the sidecar through CHECKPOINT_SOCKET_PATH in the trainer's environment.
+            Assert.Equal(Manifests.Env(sidecar, "CHECKPOINT_SOCKET_PATH"), Manifests.Env(trainer, "CHECKPOINT_SOCKET_PATH"));
+        }
+    }
+
+    [Fact]
+    public async Task JobSet_RanksItsChildJobsPodsAsOneWorld_AndRestartsOnlyWhenAChildJobCannot()
+    {
+        var (kind, root) = Assert.Single(await Workloads.WorkloadsAsync("deploy/examples/jobset"));
+        Assert.Equal(Workloads.JobSet, kind);
+        var name = Yaml.Scalar(root, "metadata", "name");
+        Assert.Equal("true", Yaml.Scalar(root, "spec", "network", "enableDNSHostnames"));
+        var subdomain = Yaml.Scalar(root, "spec", "network", "subdomain") ?? name;
+
+        // Every old pod (and its flush) is gone before a restart's pods start.
+        Assert.Equal("BlockingRecreate", Yaml.Scalar(root, "spec", "failurePolicy", "restartStrategy"));
+        // A child Job failed by its FailJob rule (a non-retriable exit) fails the JobSet instead of restarting it.
+        var rules = Yaml.Load(Yaml.Text(Yaml.Child(root, "spec", "failurePolicy", "rules")!)).AsArray();
+        var rule = Assert.Single(rules);
+        Assert.Equal("FailJobSet", rule!["action"]!.GetValue<string>());
+        Assert.Equal(["PodFailurePolicy"], rule["onJobFailureReasons"]!.AsArray().Select(r => r!.GetValue<string>()));
+
+        var pod = Assert.Single(await Manifests.PodsAsync("deploy/examples/jobset"));
+        Assert.Equal("Indexed", pod.Job!.CompletionMode);
+        var replicatedJob = Regex.Match(pod.Where, @"\((.+)\)").Groups[1].Value;
+        var trainer = Manifests.Trainer(pod.Spec);
+        var command = string.Join(' ', trainer.Args);
+        // Node rank = job index * pods per child Job + completion index; node 0 is the master.
+        Assert.Contains($"--node-rank=\"$((JOB_INDEX * {pod.Job.Parallelism} + JOB_COMPLETION_INDEX))\"", command, StringComparison.Ordinal);
+        Assert.Contains($"--master-addr={name}-{replicatedJob}-0-0.{subdomain} ", command, StringComparison.Ordinal);
+        Assert.Equal("metadata.annotations['jobset.sigs.k8s.io/job-index']", Manifests.EnvVar(trainer, "JOB_INDEX")?.ValueFrom?.FieldRef?.FieldPath);
+        Assert.Equal("metadata.annotations['batch.kubernetes.io/job-completion-index']",
+            Manifests.EnvVar(trainer, "JOB_COMPLETION_INDEX")?.ValueFrom?.FieldRef?.FieldPath);
+    }
+
+    [Fact]
+    public async Task PyTorchJob_IsAMasterAndWorkers_RestartedOnFailure_WithThePytorchContainerTheOperatorLooksFor()
+    {
+        var (kind, root) = Assert.Single(await Workloads.WorkloadsAsync("deploy/examples/pytorchjob"));
+        Assert.Equal(Workloads.PyTorchJob, kind);
+        var replicaSpecs = (YamlDotNet.RepresentationModel.YamlMappingNode)Yaml.Child(root, "spec", "pytorchReplicaSpecs")!;
+        Assert.Equal(["Master", "Worker"], replicaSpecs.Children.Keys.Select(k => k.ToString()).Order(StringComparer.Ordinal));
+        Assert.Equal("1", Yaml.Scalar(replicaSpecs, "Master", "replicas"));
+        foreach (var replicaType in new[] { "Master", "Worker" })
+        {
+            // ExitCode would take torchrun's 1 (every worker failure, preemptions included) as permanent.
+            Assert.Equal("OnFailure", Yaml.Scalar(replicaSpecs, replicaType, "restartPolicy"));
+        }
+
+        Assert.NotNull(Yaml.Scalar(root, "spec", "runPolicy", "backoffLimit"));
+        foreach (var pod in await Manifests.PodsAsync("deploy/examples/pytorchjob"))
+        {
+            // The operator sets MASTER_ADDR, MASTER_PORT, RANK ... in the container named "pytorch", and reads
+            // the master's port from its port named pytorchjob-port.
+            var trainer = Manifests.Trainer(pod.Spec);
+            Assert.Equal("pytorch", trainer.Name);
+            Assert.Contains(trainer.Ports, p => p.Name == "pytorchjob-port");
+            var command = string.Join(' ', trainer.Args);
+            Assert.Contains("--node-rank=\"$RANK\"", command, StringComparison.Ordinal);
+            Assert.Contains("--master-addr=\"$MASTER_ADDR\" --master-port=\"$MASTER_PORT\"", command, StringComparison.Ordinal);
+            // The replica spec's restartPolicy is the one that counts; the template leaves it alone.
+            Assert.Null(pod.Spec.RestartPolicy);
+        }
     }
 
     [Fact]
@@ -264,10 +544,14 @@ public sealed class ExampleJobTests
         Assert.Contains("hard", pv.Spec.MountOptions);
         foreach (var example in Kustomize.Examples)
         {
-            var claim = Manifests.Volume(await Manifests.JobAsync(example), "checkpoints").PersistentVolumeClaim.ClaimName;
-            Assert.Equal(pvc.Metadata.Name, claim);
+            foreach (var pod in await Manifests.PodsAsync(example))
+            {
+                Assert.Equal(pvc.Metadata.Name, Manifests.Volume(pod.Spec, "checkpoints").PersistentVolumeClaim.ClaimName);
+            }
         }
     }
+
+    public static TheoryData<string> MultiPodExamples => new(Kustomize.MultiPodExamples);
 
     private static string EntrypointOfDockerfile()
     {

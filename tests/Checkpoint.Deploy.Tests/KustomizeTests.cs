@@ -20,6 +20,9 @@ public sealed class KustomizeTests
         ["batch/v1/Job"] = typeof(V1Job),
         ["monitoring.coreos.com/v1/PodMonitor"] = null,
         ["monitoring.coreos.com/v1/PrometheusRule"] = null,
+        // Their pod templates parse strictly (CrdWorkloads_... below).
+        [Workloads.JobSet] = null,
+        [Workloads.PyTorchJob] = null,
     };
 
     public static TheoryData<string> Directories => new(Kustomize.Directories);
@@ -30,7 +33,8 @@ public sealed class KustomizeTests
         string[] expected =
         [
             "deploy/base", "deploy/examples/indexed-job", "deploy/examples/job-native-sidecar",
-            "deploy/examples/job-regular-sidecar", "deploy/observability", "deploy/storage/nfs",
+            "deploy/examples/job-regular-sidecar", "deploy/examples/jobset", "deploy/examples/pytorchjob",
+            "deploy/observability", "deploy/storage/nfs",
         ];
         Assert.Subset(Kustomize.Directories.ToHashSet(), expected.ToHashSet());
     }
@@ -71,14 +75,68 @@ public sealed class KustomizeTests
         }
     }
 
-    [Fact]
-    public async Task Examples_RenderTheirJobWithTheSidecarImageFromKustomizeImages()
+    [Theory]
+    [MemberData(nameof(Directories))]
+    public async Task CrdWorkloads_PodTemplatesParseStrictly_AndUseOnlyFieldsTheirApiDefines(string directory)
     {
-        foreach (var example in Kustomize.Examples)
+        foreach (var text in Yaml.SplitDocuments(await Kustomize.BuildAsync(directory)))
         {
-            var job = await Manifests.JobAsync(example);
-            var sidecar = Manifests.Sidecar(job);
-            Assert.Equal("registry.example.com/platform/checkpoint-sidecar:0.1.0", sidecar.Image);
+            var root = Yaml.Root(text);
+            var kind = Workloads.KindOf(root);
+            if (kind is not (Workloads.JobSet or Workloads.PyTorchJob))
+            {
+                continue;
+            }
+
+            // Strict: a JobSet's child Job templates as V1JobTemplateSpec, a PyTorchJob's replica templates as V1PodTemplateSpec.
+            var pods = Workloads.PodTemplates(directory, text).ToList();
+            Assert.NotEmpty(pods);
+
+            // Around the templates: only fields the CRD's API types define.
+            var json = Yaml.Load(text);
+            var shortKind = json["kind"]!.GetValue<string>();
+            foreach (var (path, value) in Objects(json["spec"]!, shortKind + ".spec"))
+            {
+                if (Workloads.CrdFields.TryGetValue(path, out var allowed))
+                {
+                    foreach (var (field, _) in value.AsObject())
+                    {
+                        Assert.True(allowed.Contains(field), $"{directory}: {path}.{field} is not a field of {kind}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Every object under <paramref name="node"/> with its path: list items as name[], map values of pytorchReplicaSpecs as name.*.</summary>
+    private static IEnumerable<(string Path, JsonNode Value)> Objects(JsonNode node, string path)
+    {
+        if (node is JsonObject obj)
+        {
+            yield return (path, obj);
+            foreach (var (key, child) in obj)
+            {
+                if (child is null || key == "template")
+                {
+                    continue;
+                }
+
+                var childPath = path.EndsWith(".pytorchReplicaSpecs", StringComparison.Ordinal) ? path + ".*" : path + "." + key;
+                foreach (var found in Objects(child, childPath))
+                {
+                    yield return found;
+                }
+            }
+        }
+        else if (node is JsonArray array)
+        {
+            foreach (var item in array.Where(i => i is not null))
+            {
+                foreach (var found in Objects(item!, path + "[]"))
+                {
+                    yield return found;
+                }
+            }
         }
     }
 

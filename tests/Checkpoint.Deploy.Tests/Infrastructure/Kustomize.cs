@@ -17,6 +17,16 @@ internal static class Kustomize
         "deploy/examples/job-regular-sidecar",
         "deploy/examples/job-native-sidecar",
         "deploy/examples/indexed-job",
+        "deploy/examples/jobset",
+        "deploy/examples/pytorchjob",
+    ];
+
+    /// <summary>The examples whose pods form one job spanning many pods, sharing one job directory.</summary>
+    public static readonly string[] MultiPodExamples =
+    [
+        "deploy/examples/indexed-job",
+        "deploy/examples/jobset",
+        "deploy/examples/pytorchjob",
     ];
 
     private static readonly Dictionary<string, Task<string>> Rendered = [];

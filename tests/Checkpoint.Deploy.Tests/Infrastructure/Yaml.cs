@@ -34,6 +34,43 @@ internal static class Yaml
         return documents;
     }
 
+    /// <summary>The root mapping of a single-document YAML text.</summary>
+    public static YamlMappingNode Root(string text)
+    {
+        var stream = new YamlStream();
+        using var reader = new StringReader(text);
+        stream.Load(reader);
+        return (YamlMappingNode)Assert.Single(stream.Documents).RootNode;
+    }
+
+    /// <summary>The node at a path of mapping keys, or null where a key is missing.</summary>
+    public static YamlNode? Child(YamlMappingNode node, params string[] path)
+    {
+        YamlNode current = node;
+        foreach (var key in path)
+        {
+            if (current is not YamlMappingNode map || !map.Children.TryGetValue(new YamlScalarNode(key), out var next))
+            {
+                return null;
+            }
+
+            current = next;
+        }
+
+        return current;
+    }
+
+    /// <summary>The scalar at a path of mapping keys, or null.</summary>
+    public static string? Scalar(YamlMappingNode node, params string[] path) => (Child(node, path) as YamlScalarNode)?.Value;
+
+    /// <summary>A subtree as YAML text of its own, scalar styles kept (for typed deserialization of an embedded object).</summary>
+    public static string Text(YamlNode node)
+    {
+        using var writer = new StringWriter();
+        new YamlStream(new YamlDocument(node)).Save(writer, assignAnchors: false);
+        return writer.ToString();
+    }
+
     private static JsonNode? ToJson(YamlNode node) => node switch
     {
         YamlMappingNode map => new JsonObject(map.Children.Select(kv =>

@@ -25,7 +25,8 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
     private readonly StagingRoot _stagingRoot;
     private readonly FlushCoordinator _coordinator;
     private readonly RecordingReporter _reporter = new();
-    private readonly ProbeLogger _logger = new();
+    private readonly ProbeLogger<FlushCoordinator> _logger = new();
+    private readonly ProbeLogger<FlushPipeline> _pipelineLogger = new();
 
     public FlushCoordinatorTests()
     {
@@ -49,7 +50,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
             NullLogger<CheckpointStore>.Instance);
         var target = new SharedDirectoryTarget(
             _store.Layout, new CheckpointCopier(2, options.Value.CopyBufferBytes, _time), "pod-a", NullLogger<SharedDirectoryTarget>.Instance);
-        var pipeline = new FlushPipeline(target, options, planner, _time, NullLogger<FlushPipeline>.Instance);
+        var pipeline = new FlushPipeline(target, options, planner, _time, _pipelineLogger);
         _stagingRoot = new StagingRoot(options.Value.StagingDir, NullLogger<StagingRoot>.Instance);
         _coordinator = new FlushCoordinator(
             planner, pipeline, _store, _stagingRoot, new CheckpointMetrics(_registry), [_reporter], _time, _logger);
@@ -628,6 +629,152 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
         File.WriteAllText(staging, "not a directory");
     }
 
+    [Fact]
+    public void Attach_WorldsThatDisagree_AreRefusedWithWhatWasWrong()
+    {
+        _coordinator.Attach(0, "rank 0", worldSize: 4, worldId: "run1");
+
+        var other = Assert.Throws<FlushRequestException>(() => _coordinator.Attach(1, "rank 1", worldSize: 4, worldId: "run2"));
+        var outside = Assert.Throws<FlushRequestException>(() => _coordinator.Attach(4, "rank 4", worldSize: 4, worldId: "run1"));
+        var badId = Assert.Throws<FlushRequestException>(() => _coordinator.Attach(1, "rank 1", worldSize: 4, worldId: "Run-1"));
+        var idWithoutSize = Assert.Throws<FlushRequestException>(() => _coordinator.Attach(1, "rank 1", worldId: "run1"));
+
+        Assert.Equal(FlushRequestError.FailedPrecondition, other.Error);
+        Assert.Contains("run1", other.Message, StringComparison.Ordinal);
+        Assert.Equal(FlushRequestError.InvalidArgument, outside.Error);
+        Assert.Contains("outside a world of 4", outside.Message, StringComparison.Ordinal);
+        Assert.Equal(FlushRequestError.InvalidArgument, badId.Error);
+        Assert.Equal(FlushRequestError.InvalidArgument, idWithoutSize.Error);
+        Assert.Equal(1, _coordinator.Attach(1, "rank 1", worldSize: 4, worldId: "run1").Rank);
+    }
+
+    [Fact]
+    public void BeginJobPreemption_WithoutDeadline_IsRefused()
+    {
+        var rank0 = _coordinator.Attach(0, "rank 0", worldSize: 2, worldId: "run1");
+
+        var e = Assert.Throws<FlushRequestException>(() => _coordinator.BeginCheckpoint(rank0.Id, 5, CheckpointReason.Preemption));
+
+        Assert.Equal(FlushRequestError.InvalidArgument, e.Error);
+        Assert.Contains("deadline", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task BeginJobPreemption_PodNotPreempted_RanksShareAPreemptionCheckpointWithTheAnnouncedDeadline()
+    {
+        var rank0 = _coordinator.Attach(0, "rank 0", worldSize: 2, worldId: "run1");
+        var rank1 = _coordinator.Attach(1, "rank 1", worldSize: 2, worldId: "run1");
+        var periodic = _coordinator.BeginCheckpoint(rank0.Id, 4, CheckpointReason.Periodic);
+        var deadline = _time.GetUtcNow() + TimeSpan.FromSeconds(20);
+
+        var command0 = _coordinator.BeginCheckpoint(rank0.Id, 5, CheckpointReason.Preemption, deadline: deadline);
+        var command1 = _coordinator.BeginCheckpoint(rank1.Id, 5, CheckpointReason.Preemption, deadline: deadline + TimeSpan.FromSeconds(5));
+
+        Assert.Equal(command0, command1);
+        Assert.Equal(CheckpointReason.Preemption, command0.Reason);
+        Assert.Equal(deadline, command0.Deadline);
+        Assert.False(_coordinator.IsTerminating);
+        Assert.Equal(CheckpointStatus.Superseded, (await _coordinator.WaitAsync(periodic.CheckpointId, CancellationToken.None).WaitAsync(Bound)).Status);
+        var refused = Assert.Throws<FlushRequestException>(() => _coordinator.BeginCheckpoint(rank0.Id, 6, CheckpointReason.Periodic));
+        Assert.Equal(FlushRequestError.FailedPrecondition, refused.Error);
+        var otherStep = Assert.Throws<FlushRequestException>(
+            () => _coordinator.BeginCheckpoint(rank1.Id, 6, CheckpointReason.Preemption, deadline: deadline));
+        Assert.Contains("step 5", otherStep.Message, StringComparison.Ordinal);
+
+        _coordinator.Report(rank0.Id, command0.CheckpointId, 5, Dump(command0, rank: 0, seed: 1), NoMetadata);
+        _coordinator.Report(rank1.Id, command0.CheckpointId, 5, Dump(command0, rank: 1, seed: 2), NoMetadata);
+        var outcome = await _coordinator.WaitAsync(command0.CheckpointId, CancellationToken.None).WaitAsync(Bound);
+
+        Assert.Equal(CheckpointStatus.Committed, outcome.Status);
+        Assert.Equal(5, outcome.Step);
+        Assert.False(_coordinator.Terminated.IsCompleted);
+        Assert.Equal("step-000000005", _store.FindLatestValid(verifyHashes: true, 64 * 1024, null, CancellationToken.None)?.Id);
+    }
+
+    [Fact]
+    public void BeginJobPreemption_ThenThisPodIsPreempted_TheSignalJoinsItWithTheEarlierDeadline()
+    {
+        var rank0 = _coordinator.Attach(0, "rank 0", worldSize: 2, worldId: "run1");
+        var command = _coordinator.BeginCheckpoint(rank0.Id, 5, CheckpointReason.Preemption, deadline: _time.GetUtcNow() + TimeSpan.FromMinutes(5));
+
+        var ticket = _coordinator.Terminate(TerminationSource.Signal);
+
+        Assert.Equal(command.CheckpointId, ticket.CheckpointId);
+        Assert.Equal(_time.GetUtcNow() + Grace - Margin, ticket.Deadline);
+        Assert.True(_coordinator.IsTerminating);
+        Assert.False(rank0.Commands.Reader.TryRead(out _));
+    }
+
+    [Fact]
+    public void PodPreempted_ThenRanksAskForTheJobWideCheckpoint_TheyGetThisPodsOwn()
+    {
+        var rank0 = _coordinator.Attach(0, "rank 0", worldSize: 2, worldId: "run1");
+        var ticket = _coordinator.Terminate(TerminationSource.Signal);
+
+        var command = _coordinator.BeginCheckpoint(rank0.Id, 5, CheckpointReason.Preemption, deadline: _time.GetUtcNow() + TimeSpan.FromMinutes(5));
+
+        Assert.Equal(ticket.CheckpointId, command.CheckpointId);
+        Assert.Equal(ticket.Deadline, command.Deadline);
+    }
+
+    [Fact]
+    public async Task JobWide_OtherPodSealsLater_CommitsWithTheCommitWait()
+    {
+        var rank0 = _coordinator.Attach(0, "rank 0", worldSize: 2, worldId: "run1");
+        var command = _coordinator.BeginCheckpoint(rank0.Id, 5, CheckpointReason.Preemption, deadline: _time.GetUtcNow() + TimeSpan.FromSeconds(20));
+        var waiting = _pipelineLogger.WhenLogged(245);
+        _coordinator.Report(rank0.Id, command.CheckpointId, 5, Dump(command, rank: 0, seed: 1), NoMetadata);
+        await waiting.WaitAsync(Bound);
+
+        await SealAsOtherPodAsync(step: 5, rank: 1, new JobWorld(2, "run1"));
+        _time.Advance(TimeSpan.FromSeconds(1));
+        var outcome = await _coordinator.WaitAsync(command.CheckpointId, CancellationToken.None).WaitAsync(Bound);
+
+        Assert.Equal(CheckpointStatus.Committed, outcome.Status);
+        Assert.True(outcome.Timings!.CommitWait >= TimeSpan.FromSeconds(1), $"commit wait {outcome.Timings.CommitWait}");
+        var latest = _store.FindLatestValid(verifyHashes: true, 64 * 1024, null, CancellationToken.None);
+        Assert.Equal(2, latest?.WorldSize);
+        Assert.Equal(outcome.Directory, latest?.DirectoryOf(0));
+    }
+
+    [Fact]
+    public async Task JobWide_OtherPodNeverSeals_FailsAtTheDeadlineNamingTheMissingRank()
+    {
+        var rank0 = _coordinator.Attach(0, "rank 0", worldSize: 3, worldId: "run1");
+        var command = _coordinator.BeginCheckpoint(rank0.Id, 5, CheckpointReason.Preemption, deadline: _time.GetUtcNow() + TimeSpan.FromSeconds(20));
+        var waiting = _pipelineLogger.WhenLogged(245);
+        _coordinator.Report(rank0.Id, command.CheckpointId, 5, Dump(command, rank: 0, seed: 1), NoMetadata);
+        await waiting.WaitAsync(Bound);
+        // A shard of rank 1 from an earlier run of the job: not part of this world.
+        await SealAsOtherPodAsync(step: 5, rank: 1, new JobWorld(3, "run0"));
+
+        _time.Advance(TimeSpan.FromSeconds(20));
+        var outcome = await _coordinator.WaitAsync(command.CheckpointId, CancellationToken.None).WaitAsync(Bound);
+
+        Assert.Equal(CheckpointStatus.Failed, outcome.Status);
+        Assert.Equal(FlushFailureCause.JobIncomplete, outcome.FailureCause);
+        Assert.Equal([1, 2], outcome.MissingRanks);
+        Assert.Contains("rank(s) 1-2", outcome.Error, StringComparison.Ordinal);
+        Assert.Null(_store.FindLatestValid(verifyHashes: true, 64 * 1024, null, CancellationToken.None));
+    }
+
+    /// <summary>What another pod's sidecar does for its rank: write and seal its shard on the same storage.</summary>
+    private async Task SealAsOtherPodAsync(long step, int rank, JobWorld world)
+    {
+        var other = new SharedDirectoryTarget(_store.Layout, new CheckpointCopier(1, 64 * 1024, TimeProvider.System), "pod-b", NullLogger<SharedDirectoryTarget>.Instance);
+        var staging = _temp.CreateDirectory("pod-b-staging");
+        var file = $"rank-{rank}/model.bin";
+        using var root = new StagingRoot(staging, NullLogger<StagingRoot>.Instance);
+        using var directory = root.CreateCheckpointDirectory(TempDirectory.StagingId);
+        TempDirectory.WriteFile(directory.Path, file, TempDirectory.RandomBytes(1000, rank));
+        var staged = StagingValidator.Validate(directory, [file], new HashSet<string>(StringComparer.Ordinal));
+        var written = await other.WriteAsync(
+            new ShardRequest(step, world, "preemption", staged,
+                [new ManifestRank(rank, step, new Dictionary<string, string>())]),
+            null, CancellationToken.None);
+        other.Seal(written, new ManifestTimings(30, 0, 0, 0, 0), _time.GetUtcNow());
+    }
+
     private (AttachedTrainer Rank0, AttachedTrainer Rank1) AttachTwo() =>
         (_coordinator.Attach(0, "rank 0"), _coordinator.Attach(1, "rank 1"));
 
@@ -657,17 +804,40 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
     }
 
     /// <summary>Lets a test look at the world at the moment the coordinator logs an event.</summary>
-    private sealed class ProbeLogger : ILogger<FlushCoordinator>
+    private sealed class ProbeLogger<T> : ILogger<T>
     {
+        private readonly List<(int Id, TaskCompletionSource Logged)> _awaited = [];
+
         public Action<EventId>? OnLog { get; set; }
+
+        /// <summary>Completes when an event of this id is logged (from now on).</summary>
+        public Task WhenLogged(int eventId)
+        {
+            var logged = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            lock (_awaited)
+            {
+                _awaited.Add((eventId, logged));
+            }
+
+            return logged.Task;
+        }
 
         public IDisposable? BeginScope<TState>(TState state)
             where TState : notnull => null;
 
         public bool IsEnabled(LogLevel logLevel) => true;
 
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
             OnLog?.Invoke(eventId);
+            lock (_awaited)
+            {
+                foreach (var (_, logged) in _awaited.Where(a => a.Id == eventId.Id))
+                {
+                    logged.TrySetResult();
+                }
+            }
+        }
     }
 
     /// <summary>Keeps what the coordinator reports, and lets a test await the first flush report.</summary>

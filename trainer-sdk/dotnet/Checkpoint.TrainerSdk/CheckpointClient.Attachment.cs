@@ -83,11 +83,12 @@ public sealed partial class CheckpointClient
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    // Opens an Attach stream and waits for the sidecar's confirmation; the caller makes it the current attachment.
+    // Opens an Attach stream and waits for the sidecar's confirmation; the caller makes it the current attachment. Every
+    // attachment, the first and each reattachment, tells the sidecar the same rank and world.
     private async Task<Attachment> AttachOnceAsync(CancellationToken cancellationToken)
     {
         var call = sidecar.Attach(
-            new Proto.AttachRequest { Rank = options.Rank, Description = options.Description },
+            attachRequest,
             cancellationToken: lifetime.Token);
         try
         {

@@ -20,6 +20,11 @@ namespace Checkpoint.TrainerSdk;
 /// (the usual way: the model is consistent there) or with a callback registered through <see cref="OnDumpRequested"/>.
 /// </para>
 /// <para>
+/// In a job of many pods give the world in <see cref="CheckpointClientOptions.WorldSize"/> and
+/// <see cref="CheckpointClientOptions.WorldId"/>: checkpoints are then committed job-wide, and when any pod is preempted
+/// every rank joins the job's preemption checkpoint through <see cref="BeginJobPreemptionCheckpointAsync"/>.
+/// </para>
+/// <para>
 /// Every failure talking to the sidecar surfaces as <see cref="CheckpointException"/>. Members are safe to call from any thread.
 /// </para>
 /// </remarks>
@@ -29,6 +34,9 @@ public sealed partial class CheckpointClient : IAsyncDisposable
     private readonly GrpcChannel channel;
     private readonly Proto.CheckpointService.CheckpointServiceClient sidecar;
     private readonly SidecarErrors errors;
+
+    // Who this process is, sent on the first attachment and on every reattachment; fixed at connect.
+    private readonly Proto.AttachRequest attachRequest;
 
     // Cancelled on dispose: ends the Attach stream (which detaches), reattaching, and every background wait.
     private readonly CancellationTokenSource lifetime = new();
@@ -45,10 +53,26 @@ public sealed partial class CheckpointClient : IAsyncDisposable
         this.channel = channel;
         sidecar = new Proto.CheckpointService.CheckpointServiceClient(channel);
         errors = new SidecarErrors(options.SocketPath);
+        attachRequest = new Proto.AttachRequest
+        {
+            Rank = options.Rank,
+            Description = options.Description ?? string.Empty,
+            WorldSize = options.WorldSize,
+            WorldId = options.WorldId,
+        };
     }
 
     /// <summary>The rank this process attached with.</summary>
-    public int Rank => options.Rank;
+    public int Rank => attachRequest.Rank;
+
+    /// <summary>
+    /// The number of ranks in the whole job this process attached with (<see cref="CheckpointClientOptions.WorldSize"/>);
+    /// 0 for a single-pod job.
+    /// </summary>
+    public int WorldSize => attachRequest.WorldSize;
+
+    /// <summary>The run of the world this process attached with (<see cref="CheckpointClientOptions.WorldId"/>); empty for none.</summary>
+    public string WorldId => attachRequest.WorldId;
 
     /// <summary>Whether the sidecar is waiting for this process to dump; check it at every step boundary.</summary>
     public bool DumpRequested => PendingDump is not null;
@@ -128,7 +152,10 @@ public sealed partial class CheckpointClient : IAsyncDisposable
     /// <param name="reason"><see cref="CheckpointReason.Periodic"/> or <see cref="CheckpointReason.Manual"/>.</param>
     /// <param name="cancellationToken">Abandons the call.</param>
     /// <returns>Where to write the checkpoint's files.</returns>
-    /// <exception cref="ArgumentException"><paramref name="reason"/> is <see cref="CheckpointReason.Preemption"/>, which only the sidecar starts.</exception>
+    /// <exception cref="ArgumentException">
+    /// <paramref name="reason"/> is <see cref="CheckpointReason.Preemption"/>: the sidecar pushes its own pod's preemption dump,
+    /// and a job-wide one needs a deadline (<see cref="BeginJobPreemptionCheckpointAsync"/>).
+    /// </exception>
     /// <exception cref="CheckpointException">
     /// The sidecar refused (for example while the pod terminates) or could not be reached;
     /// <see cref="CheckpointErrorCode.Unavailable"/> at once while the client is detached (see <see cref="IsAttached"/>).
@@ -138,7 +165,8 @@ public sealed partial class CheckpointClient : IAsyncDisposable
         if (reason is not (CheckpointReason.Periodic or CheckpointReason.Manual))
         {
             throw new ArgumentException(
-                $"A trainer asks for {CheckpointReason.Periodic} or {CheckpointReason.Manual} checkpoints; preemption checkpoints are pushed by the sidecar.",
+                $"A trainer asks for {CheckpointReason.Periodic} or {CheckpointReason.Manual} checkpoints here. The sidecar pushes its own pod's " +
+                $"preemption dump; to join a job-wide preemption checkpoint, call {nameof(BeginJobPreemptionCheckpointAsync)} with the agreed deadline.",
                 nameof(reason));
         }
 

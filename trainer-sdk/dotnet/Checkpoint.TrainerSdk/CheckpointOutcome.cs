@@ -29,7 +29,14 @@ public sealed record CheckpointOutcome(
     string Directory,
     long Step,
     string? Error,
-    CheckpointTimings? Timings);
+    CheckpointTimings? Timings)
+{
+    /// <summary>
+    /// The ranks of the world that had no sealed shard when a job-wide checkpoint failed (the pods that failed or missed the
+    /// deadline), in the order the sidecar named them; empty otherwise, and always for a single-pod job.
+    /// </summary>
+    public IReadOnlyList<int> MissingRanks { get; init; } = [];
+}
 
 /// <summary>Where the time of one checkpoint flush went, measured by the sidecar.</summary>
 /// <param name="CheckpointId">The checkpoint measured.</param>
@@ -38,7 +45,7 @@ public sealed record CheckpointOutcome(
 /// <param name="Dump">From the dump request until the last rank reported its files.</param>
 /// <param name="Copy">Copying the files to shared storage.</param>
 /// <param name="Verify">Checking the copied files.</param>
-/// <param name="Commit">Making the checkpoint visible for resume.</param>
+/// <param name="Commit">Making the checkpoint visible for resume; in a job-wide checkpoint it includes <see cref="CommitWait"/>.</param>
 /// <param name="Total">From the trigger to the commit.</param>
 /// <param name="Budget">The grace period the flush was measured against.</param>
 /// <param name="BudgetUsedRatio"><see cref="Total"/> divided by <see cref="Budget"/>; above 1 means the flush overran.</param>
@@ -54,4 +61,11 @@ public sealed record CheckpointTimings(
     TimeSpan Total,
     TimeSpan Budget,
     double BudgetUsedRatio,
-    long Bytes);
+    long Bytes)
+{
+    /// <summary>
+    /// Part of <see cref="Commit"/>: from this pod's shard being sealed to the job-wide commit, that is waiting for the other
+    /// pods' shards. Zero for a single-pod job.
+    /// </summary>
+    public TimeSpan CommitWait { get; init; }
+}

@@ -1,12 +1,17 @@
 namespace Checkpoint.TrainerSdk;
 
 /// <summary>
-/// The sidecar's request to write one checkpoint: either pushed by the sidecar (a preemption) or handed back by
-/// <see cref="CheckpointClient.BeginCheckpointAsync"/> for a checkpoint the trainer asked for.
+/// The sidecar's request to write one checkpoint: either pushed by the sidecar (a preemption of its pod) or handed back by
+/// <see cref="CheckpointClient.BeginCheckpointAsync"/> for a checkpoint the trainer asked for, or by
+/// <see cref="CheckpointClient.BeginJobPreemptionCheckpointAsync"/> for a job-wide preemption checkpoint.
 /// </summary>
 /// <param name="CheckpointId">The checkpoint the files belong to; pass it back through <see cref="CheckpointClient.CompleteDumpAsync"/>.</param>
 /// <param name="Reason">Why the checkpoint is taken.</param>
-/// <param name="Deadline">When the checkpoint must be committed; <see langword="null"/> when there is no deadline (trainer-initiated checkpoints).</param>
+/// <param name="Deadline">
+/// When the checkpoint must be committed; <see langword="null"/> when there is no deadline (periodic and manual checkpoints).
+/// In a job of many pods, a preemption dump's deadline is what a rank shares with the others through its collective (see
+/// <see cref="CheckpointClient.BeginJobPreemptionCheckpointAsync"/>).
+/// </param>
 /// <param name="StagingDirectory">
 /// Absolute path of the directory to write into. Every rank of the pod shares it, so write under
 /// <see cref="RankDirectory"/> to keep the ranks' files apart.

@@ -40,7 +40,10 @@ internal static class ProtoMapping
         outcome.Directory,
         outcome.Step,
         string.IsNullOrEmpty(outcome.Error) ? null : outcome.Error,
-        outcome.Timings is null ? null : ToTimings(outcome.Timings));
+        outcome.Timings is null ? null : ToTimings(outcome.Timings))
+    {
+        MissingRanks = [.. outcome.MissingRanks],
+    };
 
     public static LatestCheckpoint ToLatest(Proto.CheckpointInfo info) => new(
         info.CheckpointId,
@@ -49,7 +52,10 @@ internal static class ProtoMapping
         ToReason(info.Reason),
         info.Created?.ToDateTimeOffset(),
         new Dictionary<string, string>(info.Metadata, StringComparer.Ordinal),
-        info.TotalBytes);
+        info.TotalBytes)
+    {
+        WorldSize = info.WorldSize,
+    };
 
     public static SidecarStatus ToStatus(Proto.GetStatusResponse status) => new(
         ToTimeSpan(status.GracePeriod),
@@ -71,5 +77,8 @@ internal static class ProtoMapping
         ToTimeSpan(timings.Total),
         ToTimeSpan(timings.Budget),
         timings.BudgetUsedRatio,
-        timings.Bytes);
+        timings.Bytes)
+    {
+        CommitWait = ToTimeSpan(timings.CommitWait),
+    };
 }
