@@ -11,11 +11,11 @@ import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, TextIO
+from typing import Callable, Dict, List, Mapping, Optional, TextIO, Union
 
 import grpc
 
-from . import _signals
+from . import _collectives, _signals
 from ._proto.checkpoint.v1 import checkpoint_pb2 as pb
 from ._proto.checkpoint.v1 import checkpoint_pb2_grpc as pb_grpc
 from .errors import CheckpointError, ErrorCode, translate, unreachable
@@ -33,6 +33,8 @@ from .results import (
 FALLBACK_GRACE_PERIOD = 30.0
 #: How long NotifyTermination may take before the SDK gives up on the sidecar and exits.
 NOTIFY_TERMINATION_TIMEOUT = 5.0
+#: Names one run of the world when torch.distributed is not initialised (every rank must give the same value).
+WORLD_ID_ENV = "CHECKPOINT_WORLD_ID"
 
 
 def _hard_exit(code: int) -> None:
@@ -44,39 +46,64 @@ def _hard_exit(code: int) -> None:
     os._exit(code)
 
 
-def _distributed():
-    """torch.distributed when the user initialised a process group of more than one rank; never imports torch."""
+def _process_group():
+    """torch.distributed when the user initialised a process group (of any size); never imports torch."""
     dist = sys.modules.get("torch.distributed")
     if dist is None:
         return None
     try:
-        if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() <= 1:
+        if not dist.is_available() or not dist.is_initialized():
             return None
     except Exception:  # noqa: BLE001
         return None
     return dist
 
 
-def _agree_any(dist, flag: bool) -> bool:
-    """True on every rank when it is true on any rank (all_reduce MAX): the ranks' collective decision."""
-    import torch
-
-    device = torch.device("cpu")
-    if dist.get_backend() == "nccl":
-        device = torch.device("cuda", torch.cuda.current_device())
-    value = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())
+def _distributed():
+    """torch.distributed when the user initialised a process group of more than one rank: collectives are needed."""
+    dist = _process_group()
+    try:
+        if dist is None or dist.get_world_size() <= 1:
+            return None
+    except Exception:  # noqa: BLE001
+        return None
+    return dist
 
 
 def _default_rank() -> int:
-    dist = _distributed()
+    dist = _process_group()
     if dist is not None:
         return dist.get_rank()
     try:
         return int(os.environ.get("RANK", "0"))
     except ValueError:
         return 0
+
+
+def _default_world_size() -> int:
+    dist = _process_group()
+    if dist is not None:
+        return dist.get_world_size()
+    value = os.environ.get("WORLD_SIZE", "").strip()
+    if not value:
+        return 0
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"WORLD_SIZE={value!r} in the environment is not a number of ranks; unset it or pass "
+                         f"world_size= to the CheckpointClient") from None
+
+
+def _epoch_seconds(value: Union[_dt.datetime, float, int]) -> float:
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError("a deadline must be a timezone-aware datetime (or seconds since the epoch)")
+        return value.timestamp()
+    return float(value)
+
+
+def _utc(seconds: float) -> str:
+    return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc).isoformat()
 
 
 class CheckpointClient:
@@ -97,6 +124,13 @@ class CheckpointClient:
 
     - ``socket_path``: ``CHECKPOINT_SOCKET_PATH``, else ``/var/run/checkpoint/sidecar.sock``.
     - ``rank``: the torch.distributed rank when a process group is initialised, else ``RANK``, else 0.
+    - ``world_size``: ranks in the whole job, across every pod: the torch.distributed world size when a process group
+      is initialised, else ``WORLD_SIZE`` (torchrun sets it), else 0 (the ranks attached to this sidecar are the
+      world: a single-pod job). A checkpoint is committed only when every rank 0..world_size-1 has its shard.
+    - ``world_id``: names this run of the world (up to 32 characters of [a-z0-9]); shards of different runs are
+      never combined. With a process group the ranks agree on it at construction (a collective: create the client
+      on every rank): the given one (or ``CHECKPOINT_WORLD_ID``) when every rank that was given one agrees, else 16
+      random hex characters drawn by rank 0. Without one: ``CHECKPOINT_WORLD_ID``, else none.
     - ``checkpoint_every``: periodic checkpoint every N steps (0: none).
     - ``handle_termination``: own SIGTERM (main thread only) and the process exit during a preemption.
     - ``preemption_exit_code``: exit code after a preemption (default 1: "run me again").
@@ -110,6 +144,8 @@ class CheckpointClient:
         socket_path: Optional[str] = None,
         *,
         rank: Optional[int] = None,
+        world_size: Optional[int] = None,
+        world_id: Optional[str] = None,
         description: Optional[str] = None,
         checkpoint_every: int = 0,
         handle_termination: bool = True,
@@ -128,6 +164,12 @@ class CheckpointClient:
             raise ValueError("timeouts must be positive")
         self.socket_path = os.path.abspath(socket_path or default_socket_path())
         self.rank = _default_rank() if rank is None else int(rank)
+        self.world_size = _default_world_size() if world_size is None else int(world_size)
+        if self.world_size < 0:
+            raise ValueError(f"world_size must be 0 (a single-pod job) or the number of ranks, not {self.world_size}")
+        if self.world_size > 0 and not 0 <= self.rank < self.world_size:
+            raise ValueError(f"rank {self.rank} is not in the world of {self.world_size} ranks (0..{self.world_size - 1}); "
+                             f"check RANK and WORLD_SIZE, or initialise torch.distributed before creating the client")
         self.description = description or (
             f"python {sys.version.split()[0]} pid {os.getpid()} on {socket.gethostname()} rank {self.rank}")
         self.checkpoint_every = int(checkpoint_every)
@@ -163,7 +205,16 @@ class CheckpointClient:
         self._exiting = False
         self._previous_sigterm = None
         self._reattaching = False
+        # Another pod of the job is being preempted and this rank took the job-wide preemption dump: the world is
+        # going down with it, and this is its deadline.
+        self._job_preemption_deadline: Optional[float] = None
+        # (step, deadline) of a job-wide preemption the ranks agreed on in should_checkpoint(), for checkpoint(step).
+        self._agreed_preemption: Optional[tuple] = None
+        self._last_reported_id: Optional[str] = None
 
+        # A collective under torch.distributed: before any connection, so that a rank that cannot reach its sidecar
+        # does not leave the others waiting in it.
+        self.world_id = self._resolve_world_id(world_id)
         self._attach()
 
         if handle_termination:
@@ -200,9 +251,10 @@ class CheckpointClient:
 
     @property
     def termination_requested(self) -> bool:
-        """This process got SIGTERM, or the sidecar asked for a preemption dump: periodic checkpoints are pointless."""
+        """This process got SIGTERM, the sidecar asked for a preemption dump, or this rank took the job-wide
+        preemption checkpoint of another pod's preemption: periodic checkpoints are pointless, the world goes down."""
         with self._lock:
-            return self._terminating or self._preemption_seen
+            return self._terminating or self._preemption_seen or self._job_preemption_deadline is not None
 
     def wait_attached(self, timeout: float) -> bool:
         """Waits until the client is attached (again, after the sidecar restarted); False on timeout."""
@@ -230,11 +282,26 @@ class CheckpointClient:
     # ------------------------------------------------------------------ the training loop's API
 
     def latest(self) -> Optional[LatestCheckpoint]:
-        """The newest committed checkpoint with this rank's metadata, or None (start fresh)."""
-        response = self._unary("GetLatestCheckpoint", "GetLatestCheckpoint", pb.GetLatestCheckpointRequest(rank=self.rank))
-        if not response.HasField("checkpoint"):
+        """The newest committed checkpoint with this rank's metadata, or None (start fresh).
+
+        Under torch.distributed (a collective: call it on every rank) the ranks check that they all got the same
+        step (all_gather); when they did not, every rank raises CheckpointError FAILED_PRECONDITION naming the ranks
+        and the step each got, so training never starts split. A rank whose own lookup failed raises its own error
+        and the others name it.
+        """
+        dist = _distributed()
+        try:
+            response = self._unary("GetLatestCheckpoint", "GetLatestCheckpoint",
+                                   pb.GetLatestCheckpointRequest(rank=self.rank))
+        except CheckpointError as error:
+            if dist is not None:
+                _collectives.agree_resume(dist, None, error)  # raises, after the other ranks learned of it
+            raise
+        latest = LatestCheckpoint._from_proto(response.checkpoint) if response.HasField("checkpoint") else None
+        if dist is not None:
+            _collectives.agree_resume(dist, None if latest is None else latest.step, None)
+        if latest is None:
             return None
-        latest = LatestCheckpoint._from_proto(response.checkpoint)
         with self._lock:
             if self._last_checkpoint_step is None:
                 self._last_checkpoint_step = latest.step  # resuming at that step: no periodic copy of it again
@@ -244,14 +311,19 @@ class CheckpointClient:
         """Whether to write a checkpoint at this step boundary; call it at every step, on every rank.
 
         True when a preemption dump is pending (or this process got SIGTERM), or when a periodic checkpoint is due
-        (``checkpoint_every``). Under torch.distributed the ranks agree through a collective (all_reduce MAX of the
-        pending flag), so every rank answers the same and no rank dumps a different step.
+        (``checkpoint_every``). Under torch.distributed the ranks agree through a collective (one all_reduce MAX of
+        the pending flag and the negated deadline), so every rank answers the same, no rank dumps a different step,
+        and every rank learns the earliest deadline any rank's pod announced: a rank whose pod is not being preempted
+        then takes the job-wide preemption checkpoint in ``checkpoint(step)`` with that deadline.
         """
         urgent = self.termination_requested
+        deadline: Optional[float] = None
         dist = _distributed()
         if dist is not None:
-            urgent = _agree_any(dist, urgent)
+            urgent, deadline = _collectives.agree_urgency(dist, urgent, self._local_deadline() if urgent else None)
         if urgent:
+            with self._lock:
+                self._agreed_preemption = (step, deadline)
             return True
         return (self.checkpoint_every > 0 and step > 0 and step % self.checkpoint_every == 0
                 and step != self._last_checkpoint_step)
@@ -269,12 +341,22 @@ class CheckpointClient:
 
     # ------------------------------------------------------------------ the pieces
 
-    def begin_checkpoint(self, step: int, reason: CheckpointReason = CheckpointReason.PERIODIC) -> DumpRequest:
-        """Asks the sidecar for a checkpoint of ``step``; ranks asking at the same step share one checkpoint."""
-        if reason not in (CheckpointReason.PERIODIC, CheckpointReason.MANUAL):
-            raise ValueError("a trainer asks for PERIODIC or MANUAL checkpoints; preemption dumps are pushed by the sidecar")
-        response = self._unary("BeginCheckpoint", "BeginCheckpoint", pb.BeginCheckpointRequest(
-            trainer_id=self.trainer_id, step=step, reason=reason._to_proto()))
+    def begin_checkpoint(self, step: int, reason: CheckpointReason = CheckpointReason.PERIODIC,
+                         deadline: Union[_dt.datetime, float, None] = None) -> DumpRequest:
+        """Asks the sidecar for a checkpoint of ``step``; ranks asking at the same step share one checkpoint.
+
+        ``reason`` PERIODIC or MANUAL; or PREEMPTION with ``deadline`` (an aware datetime or seconds since the epoch):
+        another pod of the job is being preempted, the ranks agreed to dump at ``step``, and the job-wide checkpoint
+        must be committed by ``deadline``. ``checkpoint(step)`` does that by itself when the ranks' collective says so.
+        """
+        if reason not in (CheckpointReason.PERIODIC, CheckpointReason.MANUAL, CheckpointReason.PREEMPTION):
+            raise ValueError(f"a trainer asks for PERIODIC, MANUAL or PREEMPTION checkpoints, not {reason}")
+        request = pb.BeginCheckpointRequest(trainer_id=self.trainer_id, step=step, reason=reason._to_proto())
+        if reason == CheckpointReason.PREEMPTION:
+            if deadline is None:
+                raise ValueError("a PREEMPTION checkpoint needs the deadline the preempted pod announced")
+            request.deadline.FromNanoseconds(int(round(_epoch_seconds(deadline) * 1e9)))
+        response = self._unary("BeginCheckpoint", "BeginCheckpoint", request)
         if not response.HasField("dump"):
             raise CheckpointError(f"The checkpoint sidecar answered BeginCheckpoint for step {step} without a dump.",
                                   ErrorCode.INTERNAL)
@@ -297,6 +379,7 @@ class CheckpointClient:
             if self._pending is not None and self._pending.checkpoint_id == dump.checkpoint_id:
                 self._pending = None
             self._last_checkpoint_step = step
+            self._last_reported_id = dump.checkpoint_id
         return response
 
     def wait_for_checkpoint(self, checkpoint_id: str, timeout: Optional[float] = None) -> CheckpointOutcome:
@@ -333,9 +416,11 @@ class CheckpointClient:
                 self._exit(f"preemption checkpoint {dump.checkpoint_id} could not be completed: {error}")
             raise
         if self.handle_termination:
+            missing = (f" ({_collectives.describe_ranks(outcome.missing_ranks)} of the world had no shard)"
+                       if outcome.missing_ranks else "")
             result = {
                 CheckpointStatus.COMMITTED: f"committed at step {outcome.step} in {outcome.directory}",
-                CheckpointStatus.FAILED: f"failed: {outcome.error}",
+                CheckpointStatus.FAILED: f"failed: {outcome.error}{missing}",
             }.get(outcome.status, outcome.status.value)
             self._exit(f"preemption checkpoint {dump.checkpoint_id} {result}")
         return outcome
@@ -367,6 +452,21 @@ class CheckpointClient:
 
     # ------------------------------------------------------------------ internals: attachment
 
+    def _resolve_world_id(self, given: Optional[str]) -> str:
+        source = "the world_id option" if given is not None else f"{WORLD_ID_ENV}"
+        if given is None:
+            given = os.environ.get(WORLD_ID_ENV, "").strip()
+        dist = _distributed()
+        if dist is not None:
+            return _collectives.agree_world_id(dist, given, source)
+        if given and not _collectives.valid_world_id(given):
+            raise CheckpointError(
+                f"the world id {given[:64]!r} ({source}) is not 1 to {_collectives.WORLD_ID_MAX} characters of "
+                f"[a-z0-9]; give a valid one or none", ErrorCode.INVALID_ARGUMENT)
+        if not given and _process_group() is not None:
+            return _collectives.new_world_id()  # a world of one rank agrees with itself
+        return given
+
     def _new_channel(self) -> grpc.Channel:
         # Reconnect quickly after a sidecar restart (initial/max backoff), but leave the connect timeout
         # at gRPC's default: gRPC takes grpc.min_reconnect_backoff_ms as the minimum connect timeout too,
@@ -382,7 +482,8 @@ class CheckpointClient:
         stub = pb_grpc.CheckpointServiceStub(channel)
         first = threading.Event()
         result: Dict[str, object] = {}
-        call = stub.Attach(pb.AttachRequest(rank=self.rank, description=self.description))
+        call = stub.Attach(pb.AttachRequest(rank=self.rank, description=self.description, world_size=self.world_size,
+                                            world_id=self.world_id))
         with self._lock:
             self._generation += 1
             generation = self._generation
@@ -487,6 +588,10 @@ class CheckpointClient:
 
     def _on_dump(self, dump: DumpRequest) -> None:
         with self._changed:
+            if dump.checkpoint_id == self._last_reported_id:
+                # This rank already joined that checkpoint through BeginCheckpoint(PREEMPTION) and reported its files;
+                # its own sidecar's push came later. Nothing is pending.
+                return
             self._pending = dump
             if dump.reason == CheckpointReason.PREEMPTION:
                 self._preemption_seen = True
@@ -519,7 +624,13 @@ class CheckpointClient:
         dist = _distributed()
         dump: Optional[DumpRequest] = None
         failure: Optional[CheckpointError] = None
-        urgent = self.termination_requested
+        with self._lock:
+            agreed, self._agreed_preemption = self._agreed_preemption, None
+        if agreed is not None and agreed[0] != step:
+            agreed = None  # agreed at another step boundary: not this checkpoint's
+        # Urgent when this rank's pod terminates, or when should_checkpoint(step) found that another rank's does: no
+        # periodic checkpoint is begun then (it would only be abandoned).
+        urgent = self.termination_requested or agreed is not None
         if not urgent:
             try:
                 dump = self.begin_checkpoint(step, reason)
@@ -532,14 +643,80 @@ class CheckpointClient:
                     urgent = True
                 else:
                     failure = error
+        deadline = agreed[1] if agreed is not None else None
         if dist is not None:
-            urgent = _agree_any(dist, urgent)  # all ranks take the preemption dump, or none does
+            # All ranks take a preemption dump, or none does; every rank learns the earliest announced deadline.
+            own = self._local_deadline() if urgent and agreed is None else deadline
+            urgent, deadline = _collectives.agree_urgency(dist, urgent, own)
         if urgent:
-            return self._wait_for_preemption_dump()
+            return self._preemption_dump(step, deadline, dist is not None)
         if failure is not None:
             raise failure
         assert dump is not None
         return dump
+
+    def _preemption_dump(self, step: int, deadline: Optional[float], distributed: bool) -> DumpRequest:
+        """This rank's part of the preemption checkpoint of ``step``.
+
+        The dump its own sidecar pushed when its pod is being preempted (waiting for it after a SIGTERM). Otherwise
+        another pod of the job is being preempted: this rank asks its own sidecar for the job-wide preemption
+        checkpoint with the deadline the ranks agreed on, rather than wait for a request that never comes.
+        """
+        with self._lock:
+            pending = self._pending
+            own_pod_terminating = self._terminating or self._preemption_seen
+        if pending is not None and pending.reason == CheckpointReason.PREEMPTION:
+            return pending
+        if own_pod_terminating or not distributed:
+            return self._wait_for_preemption_dump()
+        return self._begin_job_preemption(step, deadline)
+
+    def _begin_job_preemption(self, step: int, deadline: Optional[float]) -> DumpRequest:
+        if deadline is None:
+            # No rank knew its deadline (a refused periodic checkpoint was the only sign): this sidecar's grace period
+            # from now is the best estimate; the preempted pod's sidecar keeps its own deadline anyway.
+            deadline = self._default_deadline()
+        try:
+            dump = self.begin_checkpoint(step, CheckpointReason.PREEMPTION, deadline=deadline)
+        except CheckpointError as error:
+            # This rank's own pod may have begun terminating meanwhile (its sidecar then pushes its own dump), or the
+            # sidecar predates job-wide checkpoints and refuses PREEMPTION (INVALID_ARGUMENT) but pushes its dump
+            # when it is the preempted one (every rank of a single-pod job shares it).
+            if self.termination_requested or self._wait_preemption_briefly():
+                return self._wait_for_preemption_dump()
+            why = (f"another rank's pod is being preempted and the ranks agreed to dump at step {step} by "
+                   f"{_utc(deadline)}, but this rank's sidecar refused the job-wide preemption checkpoint: {error}")
+            if error.code == ErrorCode.INVALID_ARGUMENT:
+                why += " (a sidecar without job-wide checkpoints refuses PREEMPTION: upgrade it)"
+            if self.handle_termination:
+                self._exit(why)  # the world goes down with the preempted pod: nothing is left to train with
+            raise CheckpointError(f"rank {self.rank}: {why}", error.code, error.detail) from None
+        agreed_deadline = dump.deadline.timestamp() if dump.deadline else deadline
+        with self._changed:
+            self._job_preemption_deadline = agreed_deadline
+            self._changed.notify_all()
+        self._log(f"a rank's pod is being preempted and the ranks agreed to dump at step {step}: taking preemption "
+                  f"checkpoint {dump.checkpoint_id}, to be committed by {_utc(agreed_deadline)}")
+        if self.handle_termination:
+            self._arm_watchdog(agreed_deadline)
+        return dump
+
+    def _local_deadline(self) -> float:
+        """When this rank's own preemption checkpoint must be committed: from the dump its sidecar pushed, else the
+        NotifyTermination answer, else the job-wide one it took. Waits (bounded) for one while it is on the way."""
+
+        def known() -> Optional[float]:
+            pending = self._pending
+            if pending is not None and pending.reason == CheckpointReason.PREEMPTION and pending.deadline is not None:
+                return pending.deadline.timestamp()
+            if self._termination_deadline is not None:
+                return self._termination_deadline
+            return self._job_preemption_deadline
+
+        with self._changed:
+            self._changed.wait_for(lambda: known() is not None, timeout=NOTIFY_TERMINATION_TIMEOUT)
+            value = known()
+        return value if value is not None else self._default_deadline()
 
     def _wait_preemption_briefly(self) -> bool:
         with self._changed:
@@ -590,7 +767,7 @@ class CheckpointClient:
         with self._changed:
             self._termination_deadline = deadline
             self._changed.notify_all()
-        when = _dt.datetime.fromtimestamp(deadline, tz=_dt.timezone.utc).isoformat()
+        when = _utc(deadline)
         self._log(f"the sidecar is taking preemption checkpoint {response.checkpoint_id}; it must be committed by {when}")
         self._arm_watchdog(deadline)
 
@@ -606,7 +783,7 @@ class CheckpointClient:
             self._watchdog.start()
 
     def _on_deadline(self, deadline: float) -> None:
-        when = _dt.datetime.fromtimestamp(deadline, tz=_dt.timezone.utc).isoformat()
+        when = _utc(deadline)
         self._exit(f"the preemption deadline {when} passed before the preemption checkpoint was committed")
 
     def _exit(self, why: str) -> None:

@@ -7,7 +7,7 @@ import enum
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ._proto.checkpoint.v1 import checkpoint_pb2 as pb
 
@@ -97,12 +97,15 @@ class FlushTimings:
     budget: float
     budget_used_ratio: float
     bytes: int
+    #: Part of ``commit``: from this pod's shard being sealed to the job-wide commit, i.e. how long this pod waited
+    #: for the other pods' shards. 0 for a single-pod job.
+    commit_wait: float = 0.0
 
     @classmethod
     def _from_proto(cls, m) -> "FlushTimings":
         return cls(m.checkpoint_id, CheckpointReason._from_proto(m.reason), _duration(m.notify), _duration(m.dump),
                    _duration(m.copy), _duration(m.verify), _duration(m.commit), _duration(m.total),
-                   _duration(m.budget), m.budget_used_ratio, m.bytes)
+                   _duration(m.budget), m.budget_used_ratio, m.bytes, _duration(m.commit_wait))
 
 
 @dataclass(frozen=True)
@@ -114,16 +117,23 @@ class CheckpointOutcome:
     step: int
     error: Optional[str] = None
     timings: Optional[FlushTimings] = None
+    #: Ranks of the world that had no sealed shard when a job-wide checkpoint failed (sorted); empty otherwise.
+    missing_ranks: Tuple[int, ...] = ()
 
     @classmethod
     def _from_proto(cls, m) -> "CheckpointOutcome":
         return cls(m.checkpoint_id, CheckpointStatus._from_proto(m.status), m.directory, m.step, m.error or None,
-                   FlushTimings._from_proto(m.timings) if m.HasField("timings") else None)
+                   FlushTimings._from_proto(m.timings) if m.HasField("timings") else None,
+                   tuple(sorted(m.missing_ranks)))
 
 
 @dataclass(frozen=True)
 class LatestCheckpoint:
-    """The newest committed checkpoint, for resume. Files lie under ``directory`` as they were written to staging."""
+    """The newest committed checkpoint, for resume. Files lie under ``directory`` as they were written to staging.
+
+    In a job-wide checkpoint every pod's shard has a directory of its own: ``directory`` is the one holding this
+    rank's ``rank-<r>/`` folder, so ranks of different pods get different directories for the same checkpoint.
+    """
 
     checkpoint_id: str
     directory: Path
@@ -133,6 +143,9 @@ class LatestCheckpoint:
     #: The asking rank's metadata, as reported with its files.
     metadata: Dict[str, str] = field(default_factory=dict)
     total_bytes: int = 0
+    #: The number of ranks of the world that took it (every rank 0..world_size-1 has its files in it); 0 when the
+    #: sidecar does not say (a checkpoint taken before job-wide checkpoints existed).
+    world_size: int = 0
 
     def rank_dir(self, rank: int) -> Path:
         return self.directory / rank_dir_name(rank)
@@ -140,7 +153,7 @@ class LatestCheckpoint:
     @classmethod
     def _from_proto(cls, m) -> "LatestCheckpoint":
         return cls(m.checkpoint_id, Path(m.directory), m.step, CheckpointReason._from_proto(m.reason),
-                   _timestamp(m, "created"), dict(m.metadata), m.total_bytes)
+                   _timestamp(m, "created"), dict(m.metadata), m.total_bytes, m.world_size)
 
 
 @dataclass(frozen=True)

@@ -159,12 +159,14 @@ class Processes:
         self.dirs = dirs
         self.started: List[ObservedProcess] = []
 
-    def sidecar(self, grace: int = 30, margin: int = 1, **overrides: str) -> ObservedProcess:
+    def sidecar(self, grace: int = 30, margin: int = 1, name: str = "sidecar", socket_path: Optional[str] = None,
+                staging: Optional[Path] = None, storage: Optional[Path] = None, **overrides: str) -> ObservedProcess:
+        """A sidecar on the test's socket, staging and storage, or (a "pod" of a multi-pod job) on its own."""
         env = dict(os.environ)
         env.update({
-            "CHECKPOINT_SOCKET_PATH": self.dirs.socket_path,
-            "CHECKPOINT_STAGING_DIR": str(self.dirs.staging),
-            "CHECKPOINT_STORAGE_DIR": str(self.dirs.storage),
+            "CHECKPOINT_SOCKET_PATH": socket_path or self.dirs.socket_path,
+            "CHECKPOINT_STAGING_DIR": str(staging or self.dirs.staging),
+            "CHECKPOINT_STORAGE_DIR": str(storage or self.dirs.storage),
             "CHECKPOINT_METRICS_PORT": "0",  # any free port: none picked ahead for another process to take
             "CHECKPOINT_GRACE_PERIOD_SECONDS": str(grace),
             "CHECKPOINT_SAFETY_MARGIN_SECONDS": str(margin),
@@ -174,7 +176,7 @@ class Processes:
         })
         env.pop("POD_NAMESPACE", None)
         env.update(overrides)
-        process = ObservedProcess("sidecar", [str(sidecar_binary())], env)
+        process = ObservedProcess(name, [str(sidecar_binary())], env)
         self.started.append(process)
         process.wait_for_line(r"Checkpoint sidecar ready")
         return process
@@ -214,6 +216,12 @@ def manifest(checkpoint_dir: Path) -> dict:
     return json.loads((checkpoint_dir / "manifest.json").read_text())
 
 
+def step_id(step: int) -> str:
+    """A job-committed checkpoint's id and directory name (<job>/step-000000123/), what latest() and LATEST name.
+    While it is being taken each pod's sidecar names its part with an id of its own (DumpRequest, outcome, logs)."""
+    return f"step-{step:09d}"
+
+
 def xxh128(path: Path) -> str:
     tool = shutil.which("xxhsum")
     if tool is None:
@@ -222,16 +230,25 @@ def xxh128(path: Path) -> str:
     return out.split()[0]
 
 
-def assert_verifies(checkpoint_dir: Path) -> dict:
-    """Every file in the manifest exists with its size and the XXH128 that xxhsum computes."""
-    m = manifest(checkpoint_dir)
-    assert m["files"], f"{checkpoint_dir}: the manifest lists no files"
-    for entry in m["files"]:
-        path = checkpoint_dir / entry["path"]
-        assert path.is_file(), f"{path} listed in the manifest is missing"
-        assert path.stat().st_size == entry["size"], f"{path}: size differs from the manifest"
-        assert xxh128(path) == entry["xxh128"], f"{path}: xxh128 differs from the manifest"
-    return m
+def assert_verifies(step_dir: Path) -> dict:
+    """A job-committed checkpoint (<job>/step-N/): every file its job manifest lists, in every pod's shard directory,
+    exists with its size and the XXH128 that xxhsum computes.
+
+    Returns the manifest with the shards' files and ranks gathered (``files``, ``ranks``) beside ``step``, ``reason``
+    and ``worldSize``; ``shards`` as written.
+    """
+    m = manifest(step_dir)
+    files, ranks = [], []
+    for shard in m["shards"]:
+        assert shard["files"], f"{step_dir}: shard {shard['shard']} lists no files"
+        for entry in shard["files"]:
+            path = step_dir / shard["directory"] / entry["path"]
+            assert path.is_file(), f"{path} listed in the manifest is missing"
+            assert path.stat().st_size == entry["size"], f"{path}: size differs from the manifest"
+            assert xxh128(path) == entry["xxh128"], f"{path}: xxh128 differs from the manifest"
+        files += shard["files"]
+        ranks += shard["ranks"]
+    return dict(m, files=files, ranks=ranks)
 
 
 def elapsed_since(start: float) -> float:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from checkpoint_sdk import CheckpointClient, CheckpointError, CheckpointReason, CheckpointStatus, ErrorCode
-from conftest import SIGKILL, SIGTERM, assert_verifies, elapsed_since, manifest
+from conftest import SIGKILL, SIGTERM, assert_verifies, elapsed_since, step_id
 
 
 def client_for(dirs, **options):
@@ -164,10 +164,11 @@ def test_periodic_checkpoint_commits_and_is_returned_for_resume(procs, dirs):
         outcome = client.wait_for_checkpoint(writer.checkpoint_id, timeout=30)
         assert outcome.status == CheckpointStatus.COMMITTED and outcome.step == 10
         latest = client.latest()
-        assert latest.checkpoint_id == writer.checkpoint_id and latest.step == 10
+        assert latest.checkpoint_id == step_id(10) and latest.step == 10 and latest.world_size == 1
         assert latest.metadata == {"epoch": "3"}
         assert (latest.rank_dir(0) / "sub" / "model.pt").is_file()
-        assert_verifies(latest.directory)
+        assert latest.directory.parent == dirs.job / step_id(10), "this pod's shard of the step's directory"
+        assert [f["path"] for f in assert_verifies(dirs.job / step_id(10))["files"]] == ["rank-0/sub/model.pt"]
     # Rank 0 attaches again: only once the sidecar has seen the first client leave.
     sidecar.wait_for_line(r"Trainer \S+ \(rank 0\) detached")
     with client_for(dirs, checkpoint_every=10) as resumed:
@@ -213,4 +214,4 @@ def test_sidecar_going_away_and_restarting(procs, dirs):
             (directory / "model.pt").write_bytes(b"after restart")
         outcome = client.wait_for_checkpoint(writer.checkpoint_id, timeout=30)
         assert outcome.status == CheckpointStatus.COMMITTED, outcome
-        assert manifest(dirs.job / writer.checkpoint_id)["step"] == 20
+        assert assert_verifies(dirs.job / step_id(20))["step"] == 20

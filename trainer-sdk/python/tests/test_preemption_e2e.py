@@ -5,7 +5,7 @@ a run that was never interrupted."""
 import re
 import time
 
-from conftest import SIGKILL, SIGTERM, assert_verifies, elapsed_since
+from conftest import SIGKILL, SIGTERM, assert_verifies, elapsed_since, step_id
 
 TOTAL_STEPS = 300
 
@@ -44,15 +44,15 @@ def test_sigterm_mid_training_commits_and_resume_is_bit_exact(procs, dirs, tmp_p
     assert "exiting with code 1: preemption checkpoint" in trainer.output
 
     assert 50 <= step < TOTAL_STEPS
-    assert dirs.latest() == checkpoint_id
-    m = assert_verifies(dirs.job / checkpoint_id)
+    assert dirs.latest() == step_id(step)
+    m = assert_verifies(dirs.job / step_id(step))
     assert m["reason"] == "preemption" and m["step"] == step
     assert sorted(f["path"] for f in m["files"]) == ["rank-0/model.pt", "rank-0/optimizer.pt", "rank-0/trainer_state.pt"]
     assert not dirs.partials()
 
     procs.sidecar()
     resumed = procs.trainer("--steps", str(TOTAL_STEPS), "--checkpoint-every", "0", name="resumed")
-    resumed.wait_for_line(rf"^resumed from checkpoint {re.escape(checkpoint_id)} at step {step}$")
+    resumed.wait_for_line(rf"^resumed from checkpoint {step_id(step)} at step {step}$")
     assert finished_hash(resumed) == uninterrupted, "parameters or optimizer state differ from the uninterrupted run"
 
 

@@ -3,7 +3,7 @@ step on both ranks and commits once both shards are verified."""
 
 import re
 
-from conftest import PYTHON_DIR, SIGTERM, assert_verifies, free_port
+from conftest import PYTHON_DIR, SIGTERM, assert_verifies, free_port, step_id
 
 
 def rank_env(rank: int, port: int) -> dict:
@@ -32,8 +32,8 @@ def test_ddp_example_preempted_dumps_the_same_step_on_both_ranks(procs, dirs):
     sidecar.wait_for_line(r"2 of 2 rank\(s\) reported")
     sidecar.wait_for_line(rf"Checkpoint {re.escape(checkpoint_id)} \(preemption, step {step}\) committed")
 
-    assert dirs.latest() == checkpoint_id
-    m = assert_verifies(dirs.job / checkpoint_id)
+    assert dirs.latest() == step_id(step)
+    m = assert_verifies(dirs.job / step_id(step))
     assert m["step"] == step and m["reason"] == "preemption"
     assert sorted(f["path"] for f in m["files"]) == [
         f"rank-{r}/{name}" for r in (0, 1) for name in ("model.pt", "optimizer.pt", "trainer_state.pt")]
@@ -57,7 +57,7 @@ def test_rank_that_learns_late_still_dumps_the_agreed_step(procs, dirs):
         r.wait_for_line("^outcome committed$")
         assert r.wait_exit() == 0
     assert sidecar.wait_exit() == 0, sidecar.output
-    checkpoint_id, step = written[0].group(1), int(written[0].group(2))
-    m = assert_verifies(dirs.job / checkpoint_id)
+    step = int(written[0].group(2))
+    m = assert_verifies(dirs.job / step_id(step))
     assert m["step"] == step
     assert sorted(f["path"] for f in m["files"]) == ["rank-0/shard.bin", "rank-1/shard.bin"]
