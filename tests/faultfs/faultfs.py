@@ -8,7 +8,7 @@ Used by the checkpoint sidecar integration tests to
 
 Usage:
     /usr/bin/python3 tests/faultfs/faultfs.py BACKING MOUNTPOINT --control CONTROL
-        [--direct-io] [--keep-cache] [--attr-timeout SECONDS] [--debug]
+        [--direct-io] [--keep-cache] [--attr-timeout SECONDS] [--negative-timeout SECONDS] [--debug]
 
 Prints "mounted MOUNTPOINT" on stdout (flushed) once the mount answers.
 Stop it with SIGTERM/SIGINT (releases every stall, unmounts, exits 0), or
@@ -588,6 +588,8 @@ def parse_args(argv):
                    help="keep cached pages across opens (like an NFS client): reads reach faultfs only after a cache drop")
     p.add_argument("--attr-timeout", type=float, default=0.0,
                    help="kernel attr/entry cache timeout in seconds (default 0: always ask faultfs)")
+    p.add_argument("--negative-timeout", type=float, default=None,
+                   help="kernel cache timeout for lookups that found nothing (default: --attr-timeout)")
     p.add_argument("--debug", action="store_true", help="libfuse debug output on stderr")
     return p.parse_args(argv)
 
@@ -634,7 +636,7 @@ def main(argv=None):
                  debug=args.debug, fsname="faultfs", subtype="faultfs",
                  big_writes=True, hard_remove=True,
                  attr_timeout=args.attr_timeout, entry_timeout=args.attr_timeout,
-                 negative_timeout=args.attr_timeout)
+                 negative_timeout=args.attr_timeout if args.negative_timeout is None else args.negative_timeout)
         except BaseException as e:  # noqa: B902 - report any failure of the loop
             result["error"] = e
         finally:

@@ -33,9 +33,15 @@ internal sealed class FaultFs : IAsyncDisposable
     /// are unchanged: a read then reaches storage only after an explicit cache drop.
     /// </param>
     /// <param name="name">Names the mount point under <paramref name="root"/> (and its backing and control directories), so a test can mount more than one.</param>
-    public static async Task<FaultFs> MountAsync(string root, bool keepCache = false, string name = "nfs")
+    /// <param name="cacheSeconds">
+    /// How long the kernel trusts cached attributes and entries (not negative lookups, see
+    /// tests/faultfs/README.md): two mounts of one backing directory then see each other's changes only
+    /// as two NFS clients do.
+    /// </param>
+    /// <param name="backing">Shares another mount's backing directory (a second NFS client of the same export).</param>
+    public static async Task<FaultFs> MountAsync(string root, bool keepCache = false, string name = "nfs", double cacheSeconds = 0, string? backing = null)
     {
-        var backing = Path.Combine(root, $"{name}-backing");
+        backing ??= Path.Combine(root, $"{name}-backing");
         var mountPoint = Path.Combine(root, name);
         var control = Path.Combine(root, name == "nfs" ? "faultfs-control" : $"{name}-faultfs-control");
         Directory.CreateDirectory(backing);
@@ -45,6 +51,11 @@ internal sealed class FaultFs : IAsyncDisposable
         if (keepCache)
         {
             arguments.Add("--keep-cache");
+        }
+
+        if (cacheSeconds > 0)
+        {
+            arguments.AddRange(["--attr-timeout", cacheSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture), "--negative-timeout", "0"]);
         }
 
         var process = ObservedProcess.Start("faultfs", "/usr/bin/python3", arguments, new Dictionary<string, string>());
