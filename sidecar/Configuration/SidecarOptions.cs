@@ -111,7 +111,7 @@ public sealed class SidecarOptions
     public bool ReadBack => Verify == VerifyReadBack;
 
     /// <summary>The pod's name, or the host's outside a cluster (a container's host name is its pod's name).</summary>
-    public string ShardOwner => PodName.Length > 0 ? PodName : Environment.MachineName;
+    public string PodNameOrHost => PodName.Length > 0 ? PodName : Environment.MachineName;
 
     public int MaxReportBytes => MaxReportKiB * 1024;
 }

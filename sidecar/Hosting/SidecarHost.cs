@@ -82,7 +82,7 @@ public static class SidecarHost
             return new SharedDirectoryTarget(
                 sp.GetRequiredService<CheckpointLayout>(),
                 new CheckpointCopier(o.CopyParallelism, o.CopyBufferBytes, sp.GetRequiredService<TimeProvider>(), o.ReadBack),
-                o.ShardOwner,
+                o.PodNameOrHost,
                 sp.GetRequiredService<ILogger<SharedDirectoryTarget>>());
         });
         services.AddSingleton<FlushPipeline>();

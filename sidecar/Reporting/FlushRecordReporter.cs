@@ -12,7 +12,7 @@ internal sealed class FlushRecordReporter(FlushRecordStore records, IOptions<Sid
 
     public Task FlushEndedAsync(FlushReport report, CancellationToken cancellationToken)
     {
-        records.Write(ToRecord(report, PodName(options.Value)));
+        records.Write(ToRecord(report, options.Value.PodNameOrHost));
         return Task.CompletedTask;
     }
 
@@ -34,9 +34,10 @@ internal sealed class FlushRecordReporter(FlushRecordStore records, IOptions<Sid
             EndedAt = report.EndedAt,
             GracePeriodSeconds = report.GracePeriod.TotalSeconds,
             DeadlineMissed = report.DeadlineMissed,
+            MissingRanks = outcome.MissingRanks.Count > 0 ? outcome.MissingRanks : null,
             Timings = t is null ? null : new FlushRecordTimings(
                 t.Notify.TotalSeconds, t.Dump.TotalSeconds, t.Copy.TotalSeconds, t.Verify.TotalSeconds, t.Commit.TotalSeconds,
-                t.Total.TotalSeconds, t.BudgetUsedRatio, t.Bytes),
+                t.Total.TotalSeconds, t.BudgetUsedRatio, t.Bytes, t.CommitWait.TotalSeconds),
         };
     }
 
@@ -51,9 +52,6 @@ internal sealed class FlushRecordReporter(FlushRecordStore records, IOptions<Sid
         return new FlushTimings(record.CheckpointId, reason,
             TimeSpan.FromSeconds(t.NotifySeconds), TimeSpan.FromSeconds(t.DumpSeconds), TimeSpan.FromSeconds(t.CopySeconds),
             TimeSpan.FromSeconds(t.VerifySeconds), TimeSpan.FromSeconds(t.CommitSeconds), TimeSpan.FromSeconds(t.TotalSeconds),
-            TimeSpan.FromSeconds(record.GracePeriodSeconds), t.Bytes);
+            TimeSpan.FromSeconds(record.GracePeriodSeconds), t.Bytes, TimeSpan.FromSeconds(t.CommitWaitSeconds));
     }
-
-    internal static string PodName(SidecarOptions options) =>
-        string.IsNullOrEmpty(options.PodName) ? Environment.MachineName : options.PodName;
 }

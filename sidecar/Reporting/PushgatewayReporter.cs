@@ -27,7 +27,7 @@ internal sealed class PushgatewayReporter(
         }
 
         var group = $"metrics/job/checkpoint-sidecar/namespace/{Uri.EscapeDataString(settings.PodNamespace)}" +
-            $"/checkpoint_job/{Uri.EscapeDataString(settings.JobName)}/pod/{Uri.EscapeDataString(FlushRecordReporter.PodName(settings))}";
+            $"/checkpoint_job/{Uri.EscapeDataString(settings.JobName)}/pod/{Uri.EscapeDataString(settings.PodNameOrHost)}";
         var url = new Uri(new Uri(settings.PushgatewayUrl.TrimEnd('/') + "/"), group);
         var shown = url.ToString();
         try

@@ -109,6 +109,9 @@ public sealed record FlushRecord
 
     public required bool DeadlineMissed { get; init; }
 
+    /// <summary>Ranks of the world that had no sealed shard when a job-wide checkpoint failed; null otherwise.</summary>
+    public IReadOnlyList<int>? MissingRanks { get; init; }
+
     /// <summary>Phase durations; null when the flush failed before committing.</summary>
     public FlushRecordTimings? Timings { get; init; }
 
@@ -136,7 +139,7 @@ public sealed record FlushRecord
             return null;
         }
 
-        double[] phases = [t.NotifySeconds, t.DumpSeconds, t.CopySeconds, t.VerifySeconds, t.CommitSeconds, t.TotalSeconds];
+        double[] phases = [t.NotifySeconds, t.DumpSeconds, t.CopySeconds, t.VerifySeconds, t.CommitSeconds, t.TotalSeconds, t.CommitWaitSeconds];
         if (!phases.All(IsPlausibleSeconds))
         {
             return $"its timings ({string.Join(", ", phases)} s) are not those of a flush";
@@ -148,9 +151,10 @@ public sealed record FlushRecord
     private static bool IsPlausibleSeconds(double seconds) => double.IsFinite(seconds) && seconds >= 0 && seconds <= MaxPlausibleSeconds;
 }
 
+/// <param name="CommitWaitSeconds">Part of the commit: from this pod's seal to the job-wide commit (absent in records of earlier sidecars).</param>
 public sealed record FlushRecordTimings(
     double NotifySeconds, double DumpSeconds, double CopySeconds, double VerifySeconds, double CommitSeconds,
-    double TotalSeconds, double BudgetUsedRatio, long Bytes);
+    double TotalSeconds, double BudgetUsedRatio, long Bytes, double CommitWaitSeconds = 0);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
