@@ -54,6 +54,9 @@ public sealed class DashboardTests
     [InlineData("checkpoint_last_flush_deadline_missed")]
     [InlineData("checkpoint_verify_failures_total")]
     [InlineData("checkpoint_recommended_grace_period_seconds")]
+    [InlineData("checkpoint_job_commit_wait_seconds_bucket")]
+    [InlineData("checkpoint_job_missing_ranks")]
+    [InlineData("cause=\"job_incomplete\"")]
     public void Dashboard_HasAPanelQuerying(string fragment) =>
         Assert.Contains(MetricNames.DashboardExpressions(), e => e.Expr.Contains(fragment, StringComparison.Ordinal));
 
@@ -64,6 +67,50 @@ public sealed class DashboardTests
         var steps = panel["fieldConfig"]!["defaults"]!["thresholds"]!["steps"]!.AsArray();
         Assert.Contains(steps, s => s!["value"]?.GetValue<double>() == 0.8);
         Assert.Contains(MetricNames.RuleExpressions(), r => r.Expr == "checkpoint_predicted_flush_budget_ratio > 0.8");
+    }
+
+    [Fact]
+    public void JobWideRow_PanelsAggregatePerJobAndTheAlertDescriptionNamesTheRow()
+    {
+        var all = Dashboard["panels"]!.AsArray().Select(p => p!).ToList();
+        var row = Assert.Single(all, p => p["type"]!.GetValue<string>() == "row" && p["title"]!.GetValue<string>() == "Job-wide checkpoints");
+        var top = row["gridPos"]!["y"]!.GetValue<int>();
+        var panels = all.Where(p => p["type"]!.GetValue<string>() != "row" && p["gridPos"]!["y"]!.GetValue<int>() == top + 1).ToList();
+        Assert.Equal(4, panels.Count);
+        Assert.Equal(24, panels.Sum(p => p["gridPos"]!["w"]!.GetValue<int>()));
+
+        // Every query of the row selects the job's series and aggregates by job (the by-pod panel, by pod too).
+        foreach (var expr in panels.SelectMany(Exprs))
+        {
+            Assert.Contains("job_name=~\"$job_name\"", expr, StringComparison.Ordinal);
+            Assert.Contains("by (namespace, job_name", expr, StringComparison.Ordinal);
+        }
+
+        // Job-level panels are over every pod of the job, whatever pods are chosen.
+        var byPod = Assert.Single(panels, p => Exprs(p).Any(e => e.Contains("by (namespace, job_name, pod, le)", StringComparison.Ordinal)));
+        Assert.All(panels.Where(p => p != byPod).SelectMany(Exprs), e => Assert.DoesNotContain("$pod", e, StringComparison.Ordinal));
+
+        var straggler = Assert.Single(MetricNames.RuleExpressions(), r => r.Alert == "CheckpointJobCommitWaitHigh");
+        var description = Yaml.Load(File.ReadAllText(DeployPaths.RulesFile))["groups"]!.AsArray()
+            .SelectMany(g => g!["rules"]!.AsArray())
+            .Single(r => r!["alert"]?.GetValue<string>() == straggler.Alert)!["annotations"]!["description"]!.GetValue<string>();
+        Assert.Contains("dashboard row \"Job-wide checkpoints\"", description, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void CommitWaitPanel_ShowsP50AndP95PerJobOverTheAlertsWindowAndItsThreshold()
+    {
+        var panel = Assert.Single(Panels, p => Exprs(p).Any(e => e.Contains("histogram_quantile(0.95, sum by (namespace, job_name, le) (rate(checkpoint_job_commit_wait_seconds_bucket", StringComparison.Ordinal)));
+        var exprs = Exprs(panel);
+        Assert.Contains(exprs, e => e.StartsWith("histogram_quantile(0.5, sum by (namespace, job_name, le) (rate(checkpoint_job_commit_wait_seconds_bucket{", StringComparison.Ordinal));
+        Assert.All(exprs.Where(e => e.StartsWith("histogram_quantile", StringComparison.Ordinal)), e => Assert.EndsWith("[1h])))", e, StringComparison.Ordinal));
+        Assert.Contains(exprs, e => e.StartsWith("0.25 * min by (namespace, job_name) (checkpoint_grace_period_seconds{", StringComparison.Ordinal));
+
+        // The same quantile, window and threshold as the alert.
+        var rule = Assert.Single(MetricNames.RuleExpressions(), r => r.Alert == "CheckpointJobCommitWaitHigh");
+        Assert.Equal(
+            "histogram_quantile(0.95, sum by (namespace, job_name, le) (rate(checkpoint_job_commit_wait_seconds_bucket[1h]))) > 0.25 * min by (namespace, job_name) (checkpoint_grace_period_seconds)",
+            rule.Expr);
     }
 
     private static List<string> Exprs(JsonNode panel) =>

@@ -26,10 +26,20 @@ internal sealed class PrometheusServer : IAsyncDisposable
     /// Starts Prometheus scraping <paramref name="target"/> (host:port) every second, with the labels
     /// the PodMonitor would add, and loading <paramref name="ruleFiles"/>.
     /// </summary>
-    public static async Task<PrometheusServer> StartAsync(string target, IReadOnlyDictionary<string, string> labels, IEnumerable<string> ruleFiles)
+    public static Task<PrometheusServer> StartAsync(string target, IReadOnlyDictionary<string, string> labels, IEnumerable<string> ruleFiles) =>
+        StartAsync([(target, labels)], ruleFiles);
+
+    /// <summary>
+    /// Starts Prometheus scraping every target (host:port) every second, each with its own labels (the
+    /// pods of one job: the same namespace and job_name, their own pod), and loading <paramref name="ruleFiles"/>.
+    /// </summary>
+    public static async Task<PrometheusServer> StartAsync(
+        IEnumerable<(string Target, IReadOnlyDictionary<string, string> Labels)> targets, IEnumerable<string> ruleFiles)
     {
         var dir = Directory.CreateTempSubdirectory("ckpt-prom-");
-        var labelLines = string.Concat(labels.Select(kv => $"\n          {kv.Key}: \"{kv.Value}\""));
+        var staticConfigs = string.Concat(targets.Select(t =>
+            $"\n      - targets: [\"{t.Target}\"]\n        labels:" +
+            string.Concat(t.Labels.Select(kv => $"\n          {kv.Key}: \"{kv.Value}\""))));
         var rules = string.Concat(ruleFiles.Select(f => $"\n  - \"{f}\""));
         var config = $"""
             global:
@@ -39,9 +49,7 @@ internal sealed class PrometheusServer : IAsyncDisposable
             rule_files:{rules}
             scrape_configs:
               - job_name: checkpoint-sidecar
-                static_configs:
-                  - targets: ["{target}"]
-                    labels:{labelLines}
+                static_configs:{staticConfigs}
             """;
         var configFile = Path.Combine(dir.FullName, "prometheus.yml");
         await File.WriteAllTextAsync(configFile, config).ConfigureAwait(false);
