@@ -24,7 +24,7 @@ internal sealed class FlushCoordinator : BackgroundService
     private const int FinishedSessionsKept = 32;
 
     private readonly object _gate = new();
-    private readonly Dictionary<string, AttachedTrainer> _trainers = new(StringComparer.Ordinal);
+    private readonly TrainerRegistry _trainers = new();
     private readonly Dictionary<string, CheckpointSession> _sessions = new(StringComparer.Ordinal);
     private readonly Queue<string> _finishedOrder = new();
     private readonly Channel<CheckpointSession> _ready;
@@ -36,25 +36,13 @@ internal sealed class FlushCoordinator : BackgroundService
     private readonly ILogger<FlushCoordinator> _logger;
     private readonly CheckpointIdGenerator _ids;
     private readonly StagingRoot _stagingRoot;
-    private readonly IReadOnlyList<IFlushReporter> _reporters;
-    private readonly List<Task> _reporting = [];
+    private readonly ReportDispatcher _reports;
 
-    private readonly TaskCompletionSource _firstAttached = NewSignal(completed: false);
-    private TaskCompletionSource _noTrainers = NewSignal(completed: true);
     private CheckpointSession? _preemption;
     private CheckpointSession? _jobPreemption;
     private CheckpointSession? _persisting;
-    private JobWorld? _world;
     private CancellationToken _stopping;
     private ITimer? _deadlineTimer;
-    private int _nextTrainer;
-
-    /// <summary>
-    /// Part of every trainer id, different in each sidecar process: an id handed out before a
-    /// restart must not name a trainer of the new process. Not a secret, so not the crypto RNG,
-    /// which would load OpenSSL (~2 MB resident) for nothing.
-    /// </summary>
-    private readonly string _instance = Random.Shared.Next(0x1000000).ToString("x6", System.Globalization.CultureInfo.InvariantCulture);
 
     public FlushCoordinator(
         FlushPlanner planner,
@@ -66,7 +54,7 @@ internal sealed class FlushCoordinator : BackgroundService
         TimeProvider time,
         ILogger<FlushCoordinator> logger)
     {
-        _reporters = reporters.ToList();
+        _reports = new ReportDispatcher(reporters, logger);
         _planner = planner;
         _pipeline = pipeline;
         _metrics = metrics;
@@ -103,38 +91,10 @@ internal sealed class FlushCoordinator : BackgroundService
     /// <param name="worldId">The run of the world; every rank of one run gives the same.</param>
     public AttachedTrainer Attach(int rank, string description, TrainerPeer? peer = null, int worldSize = 0, string worldId = "")
     {
-        if (rank < 0)
-        {
-            throw new FlushRequestException(FlushRequestError.InvalidArgument, $"rank {rank} must be zero or more");
-        }
-
-        var world = DeclaredWorld(rank, worldSize, worldId);
         AttachedTrainer trainer;
         lock (_gate)
         {
-            if (_trainers.Values.Any(t => t.Rank == rank))
-            {
-                throw new FlushRequestException(FlushRequestError.AlreadyExists, $"a trainer with rank {rank} is already attached");
-            }
-
-            if (_trainers.Count > 0 && _world != world)
-            {
-                throw new FlushRequestException(FlushRequestError.FailedPrecondition,
-                    $"rank {rank} declares a world of {world}, but the trainers already attached declared {_world}; "
-                    + "every rank of a job gives the same world_size and world_id");
-            }
-
-            _world = world;
-
-            trainer = new AttachedTrainer($"trainer-{_instance}-{++_nextTrainer}-rank-{rank}", rank, UserText.Cap(description), peer);
-            _trainers.Add(trainer.Id, trainer);
-            if (_noTrainers.Task.IsCompleted)
-            {
-                _noTrainers = NewSignal(completed: false);
-            }
-
-            _firstAttached.TrySetResult();
-
+            trainer = _trainers.Add(rank, description, peer, worldSize, worldId);
             _metrics.SetTrainersAttached(_trainers.Count);
         }
 
@@ -142,48 +102,17 @@ internal sealed class FlushCoordinator : BackgroundService
         return trainer;
     }
 
-    private static JobWorld DeclaredWorld(int rank, int worldSize, string worldId)
-    {
-        if (worldSize < 0)
-        {
-            throw new FlushRequestException(FlushRequestError.InvalidArgument, $"world_size {worldSize} must be zero (a single-pod job) or more");
-        }
-
-        if (!JobWorld.IsValidId(worldId))
-        {
-            throw new FlushRequestException(FlushRequestError.InvalidArgument,
-                $"world_id {UserText.Quote(worldId)} must be at most {JobWorld.MaxIdLength} characters of [a-z0-9]");
-        }
-
-        if (worldSize == 0 && worldId.Length > 0)
-        {
-            throw new FlushRequestException(FlushRequestError.InvalidArgument, "world_id is given without world_size; give both, or neither for a single-pod job");
-        }
-
-        if (worldSize > 0 && rank >= worldSize)
-        {
-            throw new FlushRequestException(FlushRequestError.InvalidArgument, $"rank {rank} is outside a world of {worldSize} rank(s) (0..{worldSize - 1})");
-        }
-
-        return new JobWorld(worldSize, worldId);
-    }
-
     /// <summary>A trainer's stream closed. Checkpoints still waiting for its report cannot complete.</summary>
     public void Detach(string trainerId)
     {
         lock (_gate)
         {
-            if (!_trainers.Remove(trainerId, out var trainer))
+            if (_trainers.Remove(trainerId) is not { } trainer)
             {
                 return;
             }
 
-            trainer.Commands.Writer.TryComplete();
             _metrics.SetTrainersAttached(_trainers.Count);
-            if (_trainers.Count == 0)
-            {
-                _noTrainers.TrySetResult();
-            }
 
             FlushLog.Detached(_logger, trainerId, trainer.Rank);
             foreach (var session in _sessions.Values.Where(s => s.State == SessionState.Collecting
@@ -253,7 +182,7 @@ internal sealed class FlushCoordinator : BackgroundService
             SupersedeOlderThan(session, deadline - now);
 
             var command = new DumpCommand(session.Id, session.Reason, deadline, session.StagingPath);
-            foreach (var trainer in _trainers.Values)
+            foreach (var trainer in _trainers.All)
             {
                 trainer.Commands.Writer.TryWrite(command);
             }
@@ -263,7 +192,7 @@ internal sealed class FlushCoordinator : BackgroundService
             FlushLog.PreemptionStarted(_logger, session.Id, cause, deadline, (deadline - now).TotalSeconds,
                 _planner.GracePeriod.TotalSeconds, _trainers.Count);
             var started = new PreemptionStarted(session.Id, cause, now, deadline, _planner.GracePeriod, _trainers.Count);
-            Report(reporter => reporter.PreemptionStartedAsync(started, CancellationToken.None));
+            _reports.Dispatch(reporter => reporter.PreemptionStartedAsync(started, CancellationToken.None));
             return new TerminationTicket(session.Id, deadline);
         }
     }
@@ -289,7 +218,7 @@ internal sealed class FlushCoordinator : BackgroundService
         }
 
         var started = new PreemptionStarted(job.Id, cause, now, job.Deadline!.Value, _planner.GracePeriod, job.ExpectedRanks.Count);
-        Report(reporter => reporter.PreemptionStartedAsync(started, CancellationToken.None));
+        _reports.Dispatch(reporter => reporter.PreemptionStartedAsync(started, CancellationToken.None));
         return new TerminationTicket(job.Id, job.Deadline);
     }
 
@@ -300,13 +229,22 @@ internal sealed class FlushCoordinator : BackgroundService
         {
             lock (_gate)
             {
-                return _noTrainers.Task;
+                return _trainers.NoneAttached;
             }
         }
     }
 
     /// <summary>Completes when a trainer has attached at least once.</summary>
-    public Task FirstAttached => _firstAttached.Task;
+    public Task FirstAttached
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _trainers.FirstAttached;
+            }
+        }
+    }
 
     /// <summary>Completes when every checkpoint in progress now has ended (committed, failed or superseded).</summary>
     public Task CheckpointsSettled()
@@ -322,10 +260,7 @@ internal sealed class FlushCoordinator : BackgroundService
     {
         get
         {
-            lock (_gate)
-            {
-                return Task.WhenAll(_reporting);
-            }
+            return _reports.Drained;
         }
     }
 
@@ -603,7 +538,7 @@ internal sealed class FlushCoordinator : BackgroundService
     {
         lock (_gate)
         {
-            return _trainers.Values.OrderBy(t => t.Rank).ToList();
+            return _trainers.All.OrderBy(t => t.Rank).ToList();
         }
     }
 
@@ -710,7 +645,7 @@ internal sealed class FlushCoordinator : BackgroundService
         string id, CheckpointReason reason, StagingDirectory? staging, DateTimeOffset now, DateTimeOffset? deadline, bool isJobPreemption = false)
     {
         var session = new CheckpointSession(id, reason, staging, staging?.Path ?? Path.Combine(_stagingRoot.Path, id), now, deadline,
-            _trainers.Values.ToDictionary(t => t.Id, t => t.Rank, StringComparer.Ordinal), _world ?? new JobWorld(0, ""))
+            _trainers.Ranks(), _trainers.World)
         {
             IsJobPreemption = isJobPreemption,
         };
@@ -785,30 +720,6 @@ internal sealed class FlushCoordinator : BackgroundService
     {
         _deadlineTimer?.Dispose();
         _deadlineTimer = _time.CreateTimer(_ => OnDeadline(session), null, Max(session.Deadline!.Value - now, TimeSpan.Zero), Timeout.InfiniteTimeSpan);
-    }
-
-    private void Report(Func<IFlushReporter, Task> report)
-    {
-        foreach (var reporter in _reporters)
-        {
-            _reporting.Add(ReportSafelyAsync(reporter, report));
-        }
-
-        _reporting.RemoveAll(t => t.IsCompleted);
-    }
-
-    private async Task ReportSafelyAsync(IFlushReporter reporter, Func<IFlushReporter, Task> report)
-    {
-        try
-        {
-            // Off the coordinator's lock: reporters do network and storage I/O.
-            await Task.Yield();
-            await report(reporter).ConfigureAwait(false);
-        }
-        catch (Exception e)
-        {
-            FlushLog.ReporterFailed(_logger, reporter.GetType().Name, e.Message);
-        }
     }
 
     private void OnDeadline(CheckpointSession session)
@@ -926,7 +837,7 @@ internal sealed class FlushCoordinator : BackgroundService
         // After the metrics: a Pushgateway push must carry this flush's figures.
         var report = new FlushReport(outcome, session.Reason, session.Cause, _planner.GracePeriod, session.TriggeredAt, _time.GetUtcNow());
         _metrics.RecordLastFlushDeadlineMissed(report.DeadlineMissed);
-        Report(reporter => reporter.FlushEndedAsync(report, CancellationToken.None));
+        _reports.Dispatch(reporter => reporter.FlushEndedAsync(report, CancellationToken.None));
     }
 
     private void RemoveStaging(CheckpointSession session)
@@ -948,43 +859,16 @@ internal sealed class FlushCoordinator : BackgroundService
         }
     }
 
-    /// <summary>
-    /// Refuses a call that names a trainer another process attached. A name nobody attached passes:
-    /// NotifyTermination is open to every process on the socket (the preStop hook is one), and a trainer
-    /// whose attachment was lost must still be able to announce its SIGTERM.
-    /// </summary>
+    /// <inheritdoc cref="TrainerRegistry.RefuseImpersonation"/>
     public void RefuseImpersonation(string trainerId, TrainerPeer caller)
     {
         lock (_gate)
         {
-            if (_trainers.TryGetValue(trainerId, out var trainer))
-            {
-                RequireSameProcess(trainer, caller);
-            }
+            _trainers.RefuseImpersonation(trainerId, caller);
         }
     }
 
-    private AttachedTrainer RequireTrainer(string trainerId, TrainerPeer? caller)
-    {
-        if (!_trainers.TryGetValue(trainerId, out var trainer))
-        {
-            throw new FlushRequestException(FlushRequestError.NotFound,
-                $"trainer {UserText.Quote(trainerId)} is not attached; call Attach and keep its stream open");
-        }
-
-        RequireSameProcess(trainer, caller);
-        return trainer;
-    }
-
-    private static void RequireSameProcess(AttachedTrainer trainer, TrainerPeer? caller)
-    {
-        if (caller is not null && trainer.Peer is { } attacher && !attacher.IsSameProcessAs(caller))
-        {
-            throw new FlushRequestException(FlushRequestError.PermissionDenied,
-                $"trainer {UserText.Quote(trainer.Id)} (rank {trainer.Rank}) was attached by another process; "
-                + "a trainer id is honoured only from the process that attached it");
-        }
-    }
+    private AttachedTrainer RequireTrainer(string trainerId, TrainerPeer? caller) => _trainers.Require(trainerId, caller);
 
     private static CheckpointOutcome Superseded(CheckpointSession session) => session.SupersededOutcome();
 
@@ -992,33 +876,6 @@ internal sealed class FlushCoordinator : BackgroundService
         session.FailedOutcome(cause, error);
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
-
-    private static TaskCompletionSource NewSignal(bool completed)
-    {
-        var signal = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        if (completed)
-        {
-            signal.SetResult();
-        }
-
-        return signal;
-    }
-}
-
-/// <summary>A trainer process on the other end of an Attach stream.</summary>
-internal sealed class AttachedTrainer(string id, int rank, string description, TrainerPeer? peer)
-{
-    public string Id { get; } = id;
-
-    public int Rank { get; } = rank;
-
-    public string Description { get; } = description;
-
-    /// <summary>The process that attached; null for in-process callers.</summary>
-    public TrainerPeer? Peer { get; } = peer;
-
-    /// <summary>Dump requests waiting to be written to the trainer's stream.</summary>
-    public Channel<DumpCommand> Commands { get; } = Channel.CreateUnbounded<DumpCommand>(new UnboundedChannelOptions { SingleReader = true });
 }
 
 /// <summary>The preemption flush a termination trigger started or joined; both null when there was nothing to flush.</summary>
