@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local demo: a real sidecar and a real sample trainer as separate processes, a real SIGTERM to
 # both mid-training (as the kubelet sends it on preemption), the committed checkpoint checked with
-# xxhsum against its manifest, the sidecar's metrics, and a restarted trainer resuming bit-exactly.
+# xxhsum against its job manifest, the sidecar's metrics, and a restarted trainer resuming bit-exactly.
 # Local directories stand in for the staging volume and the NFS share; no cluster is needed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -73,22 +73,28 @@ echo "--- sidecar log (the flush) ---"
 grep -E "SIGTERM|Preemption flush|Report for|committed|failed|Stopping" "$demo/sidecar.log"
 
 latest=$(cat "$job/LATEST")
-say "Committed checkpoint: $job/$latest"
+say "Committed checkpoint: $job/$latest (LATEST names the newest committed step)"
 ls -lR "$job/$latest" | sed 's/^/  /'
-echo "--- manifest.json ---"
+echo "--- $latest/manifest.json: the job manifest, the commit (every shard in full) ---"
 cat "$job/$latest/manifest.json"
 
-say "Independent verification: xxhsum -H2 of every file against the manifest"
+say "Independent verification: xxhsum -H2 of every file of every shard against the job manifest"
 python3 - "$job/$latest" <<'PY'
 import json, subprocess, sys, os
-d = sys.argv[1]
-m = json.load(open(os.path.join(d, "manifest.json")))
+step = sys.argv[1]
+m = json.load(open(os.path.join(step, "manifest.json")))
+assert m["id"] == os.path.basename(step), f"the manifest names {m['id']}"
+ranks = sorted(r["rank"] for s in m["shards"] for r in s["ranks"])
+assert ranks == list(range(m["worldSize"])), f"the shards hold ranks {ranks} of a world of {m['worldSize']}"
 bad = 0
-for f in m["files"]:
-    out = subprocess.run(["xxhsum", "-H2", os.path.join(d, f["path"])], capture_output=True, text=True, check=True).stdout.split()[0]
-    ok = out == f["xxh128"] and os.path.getsize(os.path.join(d, f["path"])) == f["size"]
-    bad += not ok
-    print(f"  {'OK ' if ok else 'BAD'} {f['path']}  {out}")
+for shard in m["shards"]:
+    d = os.path.join(step, shard["directory"])
+    for f in shard["files"]:
+        path = os.path.join(d, f["path"])
+        out = subprocess.run(["xxhsum", "-H2", path], capture_output=True, text=True, check=True).stdout.split()[0]
+        ok = out == f["xxh128"] and os.path.getsize(path) == f["size"]
+        bad += not ok
+        print(f"  {'OK ' if ok else 'BAD'} {shard['directory']}/{f['path']}  {out}")
 sys.exit(1 if bad else 0)
 PY
 

@@ -51,7 +51,7 @@ public sealed class HostileStagingTests
         await using var client = await sidecar.ConnectAsync();
         var dump = await client.BeginCheckpointAsync(5, CheckpointReason.Manual);
         var files = TrainerFiles.Write(dump, 0, ("first-large.bin", 2 << 20), ("second-small.bin", 4096));
-        faultFs.SetRules(new FaultRule("hold-first-file", "write", "*.partial/rank-0/first-large.bin", "stall"));
+        faultFs.SetRules(new FaultRule("hold-first-file", "write", "*/step-*/*_*/rank-0/first-large.bin", "stall"));
         await client.CompleteDumpAsync(dump, 5, files, null);
         await faultFs.WaitForTriggerAsync("hold-first-file");
 
@@ -64,11 +64,15 @@ public sealed class HostileStagingTests
         var outcome = await client.WaitForCheckpointAsync(dump.CheckpointId);
 
         Assert.Equal(CheckpointStatus.Committed, outcome.Status);
-        var committed = Path.Combine(TestDirectories.JobDirectory(faultFs.Backing), dump.CheckpointId);
+        var step = IndependentCheck.StepDirectory(TestDirectories.JobDirectory(faultFs.Backing), 5);
+        var committed = IndependentCheck.ShardDirectory(step, 0);
+        Assert.Equal(
+            Path.GetRelativePath(faultFs.Backing, committed),
+            Path.GetRelativePath(faultFs.MountPoint, outcome.Directory));
         Assert.Equal(
             await File.ReadAllBytesAsync(Path.Combine(movedAway, "rank-0/second-small.bin")),
             await File.ReadAllBytesAsync(Path.Combine(committed, "rank-0/second-small.bin")));
-        IndependentCheck.AssertVerifies(committed);
+        IndependentCheck.AssertVerifies(step);
         await sidecar.DetachAsync(client);
         await StopAsync(sidecar);
         AssertNowhereIn(faultFs.Backing, secret);

@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Checkpoint.IntegrationTests.Infrastructure;
 using Checkpoint.TrainerSdk;
@@ -11,7 +12,10 @@ namespace Checkpoint.IntegrationTests;
 /// </summary>
 public sealed class HostileStorageTests
 {
-    /// <summary>Sorts after any checkpoint the test's sidecar makes, so it is the first candidate tried.</summary>
+    /// <summary>Sorts after any step the test's sidecar makes, so it is the first candidate tried.</summary>
+    private const long NewerStep = 999_999_999;
+
+    /// <summary>A flush record's checkpoint id that sorts after any the test's sidecar makes.</summary>
     private const string NewerId = "29991231T235959999Z-preemption";
 
     [Fact]
@@ -33,12 +37,25 @@ public sealed class HostileStorageTests
             Assert.Equal(0, await first.Process.WaitForExitAsync());
         }
 
-        // The newest "checkpoint" is a symlink to a perfect copy outside the job directory.
-        var outside = Path.Combine(dirs.Root, "elsewhere", NewerId);
-        CopyDirectory(Path.Combine(job, older), outside);
-        var manifest = Path.Combine(outside, "manifest.json");
-        await File.WriteAllTextAsync(manifest, (await File.ReadAllTextAsync(manifest)).Replace(older, NewerId, StringComparison.Ordinal));
-        Directory.CreateSymbolicLink(Path.Combine(job, NewerId), outside);
+        var olderStep = IndependentCheck.StepDirectory(job, 10);
+        IndependentCheck.AssertVerifies(olderStep);
+
+        // The newest "checkpoint" is a symlink to a perfect copy of the step outside the job directory.
+        var newerName = IndependentCheck.StepName(NewerStep);
+        var outside = Path.Combine(dirs.Root, "elsewhere", newerName);
+        CopyDirectory(olderStep, outside);
+        var manifestPath = Path.Combine(outside, "manifest.json");
+        var manifest = JsonNode.Parse(await File.ReadAllTextAsync(manifestPath))!;
+        manifest["id"] = newerName;
+        manifest["step"] = NewerStep;
+        foreach (var shard in manifest["shards"]!.AsArray())
+        {
+            shard!["step"] = NewerStep;
+        }
+
+        await File.WriteAllTextAsync(manifestPath, manifest.ToJsonString());
+        IndependentCheck.AssertVerifies(outside);
+        Directory.CreateSymbolicLink(Path.Combine(job, newerName), outside);
         // LATEST is a FIFO: reading it the ordinary way blocks forever.
         File.Delete(Path.Combine(job, "LATEST"));
         Posix.MakeFifo(Path.Combine(job, "LATEST"));
@@ -50,25 +67,37 @@ public sealed class HostileStorageTests
             Regex.Replace(await File.ReadAllTextAsync(genuineRecord), "\"copySeconds\": [^,]+", "\"copySeconds\": 1e13")
                 .Replace(older, NewerId, StringComparison.Ordinal));
         Posix.MakeFifo(Path.Combine(records, "29991231T235959999Z-fifo.json"));
-        // A leftover of a flush killed half-way, holding a file name that is not UTF-8.
+        // Leftovers of flushes killed half-way, each holding a file name that is not UTF-8: a step newer
+        // than the valid one but never committed (no job manifest), a step retention was removing, and
+        // the temporary directory of a sidecar from before job-wide checkpoints.
+        var uncommitted = Path.Combine(job, IndependentCheck.StepName(11));
+        var uncommittedShard = Directory.CreateDirectory(Path.Combine(uncommitted, "other-pod_0badc0de", "rank-0")).FullName;
+        Posix.CreateFileWithRawName(uncommittedShard, [0xff, 0xfe, (byte)'.', (byte)'b', (byte)'i', (byte)'n']);
+        var deleting = Directory.CreateDirectory(Path.Combine(job, IndependentCheck.StepName(5) + ".deleting")).FullName;
+        Posix.CreateFileWithRawName(deleting, [0xff, 0xfe, (byte)'.', (byte)'b', (byte)'i', (byte)'n']);
         var partial = Directory.CreateDirectory(Path.Combine(job, "20200101T000000000Z-periodic.partial")).FullName;
         Posix.CreateFileWithRawName(partial, [0xff, 0xfe, (byte)'.', (byte)'b', (byte)'i', (byte)'n']);
 
         await using var sidecar = await SidecarProcess.StartAsync(dirs);
         await sidecar.Process.WaitForLineAsync($"previous flush of this job \\({Regex.Escape(older)},");
+        Assert.False(Directory.Exists(deleting));
         Assert.False(Directory.Exists(partial));
         await using var trainer = await sidecar.ConnectAsync();
 
         var latest = await trainer.GetLatestCheckpointAsync();
 
         Assert.NotNull(latest);
-        Assert.Equal(older, latest.Id);
+        Assert.Equal(IndependentCheck.StepName(10), latest.Id);
         Assert.Equal(10, latest.Step);
-        Assert.Equal(Path.Combine(job, older), latest.Directory);
-        IndependentCheck.AssertVerifies(latest.Directory);
+        Assert.Equal(IndependentCheck.ShardDirectory(olderStep, 0), latest.Directory);
+        IndependentCheck.AssertVerifies(olderStep);
         var next = await TrainerFiles.CheckpointAsync(trainer, 20, 0, ("model.bin", 1 << 20));
         Assert.Equal(CheckpointStatus.Committed, next.Status);
-        Assert.Equal(next.CheckpointId, IndependentCheck.Latest(job));
+        Assert.Equal(IndependentCheck.StepName(20), IndependentCheck.Latest(job));
+        IndependentCheck.AssertVerifies(IndependentCheck.StepDirectory(job, 20));
+        // The commit of a newer step retires the uncommitted one; nothing outside the job directory is touched.
+        Assert.False(Directory.Exists(uncommitted));
+        IndependentCheck.AssertVerifies(outside);
     }
 
     private static void CopyDirectory(string from, string to)

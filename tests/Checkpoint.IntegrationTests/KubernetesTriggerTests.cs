@@ -77,7 +77,12 @@ public sealed class KubernetesTriggerTests
         // The SIGTERM that follows joins the finished flush: no second checkpoint, a clean exit.
         sidecar.Process.Signal(Posix.SigTerm);
         Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
-        Assert.Single(Directory.GetDirectories(dirs.JobDirectory()), d => Path.GetFileName(d).Contains("-preemption-", StringComparison.Ordinal));
+        Assert.Equal([IndependentCheck.StepName(12)], Directory.GetDirectories(dirs.JobDirectory(), "step-*").Select(Path.GetFileName));
+        var step = IndependentCheck.StepDirectory(dirs.JobDirectory(), 12);
+        IndependentCheck.AssertVerifies(step);
+        Assert.Single(IndependentCheck.SealedShards(step));
+        Assert.Equal([IndependentCheck.ShardDirectory(step, 0)], Directory.GetDirectories(step).Where(d => Path.GetFileName(d) != "shards"));
+        Assert.Equal(IndependentCheck.ShardDirectory(step, 0), outcome.Directory);
 
         // The flush record is written in the background after the outcome; it must be on storage by
         // the time the sidecar has exited, because it is what outlives the pod.
@@ -116,7 +121,8 @@ public sealed class KubernetesTriggerTests
         await client.DisposeAsync();
         Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
         Assert.Equal(1, sidecar.Process.Lines.Count(l => l.Contains("Kubernetes API unreachable", StringComparison.Ordinal)));
-        Assert.Equal(dump.CheckpointId, IndependentCheck.Latest(dirs.JobDirectory()));
+        Assert.Equal(IndependentCheck.StepName(3), IndependentCheck.Latest(dirs.JobDirectory()));
+        IndependentCheck.AssertVerifies(IndependentCheck.StepDirectory(dirs.JobDirectory(), 3));
     }
 
     private static Task<SidecarProcess> StartAsync(TestDirectories dirs, FakeKubernetesApi api) =>

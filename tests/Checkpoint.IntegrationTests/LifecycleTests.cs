@@ -1,3 +1,4 @@
+using System.Text.RegularExpressions;
 using Checkpoint.IntegrationTests.Infrastructure;
 
 namespace Checkpoint.IntegrationTests;
@@ -21,8 +22,9 @@ public sealed class LifecycleTests
 
         Assert.Equal(0, await sidecar.Process.WaitForExitAsync());
         await sidecar.Process.WaitForLineAsync("Every trainer has detached and its checkpoints are persisted");
-        Assert.Equal(last.Groups[1].Value, IndependentCheck.Latest(dirs.JobDirectory()));
-        IndependentCheck.AssertVerifies(Path.Combine(dirs.JobDirectory(), last.Groups[1].Value));
+        await sidecar.Process.WaitForLineAsync($@"Checkpoint {Regex.Escape(last.Groups[1].Value)} \(periodic, step 60\) committed");
+        Assert.Equal(IndependentCheck.StepName(60), IndependentCheck.Latest(dirs.JobDirectory()));
+        IndependentCheck.AssertVerifies(IndependentCheck.StepDirectory(dirs.JobDirectory(), 60));
     }
 
     [Fact]

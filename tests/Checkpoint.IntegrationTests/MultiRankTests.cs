@@ -35,14 +35,18 @@ public sealed class MultiRankTests
         var result = await outcome;
         Assert.Equal(CheckpointStatus.Committed, result.Status);
 
-        var committed = Path.Combine(dirs.JobDirectory(), dump0.CheckpointId);
-        Assert.Equal(committed, result.Directory);
+        Assert.Equal(40, result.Step);
+        var committed = IndependentCheck.StepDirectory(dirs.JobDirectory(), 40);
+        Assert.Equal(IndependentCheck.StepName(40), IndependentCheck.Latest(dirs.JobDirectory()));
         IndependentCheck.AssertVerifies(committed);
+        // Both ranks are this pod's: one shard, whose directory the outcome names.
+        Assert.Equal(IndependentCheck.ShardDirectory(committed, 0), result.Directory);
+        Assert.Equal(IndependentCheck.ShardDirectory(committed, 1), result.Directory);
         using var manifest = IndependentCheck.Manifest(committed);
-        var paths = manifest.RootElement.GetProperty("files").EnumerateArray().Select(f => f.GetProperty("path").GetString()).Order().ToList();
-        Assert.Equal(["rank-0/model.bin", "rank-0/optimizer.bin", "rank-1/model.bin"], paths);
-        var ranks = manifest.RootElement.GetProperty("ranks").EnumerateArray().Select(r => r.GetProperty("rank").GetInt32()).ToList();
-        Assert.Equal([0, 1], ranks);
+        Assert.Single(manifest.RootElement.GetProperty("shards").EnumerateArray());
+        Assert.Equal(2, manifest.RootElement.GetProperty("worldSize").GetInt32());
+        Assert.Equal(["rank-0/model.bin", "rank-0/optimizer.bin", "rank-1/model.bin"], IndependentCheck.Files(manifest));
+        Assert.Equal([0, 1], IndependentCheck.Ranks(manifest));
 
         // The trainers exit once they know; the sidecar lingers until they have.
         await rank0.DisposeAsync();

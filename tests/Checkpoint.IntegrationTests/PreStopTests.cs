@@ -32,7 +32,8 @@ public sealed class PreStopTests
         await first.WaitForLineAsync($"checkpoint {dump.CheckpointId} Committed");
 
         var committed = Directory.GetDirectories(dirs.JobDirectory()).Select(Path.GetFileName).Where(n => n != "flush-records").ToList();
-        Assert.Equal([dump.CheckpointId], committed);
+        Assert.Equal([IndependentCheck.StepName(9)], committed);
+        IndependentCheck.AssertVerifies(IndependentCheck.StepDirectory(dirs.JobDirectory(), 9));
         Assert.False(sidecar.Process.HasExited, "the hook starts the flush; the sidecar keeps serving until its own SIGTERM");
         Assert.Contains(sidecar.Process.Lines, l => l.Contains("started (PreStopHook)", StringComparison.Ordinal));
 

@@ -37,8 +37,9 @@ public sealed class PreemptionTests
 
         Assert.InRange(dumpedStep, 50, TotalSteps - 1);
         var job = dirs.JobDirectory();
-        Assert.Equal(checkpointId, IndependentCheck.Latest(job));
-        var committed = Path.Combine(job, checkpointId);
+        var stepName = IndependentCheck.StepName(dumpedStep);
+        Assert.Equal(stepName, IndependentCheck.Latest(job));
+        var committed = IndependentCheck.StepDirectory(job, dumpedStep);
         IndependentCheck.AssertVerifies(committed);
         using (var manifest = IndependentCheck.Manifest(committed))
         {
@@ -46,12 +47,12 @@ public sealed class PreemptionTests
             Assert.Equal(dumpedStep, manifest.RootElement.GetProperty("step").GetInt64());
         }
 
-        Assert.Empty(IndependentCheck.PartialDirectories(job));
+        Assert.Empty(IndependentCheck.UncommittedSteps(job));
 
         await using (var sidecar = await SidecarProcess.StartAsync(dirs))
         await using (var trainer = StartTrainer(sidecar))
         {
-            await trainer.WaitForLineAsync($"^resumed from checkpoint {checkpointId} at step {dumpedStep}$");
+            await trainer.WaitForLineAsync($"^resumed from checkpoint {stepName} at step {dumpedStep}$");
             var finished = await trainer.WaitForLineAsync($@"^finished at step {TotalSteps} params-sha256 (\w+)");
             Assert.Equal(uninterrupted, finished.Groups[1].Value);
             Assert.Equal(0, await trainer.WaitForExitAsync());

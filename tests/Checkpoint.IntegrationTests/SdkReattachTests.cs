@@ -56,7 +56,8 @@ public sealed class SdkReattachTests
             var outcome = await TrainerFiles.CheckpointAsync(client, 20, 0, ("model.bin", 4096));
             Assert.Equal(CheckpointStatus.Committed, outcome.Status);
             Assert.Equal(20, outcome.Step);
-            Assert.Equal(outcome.CheckpointId, IndependentCheck.Latest(dirs.JobDirectory()));
+            Assert.Equal(IndependentCheck.StepName(20), IndependentCheck.Latest(dirs.JobDirectory()));
+            Assert.Equal(IndependentCheck.ShardDirectory(IndependentCheck.StepDirectory(dirs.JobDirectory(), 20), 0), outcome.Directory);
 
             // One line for the detach and one for the reattachment, however many attempts it took.
             string[] lines = log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
@@ -121,7 +122,9 @@ public sealed class SdkReattachTests
             var written = await trainer.WaitForLineAsync(@"^checkpoint (\S+) written at step (\d+) \(preemption\)");
             Assert.Equal(1, await trainer.WaitForExitAsync());
             await restarted.Process.WaitForLineAsync($"Checkpoint {Regex.Escape(written.Groups[1].Value)} \\(preemption, step {written.Groups[2].Value}\\) committed");
-            Assert.Equal(written.Groups[1].Value, IndependentCheck.Latest(dirs.JobDirectory()));
+            var step = long.Parse(written.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Equal(IndependentCheck.StepName(step), IndependentCheck.Latest(dirs.JobDirectory()));
+            IndependentCheck.AssertVerifies(IndependentCheck.StepDirectory(dirs.JobDirectory(), step));
         }
     }
 }

@@ -29,7 +29,7 @@ public sealed class StalledStorageTests
         });
         var client = await sidecar.ConnectAsync();
         var job = TestDirectories.JobDirectory(faultFs.Backing);
-        faultFs.SetRules(new FaultRule("hang", op, "*.partial/rank-0/model.bin", "stall", AfterBytes: afterBytes));
+        faultFs.SetRules(new FaultRule("hang", op, "*/step-*/*_*/rank-0/model.bin", "stall", AfterBytes: afterBytes));
 
         var sigterm = Stopwatch.StartNew();
         sidecar.Process.Signal(Posix.SigTerm);
@@ -74,5 +74,6 @@ public sealed class StalledStorageTests
 
         faultFs.ReleaseAll();
         Assert.Null(IndependentCheck.Latest(job));
+        Assert.False(IndependentCheck.IsCommitted(IndependentCheck.StepDirectory(job, 5)));
     }
 }

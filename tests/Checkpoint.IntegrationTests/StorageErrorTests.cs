@@ -20,7 +20,7 @@ public sealed class StorageErrorTests
         await using var faultFs = await FaultFs.MountAsync(dirs.Root);
         await using var sidecar = await SidecarProcess.StartAsync(dirs, storage: faultFs.MountPoint);
         await using var client = await sidecar.ConnectAsync();
-        faultFs.SetRules(new FaultRule("disk-full", "write", "*.partial/rank-0/model.bin", "errno", Once: false, Errno: "ENOSPC"));
+        faultFs.SetRules(new FaultRule("disk-full", "write", "*/step-*/*_*/rank-0/model.bin", "errno", Once: false, Errno: "ENOSPC"));
 
         var outcome = await TrainerFiles.CheckpointAsync(client, 10, 0, ("model.bin", 1 << 20));
 

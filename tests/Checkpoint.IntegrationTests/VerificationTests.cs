@@ -23,14 +23,21 @@ public sealed class VerificationTests
         Assert.Equal(CheckpointStatus.Committed, first.Status);
 
         // Storage returns one wrong bit when the copy is read back: what a flaky NFS server or disk does.
-        faultFs.SetRules(new FaultRule("flip", "read", "*.partial/rank-0/model.bin", "flip_bit", Once: false, Offset: 4096));
+        faultFs.SetRules(new FaultRule("flip", "read", "*/step-000000020/*_*/rank-0/model.bin", "flip_bit", Once: false, Offset: 4096));
         var second = await TrainerFiles.CheckpointAsync(client, 20, 0, ("model.bin", 1 << 20));
 
         Assert.Equal(CheckpointStatus.Failed, second.Status);
         Assert.Contains("verification", second.Error, StringComparison.OrdinalIgnoreCase);
-        Assert.Equal(first.CheckpointId, IndependentCheck.Latest(job));
-        Assert.False(Directory.Exists(Path.Combine(job, second.CheckpointId)));
-        Assert.Empty(IndependentCheck.PartialDirectories(job));
+        Assert.Equal(IndependentCheck.StepName(10), IndependentCheck.Latest(job));
+        IndependentCheck.AssertVerifies(IndependentCheck.StepDirectory(job, 10));
+        // The shard that failed verification was never sealed, and its step never committed.
+        var failed = IndependentCheck.StepDirectory(job, 20);
+        Assert.False(IndependentCheck.IsCommitted(failed));
+        Assert.Empty(IndependentCheck.SealedShards(failed));
+        var latest = await client.GetLatestCheckpointAsync();
+        Assert.NotNull(latest);
+        Assert.Equal(IndependentCheck.StepName(10), latest.Id);
+        Assert.Equal(10, latest.Step);
         var metrics = await sidecar.ScrapeMetricsAsync();
         Assert.Contains("checkpoint_verify_failures_total{stage=\"flush\"} 1", metrics, StringComparison.Ordinal);
         Assert.Contains("checkpoint_flush_failures_total{cause=\"verification_failed\"} 1", metrics, StringComparison.Ordinal);
@@ -43,16 +50,19 @@ public sealed class VerificationTests
         await using var sidecar = await SidecarProcess.StartAsync(dirs);
         await using var client = await sidecar.ConnectAsync();
         var older = await TrainerFiles.CheckpointAsync(client, 10, 0, ("model.bin", 1 << 20));
+        Assert.Equal(CheckpointStatus.Committed, older.Status);
         var newer = await TrainerFiles.CheckpointAsync(client, 20, 0, ("model.bin", 1 << 20));
         Assert.Equal(CheckpointStatus.Committed, newer.Status);
-        Assert.Equal(newer.CheckpointId, IndependentCheck.Latest(dirs.JobDirectory()));
+        Assert.Equal(IndependentCheck.StepName(20), IndependentCheck.Latest(dirs.JobDirectory()));
+        Assert.Equal(IndependentCheck.ShardDirectory(IndependentCheck.StepDirectory(dirs.JobDirectory(), 20), 0), newer.Directory);
 
         FlipBit(Path.Combine(newer.Directory!, "rank-0", "model.bin"), offset: 12345);
 
         var latest = await client.GetLatestCheckpointAsync();
         Assert.NotNull(latest);
-        Assert.Equal(older.CheckpointId, latest.Id);
+        Assert.Equal(IndependentCheck.StepName(10), latest.Id);
         Assert.Equal(10, latest.Step);
+        Assert.Equal(older.Directory, latest.Directory);
         var metrics = await sidecar.ScrapeMetricsAsync();
         Assert.Contains("checkpoint_verify_failures_total{stage=\"resume\"} 1", metrics, StringComparison.Ordinal);
     }

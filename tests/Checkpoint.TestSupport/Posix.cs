@@ -11,9 +11,11 @@ public static partial class Posix
     public const int SigKill = 9;
     public const int SigTerm = 15;
 
+    private const int ORdOnly = 0x0;
     private const int OWrOnly = 0x1;
     private const int OCreat = 0x40;
     private const int OExcl = 0x80;
+    private const int ONonBlock = 0x800;
     private const int OCloExec = 0x80000;
 
     public static void Signal(int pid, int signal)
@@ -47,6 +49,22 @@ public static partial class Posix
         }
 
         using var created = new SafeFileHandle(fd, ownsHandle: true);
+    }
+
+    /// <summary>
+    /// Opens <paramref name="path"/> for reading without ever blocking, whatever it is: a FIFO left
+    /// where a file belongs opens at once (and reads as empty) instead of hanging the test.
+    /// </summary>
+    public static SafeFileHandle OpenForReadingWithoutBlocking(string path)
+    {
+        byte[] raw = [.. Encoding.UTF8.GetBytes(path), 0];
+        var fd = open(ref raw[0], ORdOnly | ONonBlock | OCloExec, 0);
+        if (fd < 0)
+        {
+            throw new InvalidOperationException($"open({path}) failed: errno {Marshal.GetLastPInvokeError()}");
+        }
+
+        return new SafeFileHandle(fd, ownsHandle: true);
     }
 
     [LibraryImport("libc", SetLastError = true)]

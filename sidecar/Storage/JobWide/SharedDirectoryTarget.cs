@@ -319,8 +319,19 @@ internal sealed class SharedDirectoryTarget(
     {
         try
         {
-            var current = StorageFile.ReadAllIfExists(layout.JobDirectory, CheckpointLayout.LatestFileName, StorageFile.LatestPointerLimit);
-            var currentStep = current is { } bytes ? CheckpointLayout.ParseStepName(Encoding.UTF8.GetString(bytes.Span).Trim()) : null;
+            long? currentStep;
+            try
+            {
+                var current = StorageFile.ReadAllIfExists(layout.JobDirectory, CheckpointLayout.LatestFileName, StorageFile.LatestPointerLimit);
+                currentStep = current is { } bytes ? CheckpointLayout.ParseStepName(Encoding.UTF8.GetString(bytes.Span).Trim()) : null;
+            }
+            catch (StorageEntryException)
+            {
+                // Not a pointer at all (a FIFO, a symlink, a file too large): it names no step, so it is
+                // replaced like one that names none, instead of holding the hint back for good.
+                currentStep = null;
+            }
+
             if (currentStep >= step)
             {
                 return;

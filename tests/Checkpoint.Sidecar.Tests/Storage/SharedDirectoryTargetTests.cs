@@ -1,5 +1,6 @@
 using Checkpoint.Sidecar.Storage;
 using Checkpoint.Sidecar.Storage.JobWide;
+using Checkpoint.TestSupport;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Checkpoint.Sidecar.Tests.Storage;
@@ -166,6 +167,37 @@ public sealed class SharedDirectoryTargetTests : IDisposable
         await CommitSinglePodAsync(step: 41, seed: 4);
 
         Assert.Equal("step-000000041", _store.FindLatestValid(verifyHashes: true, BufferSize, null, CancellationToken.None)?.Id);
+    }
+
+    [Fact]
+    public async Task Latest_AFifoOrSymlinkInItsPlace_IsReplacedByTheNextCommit()
+    {
+        await CommitSinglePodAsync(step: 1, seed: 1);
+        File.Delete(_layout.LatestFile);
+        Posix.MakeFifo(_layout.LatestFile);
+
+        await CommitSinglePodAsync(step: 2, seed: 2);
+
+        // Read as the sidecar reads storage: a FIFO or a symlink reads as no LATEST, never blocks.
+        Assert.Equal("step-000000002", _store.ReadLatestId());
+
+        File.Delete(_layout.LatestFile);
+        File.CreateSymbolicLink(_layout.LatestFile, Path.Combine(_layout.StepDirectory(1), "manifest.json"));
+
+        await CommitSinglePodAsync(step: 3, seed: 3);
+
+        Assert.Equal("step-000000003", _store.ReadLatestId());
+    }
+
+    [Fact]
+    public async Task Latest_NamingANewerStep_IsNotMovedBack()
+    {
+        await CommitSinglePodAsync(step: 5, seed: 5);
+        File.WriteAllText(_layout.LatestFile, "step-000000009\n");
+
+        await CommitSinglePodAsync(step: 6, seed: 6);
+
+        Assert.Equal("step-000000009", _store.ReadLatestId());
     }
 
     [Fact]
