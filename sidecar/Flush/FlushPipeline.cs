@@ -133,7 +133,7 @@ internal sealed class FlushPipeline(
                         FlushLog.JobCommitPublished(logger, committed.Manifest.Id, committed.Manifest.Shards.Count, committed.Manifest.WorldSize);
                     }
 
-                    ApplyRetention(committed.PublishedHere);
+                    ApplyRetention(committed.PublishedHere, committed.Manifest.Step);
                     return CommittedOutcome(session, committed.Manifest, timings);
                 }
 
@@ -225,7 +225,7 @@ internal sealed class FlushPipeline(
         }
     }
 
-    private void ApplyRetention(bool publishedHere)
+    private void ApplyRetention(bool publishedHere, long committedStep)
     {
         // One pod per commit retires old steps (the one that wrote the manifest); the others would race it for nothing.
         if (!publishedHere)
@@ -235,7 +235,7 @@ internal sealed class FlushPipeline(
 
         try
         {
-            target.ApplyRetention(options.Value.Keep);
+            target.ApplyRetention(options.Value.Keep, committedStep);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

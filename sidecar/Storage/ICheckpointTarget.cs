@@ -30,8 +30,11 @@ internal interface ICheckpointTarget
     /// <summary>Removes what an attempt wrote that can no longer be committed (best effort; the sweep finishes it).</summary>
     void Discard(ShardName shard, long step);
 
-    /// <summary>Job-wide retention after a commit: older committed steps beyond <paramref name="keep"/>, and garbage.</summary>
-    void ApplyRetention(int keep);
+    /// <summary>
+    /// Job-wide retention after this pod committed <paramref name="committedStep"/>: committed steps beyond the
+    /// newest <paramref name="keep"/> (never that one), and uncommitted steps older than it.
+    /// </summary>
+    void ApplyRetention(int keep, long committedStep);
 
     /// <summary>The directory holding <paramref name="rank"/>'s files in a committed checkpoint.</summary>
     string DirectoryOf(JobManifest manifest, int rank);

@@ -165,24 +165,21 @@ internal sealed class SharedDirectoryTarget(
         }
     }
 
-    public void ApplyRetention(int keep)
+    public void ApplyRetention(int keep, long committedStep)
     {
         var steps = layout.StepCandidates();
-        var committed = steps.Where(s => File.Exists(Path.Combine(layout.JobDirectory, s.Name, CheckpointLayout.ManifestFileName))).ToList();
-        if (committed.Count == 0)
-        {
-            return;
-        }
-
-        var newest = committed[0].Step;
+        // Committed as resume would see it (a real directory whose job manifest is one of this step),
+        // not merely "has a manifest.json": storage content is untrusted, and a forged or symlinked
+        // step must not count as the newest commit and push real ones out.
+        var committed = steps.Where(s => s.Step == committedStep || IsCommitted(s.Name, s.Step)).ToList();
+        var kept = committed.Take(keep).Select(c => c.Step).Append(committedStep).ToHashSet();
         var retired = new List<string>();
         foreach (var (name, step) in steps)
         {
-            var isCommitted = committed.Any(c => c.Step == step);
-            // Committed steps beyond the newest `keep`; uncommitted steps older than the newest committed
-            // one (no pod writes a step older than one every rank has sealed past). Newer uncommitted
-            // steps are being written by someone: never touched.
-            var retire = isCommitted ? committed.FindIndex(c => c.Step == step) >= keep : step < newest;
+            // Committed steps beyond the newest `keep`, never the one just committed; uncommitted steps
+            // older than the one just committed (no pod writes a step older than one every rank has
+            // sealed past). Newer uncommitted steps are being written by someone: never touched.
+            var retire = committed.Any(c => c.Step == step) ? !kept.Contains(step) : step < committedStep;
             if (retire)
             {
                 retired.Add(name);
@@ -222,6 +219,23 @@ internal sealed class SharedDirectoryTarget(
         }
 
         NativeFile.FsyncDirectory(layout.JobDirectory);
+    }
+
+    /// <summary>A step directory (not a symlink) whose job manifest reads as this step's and covers its world.</summary>
+    private bool IsCommitted(string name, long step)
+    {
+        try
+        {
+            using var job = NativeFile.OpenDirectory(layout.JobDirectory);
+            using var directory = StorageFile.OpenDirectory(job, name);
+            var manifest = JobManifest.FromUtf8Json(StorageFile.ReadAll(directory, CheckpointLayout.ManifestFileName, StorageFile.ManifestLimit).Span);
+            return manifest.FormatVersion == JobManifest.CurrentFormatVersion && manifest.Id == name && manifest.Step == step
+                && manifest.CoverageProblem() is null;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidDataException)
+        {
+            return false;
+        }
     }
 
     public string DirectoryOf(JobManifest manifest, int rank) =>

@@ -214,11 +214,36 @@ public sealed class SharedDirectoryTargetTests : IDisposable
         _ = Directory.CreateDirectory(_layout.StepDirectory(9));
         File.Delete(Path.Combine(_layout.StepDirectory(2), "manifest.json"));
 
-        Target("pod-a").ApplyRetention(keep: 2);
+        Target("pod-a").ApplyRetention(keep: 2, committedStep: 4);
 
         Assert.Equal(["step-000000003", "step-000000004", "step-000000009"], _layout.StepCandidates().Select(c => c.Name).Order(StringComparer.Ordinal));
         Assert.Empty(Directory.GetDirectories(_layout.JobDirectory, "*.deleting"));
         Assert.Empty(_layout.CommittedCandidates());
+    }
+
+    [Theory]
+    [InlineData("forged manifest")]
+    [InlineData("symlinked step")]
+    public async Task Retention_AHostileNewerStep_NeitherRetiresTheStepJustCommitted_NorStepsOthersAreWriting(string hostile)
+    {
+        await CommitSinglePodAsync(step: 1, seed: 1);
+        await CommitSinglePodAsync(step: 2, seed: 2);
+        await SealAsync(Target("pod-b"), step: 3, World, rank: 1, seed: 30);
+        var forged = _layout.StepDirectory(999_999_999);
+        if (hostile == "forged manifest")
+        {
+            Directory.CreateDirectory(forged);
+            await File.WriteAllTextAsync(Path.Combine(forged, "manifest.json"), "{ \"formatVersion\": 2, \"not\": \"a manifest\" }");
+        }
+        else
+        {
+            Directory.CreateSymbolicLink(forged, _layout.StepDirectory(2));
+        }
+
+        Target("pod-a").ApplyRetention(keep: 1, committedStep: 2);
+
+        Assert.Equal(["step-000000002", "step-000000003", "step-999999999"], _layout.StepCandidates().Select(c => c.Name).Order(StringComparer.Ordinal));
+        Assert.Equal("step-000000002", _store.FindLatestValid(verifyHashes: true, BufferSize, null, CancellationToken.None)?.Id);
     }
 
     [Fact]
@@ -228,7 +253,7 @@ public sealed class SharedDirectoryTargetTests : IDisposable
         await CommitFormat1Async(legacyId);
         await CommitSinglePodAsync(step: 1, seed: 1);
 
-        Target("pod-a").ApplyRetention(keep: 2);
+        Target("pod-a").ApplyRetention(keep: 2, committedStep: 1);
 
         Assert.Equal([legacyId], _layout.CommittedCandidates());
     }
