@@ -121,12 +121,13 @@ internal static class JobWideBenchmark
             for (var round = 1; round <= rounds; round++)
             {
                 var step = round * 10L;
+                using var publishWatch = PublishWatch.Start(StepDirectory(jobDirectory, step));
                 var clock = Stopwatch.StartNew();
                 DateTimeOffset? deadline = options.Preemption ? DateTimeOffset.UtcNow.AddMinutes(5) : null;
                 var ranks = await Task.WhenAll(clients.Select(c => RankRoundAsync(c, step, payload, deadline)))
                     .WaitAsync(TimeSpan.FromMinutes(10));
                 var wall = clock.Elapsed.TotalSeconds;
-                roundFigures.Add(ReadRound(jobDirectory, step, podCount, ranks, wall));
+                roundFigures.Add(ReadRound(jobDirectory, step, podCount, ranks, wall, publishWatch.Publishers()));
             }
 
             var roundsEnded = DateTimeOffset.UtcNow;
@@ -204,9 +205,9 @@ internal static class JobWideBenchmark
     }
 
     /// <summary>What the storage says about one committed step, with what the ranks were told.</summary>
-    private static RoundFigures ReadRound(string jobDirectory, long step, int podCount, RankFigures[] ranks, double wall)
+    private static RoundFigures ReadRound(string jobDirectory, long step, int podCount, RankFigures[] ranks, double wall, int publishers)
     {
-        var stepDirectory = Path.Combine(jobDirectory, "step-" + step.ToString("D9", CultureInfo.InvariantCulture));
+        var stepDirectory = StepDirectory(jobDirectory, step);
         var manifestPath = Path.Combine(stepDirectory, "manifest.json");
         using var manifest = JsonDocument.Parse(File.ReadAllBytes(manifestPath));
         var root = manifest.RootElement;
@@ -232,8 +233,12 @@ internal static class JobWideBenchmark
             SealSpread: (slowest.Visible - shards.Min(s => s.Visible)).TotalSeconds,
             MaxCommitWait: ranks.Max(r => r.CommitWait).TotalSeconds,
             Wall: wall,
-            PublishedBySlowest: publishedBy == slowest.Pod);
+            PublishedBySlowest: publishedBy == slowest.Pod,
+            Publishers: publishers);
     }
+
+    private static string StepDirectory(string jobDirectory, long step) =>
+        Path.Combine(jobDirectory, "step-" + step.ToString("D9", CultureInfo.InvariantCulture));
 
     private static long SidecarTicks(List<SimulatedPod> pods) => pods.Sum(p => p.CpuTicks());
 
@@ -241,7 +246,7 @@ internal static class JobWideBenchmark
     {
         var commits = f.Rounds.Select(r => r.CommitAfterSlowest).ToList();
         var line = Invariant(
-            $"{f.Pods} pods ({f.WorldSize} ranks): commit after slowest shard median {Ms(Median(commits))}, p99 {Ms(P99(commits))}; every rank told median {Ms(Median(f.Rounds.Select(r => r.AllToldAfterSlowest)))}; seal spread median {Ms(Median(f.Rounds.Select(r => r.SealSpread)))}; round {Median(f.Rounds.Select(r => r.Wall)):F2} s; sidecar CPU {f.SidecarCpuPerCheckpoint:F3} s/checkpoint; load {f.Load}");
+            $"{f.Pods} pods ({f.WorldSize} ranks): commit after slowest shard median {Ms(Median(commits))}, p99 {Ms(P99(commits))}; every rank told median {Ms(Median(f.Rounds.Select(r => r.AllToldAfterSlowest)))}; publishers median {Median(f.Rounds.Select(r => (double)r.Publishers)):F0} max {f.Rounds.Max(r => r.Publishers)}; seal spread median {Ms(Median(f.Rounds.Select(r => r.SealSpread)))}; round {Median(f.Rounds.Select(r => r.Wall)):F2} s; sidecar CPU {f.SidecarCpuPerCheckpoint:F3} s/checkpoint; load {f.Load}");
         if (f.Counts is { } counts)
         {
             var perPod = counts.Select(c => c.Total / (double)f.TracedRounds).ToList();
@@ -268,6 +273,10 @@ internal static class JobWideBenchmark
         Row("longest commit wait of a pod (sidecar's `commit_wait`), median", results, r => Ms(Median(r.Rounds.Select(x => x.MaxCommitWait))));
         Row("round (first BeginCheckpoint → every rank told), median", results, r => Invariant($"{Median(r.Rounds.Select(x => x.Wall)):F2} s"));
         Row("manifest written by the pod that sealed last", results, r => Invariant($"{r.Rounds.Count(x => x.PublishedBySlowest)} of {r.Rounds.Count}"));
+        Row("**pods that read every shard and wrote a job manifest** (inotify on the step directory), median / max", results,
+            r => Invariant($"{Median(r.Rounds.Select(x => (double)x.Publishers)):F0} / {r.Rounds.Max(x => x.Publishers)}"));
+        Row("  shard manifests they read (publishers × (pods − 1)), median", results,
+            r => Invariant($"{Median(r.Rounds.Select(x => (double)x.Publishers * (r.Pods - 1))):F0}"));
         Row("sidecar CPU per checkpoint, all pods (per pod)", results, r => Invariant($"{r.SidecarCpuPerCheckpoint:F2} s ({r.SidecarCpuPerCheckpoint / r.Pods * 1000:F0} ms)"));
         Row("sidecar CPU idle, all pods, per second", results, r => Invariant($"{r.IdleCpuPerSecond:F3} s"));
         Row("benchmark process (clients) CPU per checkpoint", results, r => Invariant($"{r.ClientCpuPerCheckpoint:F2} s"));
@@ -328,7 +337,7 @@ internal static class JobWideBenchmark
 
     private sealed record RoundFigures(
         double CommitAfterSlowest, double CreatedAfterNewestSealed, double AllToldAfterSlowest, double SealSpread, double MaxCommitWait, double Wall,
-        bool PublishedBySlowest);
+        bool PublishedBySlowest, int Publishers);
 
     private sealed record JobFigures(
         int Pods, int WorldSize, List<RoundFigures> Rounds, double SidecarCpuPerCheckpoint, double IdleCpuPerSecond, double ClientCpuPerCheckpoint,
