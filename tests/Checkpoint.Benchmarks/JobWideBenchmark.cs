@@ -124,7 +124,7 @@ internal static class JobWideBenchmark
                 using var publishWatch = PublishWatch.Start(StepDirectory(jobDirectory, step));
                 var clock = Stopwatch.StartNew();
                 DateTimeOffset? deadline = options.Preemption ? DateTimeOffset.UtcNow.AddMinutes(5) : null;
-                var ranks = await Task.WhenAll(clients.Select(c => RankRoundAsync(c, step, payload, deadline)))
+                var ranks = await Task.WhenAll(clients.Select(c => RankRoundAsync(c, pods[c.Rank / options.RanksPerPod].Name, step, payload, deadline)))
                     .WaitAsync(TimeSpan.FromMinutes(10));
                 var wall = clock.Elapsed.TotalSeconds;
                 roundFigures.Add(ReadRound(jobDirectory, step, podCount, ranks, wall, publishWatch.Publishers()));
@@ -184,7 +184,7 @@ internal static class JobWideBenchmark
         }
     }
 
-    private static async Task<RankFigures> RankRoundAsync(CheckpointClient client, long step, byte[] payload, DateTimeOffset? deadline)
+    private static async Task<RankFigures> RankRoundAsync(CheckpointClient client, string pod, long step, byte[] payload, DateTimeOffset? deadline)
     {
         var dump = deadline is { } at
             ? await client.BeginJobPreemptionCheckpointAsync(step, at)
@@ -201,7 +201,7 @@ internal static class JobWideBenchmark
                 $"rank {client.Rank}: checkpoint {dump.CheckpointId} of step {step} ended {outcome.Status} (step {outcome.Step}): {outcome.Error}");
         }
 
-        return new RankFigures(told, outcome.Timings?.CommitWait ?? TimeSpan.Zero);
+        return new RankFigures(pod, told, outcome.Timings?.CommitWait ?? TimeSpan.Zero);
     }
 
     /// <summary>What the storage says about one committed step, with what the ranks were told.</summary>
@@ -225,11 +225,15 @@ internal static class JobWideBenchmark
         var committed = FileTimes.Changed(manifestPath);
         var slowest = shards.MaxBy(s => s.Visible);
         var newestSealed = shards.Max(s => s.Sealed);
-        var lastTold = ranks.Max(r => r.Told);
+        // The publishing pod retires old steps (every pod's files of them) before it answers its ranks.
+        var others = ranks.Where(r => r.Pod != publishedBy).ToList();
+        var othersTold = others.Count > 0 ? (others.Max(r => r.Told) - slowest.Visible).TotalSeconds : double.NaN;
+        var publisherTold = ranks.Where(r => r.Pod == publishedBy).Max(r => r.Told);
         return new RoundFigures(
             CommitAfterSlowest: (committed - slowest.Visible).TotalSeconds,
             CreatedAfterNewestSealed: (created - newestSealed).TotalSeconds,
-            AllToldAfterSlowest: (lastTold - slowest.Visible).TotalSeconds,
+            OthersToldAfterSlowest: othersTold,
+            PublisherToldAfterSlowest: (publisherTold - slowest.Visible).TotalSeconds,
             SealSpread: (slowest.Visible - shards.Min(s => s.Visible)).TotalSeconds,
             MaxCommitWait: ranks.Max(r => r.CommitWait).TotalSeconds,
             Wall: wall,
@@ -246,7 +250,7 @@ internal static class JobWideBenchmark
     {
         var commits = f.Rounds.Select(r => r.CommitAfterSlowest).ToList();
         var line = Invariant(
-            $"{f.Pods} pods ({f.WorldSize} ranks): commit after slowest shard median {Ms(Median(commits))}, p99 {Ms(P99(commits))}; every rank told median {Ms(Median(f.Rounds.Select(r => r.AllToldAfterSlowest)))}; publishers median {Median(f.Rounds.Select(r => (double)r.Publishers)):F0} max {f.Rounds.Max(r => r.Publishers)}; seal spread median {Ms(Median(f.Rounds.Select(r => r.SealSpread)))}; round {Median(f.Rounds.Select(r => r.Wall)):F2} s; sidecar CPU {f.SidecarCpuPerCheckpoint:F3} s/checkpoint; load {f.Load}");
+            $"{f.Pods} pods ({f.WorldSize} ranks): commit after slowest shard median {Ms(Median(commits))}, p99 {Ms(P99(commits))}; other pods' ranks told median {Ms(Median(f.Rounds.Select(r => r.OthersToldAfterSlowest)))}; publisher's ranks told median {Ms(Median(f.Rounds.Select(r => r.PublisherToldAfterSlowest)))}; publishers median {Median(f.Rounds.Select(r => (double)r.Publishers)):F0} max {f.Rounds.Max(r => r.Publishers)}; seal spread median {Ms(Median(f.Rounds.Select(r => r.SealSpread)))}; round {Median(f.Rounds.Select(r => r.Wall)):F2} s; sidecar CPU {f.SidecarCpuPerCheckpoint:F3} s/checkpoint; load {f.Load}");
         if (f.Counts is { } counts)
         {
             var perPod = counts.Select(c => c.Total / (double)f.TracedRounds).ToList();
@@ -267,8 +271,10 @@ internal static class JobWideBenchmark
             r => $"{Ms(Median(r.Rounds.Select(x => x.CommitAfterSlowest)))} / {Ms(P99(r.Rounds.Select(x => x.CommitAfterSlowest)))}");
         Row("same, from the manifests (`created` − newest `sealed`), median / p99", results,
             r => $"{Ms(Median(r.Rounds.Select(x => x.CreatedAfterNewestSealed)))} / {Ms(P99(r.Rounds.Select(x => x.CreatedAfterNewestSealed)))}");
-        Row("every rank told (last `WaitForCheckpoint` answer − newest shard), median / p99", results,
-            r => $"{Ms(Median(r.Rounds.Select(x => x.AllToldAfterSlowest)))} / {Ms(P99(r.Rounds.Select(x => x.AllToldAfterSlowest)))}");
+        Row("every rank of the other pods told (last `WaitForCheckpoint` answer − newest shard), median / p99", results,
+            r => r.Pods == 1 ? "–" : $"{Ms(Median(r.Rounds.Select(x => x.OthersToldAfterSlowest)))} / {Ms(P99(r.Rounds.Select(x => x.OthersToldAfterSlowest)))}");
+        Row("the publishing pod's ranks told (after its retention of old steps), median / p99", results,
+            r => $"{Ms(Median(r.Rounds.Select(x => x.PublisherToldAfterSlowest)))} / {Ms(P99(r.Rounds.Select(x => x.PublisherToldAfterSlowest)))}");
         Row("seal spread (first → last shard manifest), median", results, r => Ms(Median(r.Rounds.Select(x => x.SealSpread))));
         Row("longest commit wait of a pod (sidecar's `commit_wait`), median", results, r => Ms(Median(r.Rounds.Select(x => x.MaxCommitWait))));
         Row("round (first BeginCheckpoint → every rank told), median", results, r => Invariant($"{Median(r.Rounds.Select(x => x.Wall)):F2} s"));
@@ -308,7 +314,7 @@ internal static class JobWideBenchmark
     private static void Row(string name, List<JobFigures> results, Func<JobFigures, string> cell) =>
         Console.WriteLine($"| {name} | {string.Join(" | ", results.Select(cell))} |");
 
-    private static string Ms(double seconds) => Invariant($"{seconds * 1000:F0} ms");
+    private static string Ms(double seconds) => double.IsNaN(seconds) ? "–" : Invariant($"{seconds * 1000:F0} ms");
 
     private static double Median(IEnumerable<double> values)
     {
@@ -333,10 +339,10 @@ internal static class JobWideBenchmark
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 
-    private sealed record RankFigures(DateTimeOffset Told, TimeSpan CommitWait);
+    private sealed record RankFigures(string Pod, DateTimeOffset Told, TimeSpan CommitWait);
 
     private sealed record RoundFigures(
-        double CommitAfterSlowest, double CreatedAfterNewestSealed, double AllToldAfterSlowest, double SealSpread, double MaxCommitWait, double Wall,
+        double CommitAfterSlowest, double CreatedAfterNewestSealed, double OthersToldAfterSlowest, double PublisherToldAfterSlowest, double SealSpread, double MaxCommitWait, double Wall,
         bool PublishedBySlowest, int Publishers);
 
     private sealed record JobFigures(
