@@ -163,7 +163,9 @@ public sealed partial class SidecarOptionsValidator : IValidateOptions<SidecarOp
 
             try
             {
-                if (NativeFile.GetKind(path) != FileKind.Missing)
+                // Pods of a job start together: another one may have created the directory since the first
+                // look, which is no error. Only something that is still not a directory is.
+                if (NativeFile.GetKind(path) != FileKind.Missing && !Directory.Exists(path))
                 {
                     errors.Add($"CHECKPOINT_STORAGE_DIR: the job's directory '{jobDirectory}' (<storage>/POD_NAMESPACE/CHECKPOINT_JOB_NAME) cannot be created: '{path}' exists and is not a directory.");
                 }

@@ -24,7 +24,12 @@ public static class SidecarHost
 
     public static WebApplication Build(string[] args)
     {
-        var builder = WebApplication.CreateSlimBuilder(args);
+        // The host's defaults would watch appsettings.json in the working directory for changes, which on
+        // Linux is an inotify watch on every directory beneath the working directory, added as directories
+        // appear and re-walked on events: with the working directory "/" (the image sets none) that is the
+        // whole file system, the checkpoint share and every pod's step directories included. The sidecar
+        // reads no appsettings.json; nothing is watched.
+        var builder = WebApplication.CreateSlimBuilder([.. args, "--hostBuilder:reloadConfigOnChange=false"]);
         var configFile = Environment.GetEnvironmentVariable(ConfigFileVariable);
         if (!string.IsNullOrEmpty(configFile))
         {

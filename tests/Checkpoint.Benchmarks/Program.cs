@@ -13,13 +13,20 @@ namespace Checkpoint.Benchmarks;
 /// </summary>
 /// <remarks>
 /// Usage: dotnet run -c Release --project tests/Checkpoint.Benchmarks -- [--runs 5] [--files 8]
-/// [--file-mib 256] [--work DIR] [--starts 10]. The sidecar binary comes from CHECKPOINT_SIDECAR_BIN
+/// [--file-mib 256] [--work DIR] [--starts 10]. With --jobwide it runs the job-wide commit benchmark instead
+/// (<see cref="JobWideBenchmark"/>, <see cref="JobWideOptions"/>). The sidecar binary comes from CHECKPOINT_SIDECAR_BIN
 /// or artifacts/sidecar/checkpoint-sidecar (tests/run-tests.sh and deploy/demo/run-demo.sh publish it).
 /// </remarks>
 public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
+        if (args.Contains(JobWideOptions.Flag))
+        {
+            var jobWide = JobWideOptions.Parse(args);
+            return jobWide is null ? 2 : await JobWideBenchmark.RunAsync(jobWide, FindSidecar());
+        }
+
         var options = BenchmarkOptions.Parse(args);
         if (options is null)
         {
