@@ -42,6 +42,7 @@ internal sealed class FlushCoordinator : BackgroundService
     private CheckpointSession? _jobPreemption;
     private CheckpointSession? _persisting;
     private CancellationToken _stopping;
+    private Task _housekeeping = Task.CompletedTask;
     private ITimer? _deadlineTimer;
 
     public FlushCoordinator(
@@ -601,12 +602,32 @@ internal sealed class FlushCoordinator : BackgroundService
     private async Task PublishAndFinishAsync(CheckpointSession session, SealResult.Sealed sealedShard)
     {
         CheckpointOutcome outcome;
+        long? retireAfter;
         using (_stopping.Register(() => CancelBecauseStopping(session)))
         {
-            outcome = await _pipeline.PublishAsync(session, sealedShard).ConfigureAwait(false);
+            (outcome, retireAfter) = await _pipeline.PublishAsync(session, sealedShard).ConfigureAwait(false);
         }
 
         Finish(session, outcome);
+        if (retireAfter is { } committedStep)
+        {
+            lock (_gate)
+            {
+                _housekeeping = _housekeeping.ContinueWith(_ => _pipeline.ApplyRetention(committedStep), TaskScheduler.Default);
+            }
+        }
+    }
+
+    /// <summary>Completes when retention started so far (after commits this pod published) has finished.</summary>
+    internal Task HousekeepingDone
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _housekeeping;
+            }
+        }
     }
 
     private void CancelBecauseStopping(CheckpointSession session)

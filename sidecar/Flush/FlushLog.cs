@@ -72,4 +72,10 @@ internal static partial class FlushLog
 
     [LoggerMessage(EventId = 246, Level = LogLevel.Information, Message = "Job-wide preemption checkpoint {CheckpointId} asked for by rank {Rank} at step {Step}: another pod of the job is being preempted; deadline {Deadline:O}")]
     public static partial void JobPreemptionStarted(ILogger logger, string checkpointId, int rank, long step, DateTimeOffset deadline);
+
+    [LoggerMessage(EventId = 247, Level = LogLevel.Debug, Message = "Checkpoint {CheckpointId}: every rank of {StepId} has a shard; the pod that sealed last writes the job manifest (taken over if it has not in {TakeoverMs} ms)")]
+    public static partial void WorldCovered(ILogger logger, string checkpointId, string stepId, double takeoverMs);
+
+    [LoggerMessage(EventId = 248, Level = LogLevel.Trace, Message = "Checkpoint {CheckpointId}: looking at storage again in {PollMs} ms")]
+    public static partial void NextPoll(ILogger logger, string checkpointId, double pollMs);
 }

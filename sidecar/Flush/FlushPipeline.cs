@@ -27,6 +27,13 @@ internal sealed class FlushPipeline(
     /// </summary>
     internal static readonly TimeSpan PublishPollInterval = TimeSpan.FromMilliseconds(100);
 
+    /// <summary>
+    /// How long a pod that finds the world covered by its poll, not by its own seal, leaves writing the
+    /// job manifest to the pod whose seal covered it (which does so in the same call). Without it every
+    /// pod polling in that moment would read every shard and write a manifest: O(pods²) reads.
+    /// </summary>
+    internal static readonly TimeSpan PublishTakeoverDelay = TimeSpan.FromMilliseconds(300);
+
     /// <summary>Copies, verifies and seals this pod's shard.</summary>
     /// <returns>The sealed shard, or the outcome when the checkpoint ended here (failed, superseded, or its step already committed).</returns>
     public async Task<SealResult> SealAsync(CheckpointSession session)
@@ -105,19 +112,28 @@ internal sealed class FlushPipeline(
     /// committed, the session is cancelled (deadline, superseded), or the commit timeout passes for
     /// a checkpoint without a deadline.
     /// </summary>
-    public async Task<CheckpointOutcome> PublishAsync(CheckpointSession session, SealResult.Sealed sealedShard)
+    /// <returns>The outcome, and the step whose retention this pod owes once it has told its ranks (it wrote the manifest).</returns>
+    public async Task<(CheckpointOutcome Outcome, long? RetireAfter)> PublishAsync(CheckpointSession session, SealResult.Sealed sealedShard)
     {
         var cancellationToken = session.Cancellation.Token;
         var sealedAt = time.GetUtcNow();
         session.SealedAt = sealedAt;
         var giveUp = session.Deadline ?? sealedAt + options.Value.JobCommitTimeout;
         var announced = false;
+        var first = true;
+        DateTimeOffset? coveredSince = null;
         try
         {
             while (true)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var result = target.TryPublish(sealedShard.Shard, time.GetUtcNow());
+                var now = time.GetUtcNow();
+                // The pod whose own seal covers the world writes the manifest at once; the others only
+                // look, and take over when it has not appeared a while later (that pod died), or when
+                // the deadline leaves no time to wait.
+                var mayWrite = first || now - coveredSince >= PublishTakeoverDelay || giveUp - now <= PublishTakeoverDelay;
+                first = false;
+                var result = target.TryPublish(sealedShard.Shard, now, mayWrite);
                 if (result is PublishResult.Committed committed)
                 {
                     if (!committed.IncludesThisShard)
@@ -126,20 +142,27 @@ internal sealed class FlushPipeline(
                         target.Discard(sealedShard.Shard.Name, sealedShard.Shard.Manifest.Step);
                     }
 
-                    var now = time.GetUtcNow();
-                    var timings = Timings(session, sealedShard.Started, sealedShard.Copied, sealedShard.Verified, now, sealedAt, sealedShard.Bytes);
+                    var timings = Timings(session, sealedShard.Started, sealedShard.Copied, sealedShard.Verified, time.GetUtcNow(), sealedAt, sealedShard.Bytes);
                     if (committed.PublishedHere && committed.Manifest.Shards.Count > 1)
                     {
                         FlushLog.JobCommitPublished(logger, committed.Manifest.Id, committed.Manifest.Shards.Count, committed.Manifest.WorldSize);
                     }
 
-                    ApplyRetention(committed.PublishedHere, committed.Manifest.Step);
-                    return CommittedOutcome(session, committed.Manifest, timings);
+                    // Retention is owed by the pod that wrote the manifest, after its ranks know: deleting
+                    // an old step of every pod takes a while, and nobody waits on it.
+                    return (CommittedOutcome(session, committed.Manifest, timings), committed.PublishedHere ? committed.Manifest.Step : null);
                 }
 
                 var missing = ((PublishResult.Waiting)result).MissingRanks;
                 session.MissingRanks = missing;
-                if (!announced)
+                if (missing.Count == 0 && coveredSince is null)
+                {
+                    var stepId = LayoutStep(sealedShard);
+                    FlushLog.WorldCovered(logger, session.Id, stepId, PublishTakeoverDelay.TotalMilliseconds);
+                }
+
+                coveredSince = missing.Count == 0 ? coveredSince ?? now : null;
+                if (!announced && missing.Count > 0)
                 {
                     var stepId = LayoutStep(sealedShard);
                     var missingText = JobWideText.Ranks(missing);
@@ -149,26 +172,30 @@ internal sealed class FlushPipeline(
 
                 if (time.GetUtcNow() >= giveUp)
                 {
-                    return session.FailedOutcome(FlushFailureCause.JobIncomplete,
-                        $"this pod's shard was sealed, but rank(s) {JobWideText.Ranks(missing)} of the world had none after {options.Value.JobCommitTimeoutSeconds} s")
-                        with { MissingRanks = missing };
+                    var why = missing.Count > 0
+                        ? $"rank(s) {JobWideText.Ranks(missing)} of the world had none"
+                        : "every rank had one, but the job manifest could not be read back";
+                    return (session.FailedOutcome(FlushFailureCause.JobIncomplete,
+                        $"this pod's shard was sealed, but {why} after {(giveUp - sealedAt).TotalSeconds:F0} s") with { MissingRanks = missing }, null);
                 }
 
-                await Task.Delay(PublishPollInterval, time, cancellationToken).ConfigureAwait(false);
+                var nextPoll = Task.Delay(PublishPollInterval, time, cancellationToken);
+                FlushLog.NextPoll(logger, session.Id, PublishPollInterval.TotalMilliseconds);
+                await nextPoll.ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException)
         {
-            return session.CancelledBecause switch
+            return (session.CancelledBecause switch
             {
                 null => session.SupersededOutcome(),
                 FlushFailureCause.DeadlineExceeded => session.DeadlinePassedOutcome(),
                 var cause => session.FailedOutcome(cause.Value, "the sidecar stopped before the job commit"),
-            };
+            }, null);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return session.FailedOutcome(FlushFailureCause.StorageError, StorageErrors.Describe(e));
+            return (session.FailedOutcome(FlushFailureCause.StorageError, StorageErrors.Describe(e)), null);
         }
     }
 
@@ -225,14 +252,9 @@ internal sealed class FlushPipeline(
         }
     }
 
-    private void ApplyRetention(bool publishedHere, long committedStep)
+    /// <summary>Job-wide retention after <paramref name="committedStep"/>, by the pod that wrote its manifest (the others would race it for nothing).</summary>
+    public void ApplyRetention(long committedStep)
     {
-        // One pod per commit retires old steps (the one that wrote the manifest); the others would race it for nothing.
-        if (!publishedHere)
-        {
-            return;
-        }
-
         try
         {
             target.ApplyRetention(options.Value.Keep, committedStep);

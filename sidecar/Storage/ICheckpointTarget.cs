@@ -25,7 +25,11 @@ internal interface ICheckpointTarget
     /// Commits the step when sealed shards of the world cover every rank (or finds it committed by
     /// another pod); otherwise says which ranks are missing. Never replaces a committed manifest.
     /// </summary>
-    PublishResult TryPublish(SealedShard shard, DateTimeOffset now);
+    /// <param name="mayWrite">
+    /// False: only look. A covered world without a manifest is then <see cref="PublishResult.Waiting"/>
+    /// with no missing rank, for the pod whose seal covered it is writing the manifest.
+    /// </param>
+    PublishResult TryPublish(SealedShard shard, DateTimeOffset now, bool mayWrite = true);
 
     /// <summary>Removes what an attempt wrote that can no longer be committed (best effort; the sweep finishes it).</summary>
     void Discard(ShardName shard, long step);
@@ -56,6 +60,6 @@ internal abstract record PublishResult
     /// <param name="IncludesThisShard">The committed manifest holds this pod's shard (else an earlier attempt's, or another world's).</param>
     public sealed record Committed(JobManifest Manifest, bool PublishedHere, bool IncludesThisShard) : PublishResult;
 
-    /// <summary>Ranks of the world with no sealed shard yet.</summary>
+    /// <summary>Ranks of the world with no sealed shard yet; none when the world is covered but the manifest is not (yet) there to read.</summary>
     public sealed record Waiting(IReadOnlyList<int> MissingRanks) : PublishResult;
 }

@@ -93,7 +93,7 @@ internal sealed class SharedDirectoryTarget(
         return new SealedShard(written.Name, manifest);
     }
 
-    public PublishResult TryPublish(SealedShard shard, DateTimeOffset now)
+    public PublishResult TryPublish(SealedShard shard, DateTimeOffset now, bool mayWrite = true)
     {
         var step = shard.Manifest.Step;
         var world = new JobWorld(shard.Manifest.WorldSize, shard.Manifest.WorldId);
@@ -107,6 +107,11 @@ internal sealed class SharedDirectoryTarget(
         if (missing.Count > 0)
         {
             return new PublishResult.Waiting(missing);
+        }
+
+        if (!mayWrite)
+        {
+            return new PublishResult.Waiting([]);
         }
 
         var shards = new List<ShardManifest>();

@@ -555,6 +555,7 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
             _time.Advance(TimeSpan.FromSeconds(1));
         }
 
+        await _coordinator.HousekeepingDone.WaitAsync(Bound);
         Assert.Equal(ids[1..], _store.Layout.StepCandidates().Select(c => c.Name).Order(StringComparer.Ordinal));
         Assert.Equal(ids[^1], _store.ReadLatestId());
     }
@@ -718,20 +719,29 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
     }
 
     [Fact]
-    public async Task JobWide_OtherPodSealsLater_CommitsWithTheCommitWait()
+    public async Task JobWide_OtherPodSealsAndDies_ThisPodLeavesItTheManifestAWhile_ThenTakesOver()
     {
         var rank0 = _coordinator.Attach(0, "rank 0", worldSize: 2, worldId: "run1");
         var command = _coordinator.BeginCheckpoint(rank0.Id, 5, CheckpointReason.Preemption, deadline: _time.GetUtcNow() + TimeSpan.FromSeconds(20));
-        var waiting = _pipelineLogger.WhenLogged(245);
+        // Each poll logs once its next look is scheduled, so the test moves the clock only when it counts.
+        var polled = _pipelineLogger.WhenLogged(248);
         _coordinator.Report(rank0.Id, command.CheckpointId, 5, Dump(command, rank: 0, seed: 1), NoMetadata);
-        await waiting.WaitAsync(Bound);
+        await polled.WaitAsync(Bound);
 
+        // The other pod seals rank 1 and dies before writing the job manifest.
         await SealAsOtherPodAsync(step: 5, rank: 1, new JobWorld(2, "run1"));
-        _time.Advance(TimeSpan.FromSeconds(1));
+        var covered = _pipelineLogger.WhenLogged(247);
+        polled = _pipelineLogger.WhenLogged(248);
+        _time.Advance(FlushPipeline.PublishPollInterval);
+        await Task.WhenAll(covered, polled).WaitAsync(Bound);
+        Assert.False(File.Exists(Path.Combine(_store.Layout.StepDirectory(5), "manifest.json")),
+            "a pod that finds the world covered by a poll leaves the manifest to the pod that sealed last, for a while");
+
+        _time.Advance(FlushPipeline.PublishTakeoverDelay);
         var outcome = await _coordinator.WaitAsync(command.CheckpointId, CancellationToken.None).WaitAsync(Bound);
 
         Assert.Equal(CheckpointStatus.Committed, outcome.Status);
-        Assert.True(outcome.Timings!.CommitWait >= TimeSpan.FromSeconds(1), $"commit wait {outcome.Timings.CommitWait}");
+        Assert.Equal(FlushPipeline.PublishPollInterval + FlushPipeline.PublishTakeoverDelay, outcome.Timings!.CommitWait);
         var latest = _store.FindLatestValid(verifyHashes: true, 64 * 1024, null, CancellationToken.None);
         Assert.Equal(2, latest?.WorldSize);
         Assert.Equal(outcome.Directory, latest?.DirectoryOf(0));
