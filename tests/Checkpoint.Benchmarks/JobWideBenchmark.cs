@@ -273,7 +273,7 @@ internal static class JobWideBenchmark
             r => $"{Ms(Median(r.Rounds.Select(x => x.CreatedAfterNewestSealed)))} / {Ms(P99(r.Rounds.Select(x => x.CreatedAfterNewestSealed)))}");
         Row("every rank of the other pods told (last `WaitForCheckpoint` answer − newest shard), median / p99", results,
             r => r.Pods == 1 ? "–" : $"{Ms(Median(r.Rounds.Select(x => x.OthersToldAfterSlowest)))} / {Ms(P99(r.Rounds.Select(x => x.OthersToldAfterSlowest)))}");
-        Row("the publishing pod's ranks told (after its retention of old steps), median / p99", results,
+        Row("the publishing pod's ranks told, median / p99", results,
             r => $"{Ms(Median(r.Rounds.Select(x => x.PublisherToldAfterSlowest)))} / {Ms(P99(r.Rounds.Select(x => x.PublisherToldAfterSlowest)))}");
         Row("seal spread (first → last shard manifest), median", results, r => Ms(Median(r.Rounds.Select(x => x.SealSpread))));
         Row("longest commit wait of a pod (sidecar's `commit_wait`), median", results, r => Ms(Median(r.Rounds.Select(x => x.MaxCommitWait))));
