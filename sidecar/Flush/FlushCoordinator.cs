@@ -256,12 +256,18 @@ internal sealed class FlushCoordinator : BackgroundService
         }
     }
 
-    /// <summary>Completes when every report (Event, record, push) started so far has finished.</summary>
+    /// <summary>
+    /// Completes when every report (Event, record, push) and every retention started so far has
+    /// finished: what the sidecar still owes after its trainers know their outcomes.
+    /// </summary>
     public Task ReportsDrained
     {
         get
         {
-            return _reports.Drained;
+            lock (_gate)
+            {
+                return Task.WhenAll(_reports.Drained, _housekeeping);
+            }
         }
     }
 

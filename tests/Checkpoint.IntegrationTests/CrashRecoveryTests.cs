@@ -84,12 +84,17 @@ public sealed class CrashRecoveryTests
                 Path.GetRelativePath(job, IndependentCheck.ShardDirectory(expectedStep, 0)),
                 Path.GetRelativePath(TestDirectories.JobDirectory(faultFs.MountPoint), latest.Directory));
 
-            // The next commit moves LATEST on and retires the step the kill left uncommitted.
+            // The next commit moves LATEST on and retires the step the kill left uncommitted (after
+            // telling the trainer: the log line says when).
+            var retired = committedBeforeKill
+                ? Task.CompletedTask
+                : restarted.Process.WaitForLineAsync($"Retention removed checkpoint {IndependentCheck.StepName(20)}");
             var next = await TrainerFiles.CheckpointAsync(client, 30, 0, ("model.bin", 1 << 20));
             Assert.Equal(CheckpointStatus.Committed, next.Status);
             Assert.Equal(IndependentCheck.StepName(30), IndependentCheck.Latest(job));
             IndependentCheck.AssertVerifies(IndependentCheck.StepDirectory(job, 30));
             IndependentCheck.AssertVerifies(previous);
+            await retired;
             Assert.Equal(committedBeforeKill, Directory.Exists(killed));
             Assert.Empty(IndependentCheck.UncommittedSteps(job));
         }

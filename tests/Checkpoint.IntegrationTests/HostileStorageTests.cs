@@ -91,11 +91,14 @@ public sealed class HostileStorageTests
         Assert.Equal(10, latest.Step);
         Assert.Equal(IndependentCheck.ShardDirectory(olderStep, 0), latest.Directory);
         IndependentCheck.AssertVerifies(olderStep);
+        var retired = sidecar.Process.WaitForLineAsync($"Retention removed checkpoint {IndependentCheck.StepName(11)}");
         var next = await TrainerFiles.CheckpointAsync(trainer, 20, 0, ("model.bin", 1 << 20));
         Assert.Equal(CheckpointStatus.Committed, next.Status);
         Assert.Equal(IndependentCheck.StepName(20), IndependentCheck.Latest(job));
         IndependentCheck.AssertVerifies(IndependentCheck.StepDirectory(job, 20));
-        // The commit of a newer step retires the uncommitted one; nothing outside the job directory is touched.
+        // The commit of a newer step retires the uncommitted one (after telling the trainer: the log
+        // line says when); nothing outside the job directory is touched.
+        await retired;
         Assert.False(Directory.Exists(uncommitted));
         IndependentCheck.AssertVerifies(outside);
     }
