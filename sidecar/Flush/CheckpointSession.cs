@@ -6,7 +6,7 @@ namespace Checkpoint.Sidecar.Flush;
 /// <summary>
 /// One checkpoint from the moment it is asked for until it is committed, fails or is superseded:
 /// which trainers must report, what they reported, and the timestamps the phases are measured from.
-/// Mutated only under the coordinator's lock.
+/// Mutated under the coordinator's lock, except what the publish loop records (see its properties).
 /// </summary>
 internal sealed class CheckpointSession(
     string id,
@@ -51,9 +51,14 @@ internal sealed class CheckpointSession(
     public bool IsJobPreemption { get; init; }
 
     /// <summary>When this pod's shard was sealed on storage; the job commit is waited for from then.</summary>
+    /// <remarks>Written by the publish loop, outside the coordinator's lock: nothing else writes it.</remarks>
     public DateTimeOffset? SealedAt { get; set; }
 
     /// <summary>The ranks the last look at storage found without a sealed shard (while publishing).</summary>
+    /// <remarks>
+    /// Written by the publish loop outside the coordinator's lock, read when the deadline passes: a
+    /// reference swapped whole, so a reader sees the last look or the one before, never a torn list.
+    /// </remarks>
     public IReadOnlyList<int> MissingRanks { get; set; } = [];
 
     /// <summary>Trainer id to rank, fixed when the checkpoint is asked for.</summary>
