@@ -211,11 +211,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
             return Validation.Invalid($"no readable job manifest: {StorageErrors.Describe(e)}");
         }
 
-        var problem = manifest.FormatVersion != JobManifest.CurrentFormatVersion ? $"job manifest format version {manifest.FormatVersion} is not {JobManifest.CurrentFormatVersion}"
-            : manifest.Id != name ? $"job manifest names checkpoint {UserText.Quote(manifest.Id)}"
-            : manifest.Step != step ? $"job manifest holds step {manifest.Step}"
-            : manifest.CoverageProblem();
-        if (problem is not null)
+        if (manifest.ProblemAsManifestOf(name, step) is { } problem)
         {
             return Validation.Invalid(problem);
         }

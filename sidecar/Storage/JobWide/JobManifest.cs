@@ -126,6 +126,16 @@ public sealed record JobManifest
         return manifest;
     }
 
+    /// <summary>
+    /// Why this is not the job manifest of <paramref name="stepName"/> (its format, name or step differ, or
+    /// its shards do not hold the world), or null when it is. What resume and retention both ask.
+    /// </summary>
+    public string? ProblemAsManifestOf(string stepName, long step) =>
+        FormatVersion != CurrentFormatVersion ? $"job manifest format version {FormatVersion} is not {CurrentFormatVersion}"
+        : Id != stepName ? $"job manifest names checkpoint {UserText.Quote(Id)}"
+        : Step != step ? $"job manifest holds step {Step}"
+        : CoverageProblem();
+
     /// <summary>Why the shards do not hold every rank of the world exactly once, or null when they do.</summary>
     public string? CoverageProblem()
     {

@@ -83,7 +83,7 @@ internal sealed class SharedDirectoryTarget(
         var path = Path.Combine(shards, written.Name.FileName);
         try
         {
-            WriteAtomically(path, manifest.ToUtf8Json(), replace: true);
+            WriteAtomically(path, manifest.ToUtf8Json(), Path.Combine(shards, $".{written.Name.FileName}.tmp"));
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -234,8 +234,7 @@ internal sealed class SharedDirectoryTarget(
             using var job = NativeFile.OpenDirectory(layout.JobDirectory);
             using var directory = StorageFile.OpenDirectory(job, name);
             var manifest = JobManifest.FromUtf8Json(StorageFile.ReadAll(directory, CheckpointLayout.ManifestFileName, StorageFile.ManifestLimit).Span);
-            return manifest.FormatVersion == JobManifest.CurrentFormatVersion && manifest.Id == name && manifest.Step == step
-                && manifest.CoverageProblem() is null;
+            return manifest.ProblemAsManifestOf(name, step) is null;
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or System.Text.Json.JsonException or InvalidDataException)
         {
@@ -356,11 +355,8 @@ internal sealed class SharedDirectoryTarget(
                 return;
             }
 
-            var temp = $"{layout.LatestFile}.{_pod}.tmp";
-            NativeFile.RemoveTree(temp);
-            NativeFile.WriteNewFile(temp, Encoding.UTF8.GetBytes(CheckpointLayout.StepName(step) + "\n"));
-            File.Move(temp, layout.LatestFile, overwrite: true);
-            NativeFile.FsyncDirectory(layout.JobDirectory);
+            // A temp name of this pod's own (swept at start): pods moving LATEST at once never share one.
+            WriteAtomically(layout.LatestFile, Encoding.UTF8.GetBytes(CheckpointLayout.StepName(step) + "\n"), $"{layout.LatestFile}.{_pod}.tmp");
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -369,16 +365,10 @@ internal sealed class SharedDirectoryTarget(
         }
     }
 
-    private JobManifest? ReadJobManifest(long step)
-    {
-        using var stepDirectory = StorageFile.OpenDirectoryIfExists(layout.StepDirectory(step));
-        if (stepDirectory is null || NativeFile.StatusAt(stepDirectory, CheckpointLayout.ManifestFileName, layout.StepDirectory(step)) is null)
-        {
-            return null;
-        }
-
-        return JobManifest.FromUtf8Json(StorageFile.ReadAll(stepDirectory, CheckpointLayout.ManifestFileName, StorageFile.ManifestLimit).Span);
-    }
+    private JobManifest? ReadJobManifest(long step) =>
+        StorageFile.ReadAllIfExists(layout.StepDirectory(step), CheckpointLayout.ManifestFileName, StorageFile.ManifestLimit) is { } json
+            ? JobManifest.FromUtf8Json(json.Span)
+            : null;
 
     private static PublishResult.Committed Committed(JobManifest manifest, SealedShard shard, bool publishedHere) =>
         new(manifest, publishedHere, manifest.Shards.Any(s => s.Shard == shard.Manifest.Shard));
@@ -394,15 +384,14 @@ internal sealed class SharedDirectoryTarget(
         NativeFile.FsyncDirectory(parent);
     }
 
-    private static void WriteAtomically(string path, byte[] content, bool replace)
+    /// <summary>Temp file (whatever was in its way removed first), fsync, rename over <paramref name="path"/>, fsync the directory.</summary>
+    private static void WriteAtomically(string path, byte[] content, string temp)
     {
-        var temp = Path.Combine(Path.GetDirectoryName(path)!, "." + Path.GetFileName(path) + ".tmp");
         NativeFile.RemoveTree(temp);
         NativeFile.WriteNewFile(temp, content);
-        File.Move(temp, path, replace);
+        File.Move(temp, path, overwrite: true);
         NativeFile.FsyncDirectory(Path.GetDirectoryName(path)!);
     }
-
 
     private static string NewAttempt() => Random.Shared.NextInt64().ToString("x16", CultureInfo.InvariantCulture)[..8];
 }
