@@ -43,6 +43,30 @@ public sealed class VerificationTests
         Assert.Contains("checkpoint_flush_failures_total{cause=\"verification_failed\"} 1", metrics, StringComparison.Ordinal);
     }
 
+    /// <summary>
+    /// CHECKPOINT_VERIFY=write-hash trusts the hash taken while writing and the fsync: the same wrong bit
+    /// on read-back is not seen by the flush (nothing is read back), and resume, which reads every byte,
+    /// still refuses the step.
+    /// </summary>
+    [Fact]
+    public async Task WriteHashMode_NothingIsReadBack_ResumeStillCatchesTheBadBit()
+    {
+        using var dirs = new TestDirectories();
+        await using var faultFs = await FaultFs.MountAsync(dirs.Root, keepCache: true);
+        await using var sidecar = await SidecarProcess.StartAsync(dirs, storage: faultFs.MountPoint,
+            overrides: new Dictionary<string, string> { ["CHECKPOINT_VERIFY"] = "write-hash" });
+        await using var client = await sidecar.ConnectAsync();
+        Assert.Equal(CheckpointStatus.Committed, (await TrainerFiles.CheckpointAsync(client, 10, 0, ("model.bin", 1 << 20))).Status);
+
+        faultFs.SetRules(new FaultRule("flip", "read", "*/step-000000020/*_*/rank-0/model.bin", "flip_bit", Once: false, Offset: 4096));
+        var second = await TrainerFiles.CheckpointAsync(client, 20, 0, ("model.bin", 1 << 20));
+
+        Assert.Equal(CheckpointStatus.Committed, second.Status);
+        Assert.Contains("checkpoint_verify_failures_total{stage=\"flush\"} 0", await sidecar.ScrapeMetricsAsync(), StringComparison.Ordinal);
+        var latest = await client.GetLatestCheckpointAsync();
+        Assert.Equal(IndependentCheck.StepName(10), latest?.Id);
+    }
+
     [Fact]
     public async Task BitFlippedInCommittedCheckpoint_ResumeSkipsIt()
     {

@@ -137,6 +137,42 @@ public sealed class SidecarOptionsValidatorTests : IDisposable
         AssertFailsWith("POD_NAMESPACE", o => o.PodNamespace = "a/b");
 
     [Theory]
+    [InlineData("Train_0")]
+    [InlineData("-train")]
+    [InlineData("train/0")]
+    public void Validate_PodNameNotAPodName_FailsNamingIt(string podName) =>
+        AssertFailsWith("POD_NAME", o => o.PodName = podName);
+
+    [Theory]
+    [InlineData("readback")]
+    [InlineData("none")]
+    public void Validate_VerifyModeUnknown_FailsNamingTheModes(string mode)
+    {
+        var failure = AssertFailsWith("CHECKPOINT_VERIFY", o => o.Verify = mode);
+        Assert.Contains("'read-back'", failure, StringComparison.Ordinal);
+        Assert.Contains("'write-hash'", failure, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(-1)]
+    [InlineData(double.NaN)]
+    [InlineData(double.PositiveInfinity)]
+    public void Validate_JobCommitTimeoutNotPositive_FailsNamingIt(double seconds) =>
+        AssertFailsWith("CHECKPOINT_JOB_COMMIT_TIMEOUT_SECONDS", o => o.JobCommitTimeoutSeconds = seconds);
+
+    [Fact]
+    public void Validate_JobWideSettingsGiven_Pass()
+    {
+        var options = ValidOptions();
+        options.PodName = "train-3.node-a";
+        options.Verify = SidecarOptions.VerifyWriteHash;
+        options.JobCommitTimeoutSeconds = 30;
+
+        Assert.True(_validator.Validate(null, options).Succeeded);
+    }
+
+    [Theory]
     [InlineData("ns/job", "file")]
     [InlineData("ns/job", "fifo")]
     [InlineData("ns", "file")]
