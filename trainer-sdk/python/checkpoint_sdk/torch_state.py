@@ -96,32 +96,39 @@ def _weights_only_reads_floats() -> bool:
     return _floats_load
 
 
+_DESCEND = object()
+
+
+def _map_tree(value: Any, transform) -> Any:
+    """Rebuilds nested dicts (OrderedDicts keep a state_dict's ``_metadata``), lists and tuples; ``transform`` returns
+    a node's replacement, or _DESCEND to keep the node and map its children."""
+    replaced = transform(value)
+    if replaced is not _DESCEND:
+        return replaced
+    if isinstance(value, dict):
+        mapped = type(value)((k, _map_tree(v, transform)) for k, v in value.items())
+        if hasattr(value, "_metadata"):
+            mapped._metadata = value._metadata
+        return mapped
+    if type(value) in (list, tuple):
+        return type(value)(_map_tree(v, transform) for v in value)
+    return value
+
+
 def _encode(value: Any) -> Any:
     import torch
 
-    if type(value) is float:
-        return {_FLOAT_KEY: torch.tensor(value, dtype=torch.float64)}
-    if isinstance(value, dict):
-        encoded = type(value)((k, _encode(v)) for k, v in value.items())
-        if hasattr(value, "_metadata"):  # a module state_dict's version info
-            encoded._metadata = value._metadata
-        return encoded
-    if type(value) in (list, tuple):
-        return type(value)(_encode(v) for v in value)
-    return value
+    return _map_tree(value, lambda v: {_FLOAT_KEY: torch.tensor(v, dtype=torch.float64)} if type(v) is float
+                     else _DESCEND)
 
 
 def _decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        if len(value) == 1 and _FLOAT_KEY in value:
-            return float(value[_FLOAT_KEY].item())
-        decoded = type(value)((k, _decode(v)) for k, v in value.items())
-        if hasattr(value, "_metadata"):
-            decoded._metadata = value._metadata
-        return decoded
-    if type(value) in (list, tuple):
-        return type(value)(_decode(v) for v in value)
-    return value
+    def transform(v):
+        if isinstance(v, dict) and len(v) == 1 and _FLOAT_KEY in v:
+            return float(v[_FLOAT_KEY].item())
+        return _DESCEND
+
+    return _map_tree(value, transform)
 
 
 def _save(obj: Any, path: Path) -> None:
@@ -260,32 +267,20 @@ class _TensorSlot:
 
 
 def _split(value: Any, tensors: list) -> Any:
+    """``value`` with each tensor replaced by a _TensorSlot; the tensors appended to ``tensors`` in slot order."""
     import torch
 
-    if isinstance(value, torch.Tensor):
-        tensors.append(value)
-        return _TensorSlot(len(tensors) - 1, value.dtype, value.shape)
-    if isinstance(value, dict):
-        split = type(value)((k, _split(v, tensors)) for k, v in value.items())
-        if hasattr(value, "_metadata"):
-            split._metadata = value._metadata
-        return split
-    if type(value) in (list, tuple):
-        return type(value)(_split(v, tensors) for v in value)
-    return value
+    def transform(v):
+        if isinstance(v, torch.Tensor):
+            tensors.append(v)
+            return _TensorSlot(len(tensors) - 1, v.dtype, v.shape)
+        return _DESCEND
+
+    return _map_tree(value, transform)
 
 
 def _join(value: Any, tensors: list) -> Any:
-    if isinstance(value, _TensorSlot):
-        return tensors[value.index]
-    if isinstance(value, dict):
-        joined = type(value)((k, _join(v, tensors)) for k, v in value.items())
-        if hasattr(value, "_metadata"):
-            joined._metadata = value._metadata
-        return joined
-    if type(value) in (list, tuple):
-        return type(value)(_join(v, tensors) for v in value)
-    return value
+    return _map_tree(value, lambda v: tensors[v.index] if isinstance(v, _TensorSlot) else _DESCEND)
 
 
 def _broadcast_replicated(dist, group, source: int, directory: Path, map_location, weights_only: bool,
@@ -330,14 +325,7 @@ def _broadcast_replicated(dist, group, source: int, directory: Path, map_locatio
 
 
 def _collect_slots(value: Any, slots: list) -> None:
-    if isinstance(value, _TensorSlot):
-        slots.append(value)
-    elif isinstance(value, dict):
-        for v in value.values():
-            _collect_slots(v, slots)
-    elif type(value) in (list, tuple):
-        for v in value:
-            _collect_slots(v, slots)
+    _map_tree(value, lambda v: slots.append(v) if isinstance(v, _TensorSlot) else _DESCEND)
 
 
 # ---------------------------------------------------------------------------- torch.distributed.checkpoint
