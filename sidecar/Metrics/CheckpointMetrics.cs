@@ -30,6 +30,7 @@ public sealed class CheckpointMetrics
     private readonly Gauge _recommendedGrace;
     private readonly Counter _preemptions;
     private readonly Gauge _lastDeadlineMissed;
+    private readonly Gauge _lastFlushEnded;
     private readonly Histogram _commitWait;
     private readonly Gauge _missingRanks;
 
@@ -87,6 +88,11 @@ public sealed class CheckpointMetrics
         _lastDeadlineMissed = factory.CreateGauge(
             "checkpoint_last_flush_deadline_missed",
             "1 when the most recent flush (of this pod, or of the previous pod of the job, from its record) missed its deadline.");
+
+        _lastFlushEnded = factory.CreateGauge(
+            "checkpoint_last_flush_timestamp_seconds",
+            "Unix time the most recent flush (of this pod, or of the previous pod of the job, from its record) ended, committed or not; "
+            + "alerts on the last flush read its age, as a pushed or re-exported series never goes away.");
 
         _commitWait = factory.CreateHistogram(
             "checkpoint_job_commit_wait_seconds",
@@ -164,13 +170,17 @@ public sealed class CheckpointMetrics
 
     public void RecordPreemption(string cause) => _preemptions.WithLabels(cause).Inc();
 
-    public void RecordLastFlushDeadlineMissed(bool missed) => _lastDeadlineMissed.Set(missed ? 1 : 0);
+    public void RecordLastFlushEnded(bool deadlineMissed, DateTimeOffset endedAt)
+    {
+        _lastDeadlineMissed.Set(deadlineMissed ? 1 : 0);
+        _lastFlushEnded.Set(endedAt.ToUnixTimeMilliseconds() / 1000.0);
+    }
 
     /// <summary>
     /// A new sidecar of the same job shows how the flush that ended the previous pod went, from the
     /// record that pod left on the shared storage.
     /// </summary>
-    public void RestoreLastFlush(FlushTimings timings, bool deadlineMissed)
+    public void RestoreLastFlush(FlushTimings timings, bool deadlineMissed, DateTimeOffset endedAt)
     {
         var reason = timings.Reason.ToLabel();
         foreach (var (phase, duration) in PhaseDurations(timings))
@@ -180,7 +190,7 @@ public sealed class CheckpointMetrics
 
         _throughput.Set(timings.ThroughputBytesPerSecond);
         _budgetUsedRatio.Set(timings.BudgetUsedRatio);
-        _lastDeadlineMissed.Set(deadlineMissed ? 1 : 0);
+        RecordLastFlushEnded(deadlineMissed, endedAt);
     }
 
     public void RecordResumeVerifyFailure() => _verifyFailures.WithLabels("resume").Inc();
