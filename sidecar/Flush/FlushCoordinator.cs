@@ -100,6 +100,7 @@ internal sealed class FlushCoordinator : BackgroundService
         {
             trainer = _trainers.Add(rank, description, peer, worldSize, worldId);
             _metrics.SetTrainersAttached(_trainers.Count);
+            _metrics.RecordTrainerAttached();
         }
 
         FlushLog.Attached(_logger, trainer.Id, rank, description);

@@ -25,6 +25,7 @@ public sealed class CheckpointMetrics
     private readonly Gauge _lastCommittedTimestamp;
     private readonly Gauge _lastCommittedStep;
     private readonly Gauge _trainersAttached;
+    private readonly Counter _attachments;
     private readonly Gauge _predictedFlush;
     private readonly Gauge _predictedRatio;
     private readonly Gauge _recommendedGrace;
@@ -71,6 +72,9 @@ public sealed class CheckpointMetrics
             "checkpoint_last_committed_step", "Training step held by the most recent committed checkpoint.");
         _trainersAttached = factory.CreateGauge(
             "checkpoint_trainers_attached", "Trainer processes attached to this sidecar.");
+        _attachments = factory.CreateCounter(
+            "checkpoint_trainer_attachments_total",
+            "Trainer attachments since the sidecar started (a reattachment counts again); 0 for long: no trainer ever reached the sidecar.");
 
         _predictedFlush = factory.CreateGauge(
             "checkpoint_predicted_flush_seconds",
@@ -116,6 +120,8 @@ public sealed class CheckpointMetrics
     public void SetGracePeriod(TimeSpan gracePeriod) => _gracePeriod.Set(gracePeriod.TotalSeconds);
 
     public void SetTrainersAttached(int count) => _trainersAttached.Set(count);
+
+    public void RecordTrainerAttached() => _attachments.Inc();
 
     public void RecordCommitted(FlushTimings timings, long step, DateTimeOffset committedAt)
     {
