@@ -52,7 +52,7 @@ public sealed class OperatorCliTests
         Assert.StartsWith("ok          step-000000030", output, StringComparison.Ordinal);
 
         var damaged = Path.Combine(IndependentCheck.ShardDirectory(IndependentCheck.StepDirectory(job, 30), 0), "rank-0", "model.bin");
-        FlipByte(damaged, 4096);
+        FileDamage.FlipBit(damaged, 4096);
         (code, output) = await RunCliAsync(environment, "verify");
         Assert.True(code == 1, output);
         Assert.Contains("FAILED      step-000000030", output, StringComparison.Ordinal);
@@ -100,14 +100,5 @@ public sealed class OperatorCliTests
         await using var process = ObservedProcess.Start("checkpoint-sidecar " + args[0], RepoPaths.SidecarBinary, args, environment);
         var code = await process.WaitForExitAsync();
         return (code, process.Output);
-    }
-
-    private static void FlipByte(string path, long offset)
-    {
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
-        stream.Position = offset;
-        var b = stream.ReadByte();
-        stream.Position = offset;
-        stream.WriteByte((byte)(b ^ 0xFF));
     }
 }
