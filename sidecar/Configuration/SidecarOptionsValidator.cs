@@ -151,7 +151,8 @@ public sealed partial class SidecarOptionsValidator : IValidateOptions<SidecarOp
         }
     }
 
-    private static bool IsPathSegment(string value) =>
+    /// <summary>A single directory name: what the namespace and job name must be, here and in the operator commands.</summary>
+    internal static bool IsPathSegment(string value) =>
         !string.IsNullOrWhiteSpace(value) && value is not ("." or "..") && !value.Contains('/') && !value.Contains('\0');
 
     /// <summary>

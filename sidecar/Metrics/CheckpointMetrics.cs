@@ -106,6 +106,15 @@ public sealed class CheckpointMetrics
             "checkpoint_job_missing_ranks",
             "Ranks of the world that had no sealed shard when this pod's most recent job-wide checkpoint failed; 0 after a commit.");
 
+        // The prometheus-net/Prometheus convention: a constant 1 whose labels say what runs, so a
+        // dashboard can tell which pods still run an old build.
+        factory.CreateGauge(
+                "checkpoint_build_info",
+                "Always 1; the labels name the sidecar's version and the commit it was built from.",
+                "version", "commit")
+            .WithLabels(Hosting.BuildInfo.Version, Hosting.BuildInfo.Commit)
+            .Set(1);
+
         // Series that alerts compare against exist from the start, at zero, rather than appearing
         // only after the first failure.
         foreach (var cause in Enum.GetValues<FlushFailureCause>())
