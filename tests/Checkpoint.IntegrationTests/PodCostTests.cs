@@ -39,15 +39,17 @@ public sealed class PodCostTests
         Assert.InRange(committed, before.AddSeconds(-1), after);
         var predicted = Number(annotations[Prefix + "predicted-preemption-flush-seconds"]);
         Assert.InRange(predicted, 0.001, 45);
-        Assert.Equal(predicted / 45, Number(annotations[Prefix + "predicted-preemption-flush-ratio"]), 2);
-        Assert.Equal(Math.Ceiling(predicted / 0.8 + 2), Number(annotations[Prefix + "recommended-grace-period-seconds"]), 0);
+        Assert.Equal(predicted / 45, Number(annotations[Prefix + "predicted-preemption-flush-ratio"]), tolerance: 0.001);
         // The patch set the cost annotations only: the pod's other metadata stayed as it was.
         Assert.All(patch.Sent.Keys, k => Assert.StartsWith(Prefix, k, StringComparison.Ordinal));
 
         var metrics = await sidecar.ScrapeMetricsAsync();
         Assert.Equal(7, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_newest_commit_step"));
         Assert.Equal(committed.ToUnixTimeSeconds(), Math.Floor(KubernetesTriggerTests.MetricValue(metrics, "checkpoint_newest_commit_timestamp_seconds")));
-        Assert.Equal(predicted, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_predicted_flush_seconds"), 2);
+        Assert.Equal(predicted, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_predicted_flush_seconds"), tolerance: 0.001);
+        Assert.Equal(
+            KubernetesTriggerTests.MetricValue(metrics, "checkpoint_recommended_grace_period_seconds"),
+            Number(annotations[Prefix + "recommended-grace-period-seconds"]));
     }
 
     [Fact]
