@@ -111,6 +111,10 @@ public sealed class SidecarOptions
     [ConfigurationKeyName("CHECKPOINT_PUSHGATEWAY_URL")]
     public string PushgatewayUrl { get; set; } = "";
 
+    /// <summary>At most one patch of the pod's cost annotations (and one GracePeriodTooShort Event) per this many seconds; 0: neither.</summary>
+    [ConfigurationKeyName("CHECKPOINT_POD_ANNOTATION_INTERVAL_SECONDS")]
+    public double PodAnnotationIntervalSeconds { get; set; } = 30;
+
     public TimeSpan GracePeriod => TimeSpan.FromSeconds(GracePeriodSeconds);
 
     public TimeSpan SafetyMargin => TimeSpan.FromSeconds(SafetyMarginSeconds);

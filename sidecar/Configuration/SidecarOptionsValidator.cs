@@ -40,6 +40,11 @@ public sealed partial class SidecarOptionsValidator : IValidateOptions<SidecarOp
             RequireWritableDirectory(errors, "CHECKPOINT_SOCKET_PATH", socketDir, "the directory of ");
         }
 
+        if (!double.IsFinite(options.PodAnnotationIntervalSeconds) || options.PodAnnotationIntervalSeconds is < 0 or (> 0 and < 1))
+        {
+            errors.Add($"CHECKPOINT_POD_ANNOTATION_INTERVAL_SECONDS: {options.PodAnnotationIntervalSeconds} must be 0 (no pod annotations) or at least 1 second.");
+        }
+
         // 0 binds any free port (local runs and tests); the ready log line names the one bound.
         if (options.MetricsPort is < 0 or > 65535)
         {

@@ -100,6 +100,9 @@ public static class SidecarHost
         services.AddHostedService(sp => sp.GetRequiredService<FlushCoordinator>());
         services.AddHostedService<TerminationSignalHandler>();
         services.AddHostedService<PodWatcher>();
+        services.AddSingleton<PodCostAnnotator>();
+        services.AddSingleton<IFlushReporter>(sp => sp.GetRequiredService<PodCostAnnotator>());
+        services.AddHostedService(sp => sp.GetRequiredService<PodCostAnnotator>());
         services.AddHostedService<TrainersDoneWatcher>();
 
         services.AddGrpc(o => o.EnableDetailedErrors = false);

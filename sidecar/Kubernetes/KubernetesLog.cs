@@ -24,4 +24,16 @@ internal static partial class KubernetesLog
 
     [LoggerMessage(EventId = 306, Level = LogLevel.Warning, Message = "Could not record event {Reason} on pod {Pod}: {Error}")]
     public static partial void EventFailed(ILogger logger, string reason, string pod, string error);
+
+    [LoggerMessage(EventId = 307, Level = LogLevel.Warning, Message = "Could not {Operation} pod {Pod} ({Kind}): {Error}; flushes are not affected; retrying every {RetrySeconds} s, and not logging this kind of failure again until it works")]
+    public static partial void PodWriteFailed(ILogger logger, string operation, string pod, string kind, string error, double retrySeconds);
+
+    [LoggerMessage(EventId = 308, Level = LogLevel.Information, Message = "{Operation} pod {Pod} works again")]
+    public static partial void PodWriteRecovered(ILogger logger, string operation, string pod);
+
+    [LoggerMessage(EventId = 309, Level = LogLevel.Warning, Message = "GracePeriodTooShort: a preemption flush is predicted to take {PredictedSeconds} s, more than the {GraceSeconds} s grace period leaves after the {MarginSeconds} s safety margin; recommended terminationGracePeriodSeconds: {RecommendedSeconds}")]
+    public static partial void GraceTooShort(ILogger logger, double predictedSeconds, double graceSeconds, double marginSeconds, double recommendedSeconds);
+
+    [LoggerMessage(EventId = 310, Level = LogLevel.Warning, Message = "The newest committed checkpoint on storage could not be read ({Error}); the pod's cost annotations show none until this pod commits one")]
+    public static partial void NewestCommitUnknown(ILogger logger, string error);
 }

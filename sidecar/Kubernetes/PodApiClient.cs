@@ -115,7 +115,32 @@ internal sealed class PodApiClient : IDisposable
         if (!response.IsSuccessStatusCode)
         {
             var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
-            throw new HttpRequestException($"POST event in {@namespace}: HTTP {(int)response.StatusCode}: {Truncate(body)}");
+            throw new HttpRequestException($"POST event in {@namespace}: HTTP {(int)response.StatusCode}: {Truncate(body)}", null, response.StatusCode);
+        }
+    }
+
+    /// <summary>
+    /// Sets annotations on the pod with a JSON merge patch of metadata.annotations alone: other
+    /// annotations, labels and the spec are left as they are, and no resourceVersion is sent, so a
+    /// concurrent change elsewhere on the pod never makes the patch fail.
+    /// </summary>
+    public async Task PatchPodAnnotationsAsync(
+        string @namespace, string name, IReadOnlyDictionary<string, string> annotations, CancellationToken cancellationToken)
+    {
+        var patch = new PodAnnotationsPatch(new PodAnnotationsPatchMetadata(annotations));
+        using var request = new HttpRequestMessage(HttpMethod.Patch,
+            $"api/v1/namespaces/{Uri.EscapeDataString(@namespace)}/pods/{Uri.EscapeDataString(name)}")
+        {
+            Content = new StringContent(JsonSerializer.Serialize(patch, PodJsonContext.Default.PodAnnotationsPatch), System.Text.Encoding.UTF8),
+        };
+        request.Content.Headers.ContentType = new MediaTypeHeaderValue("application/merge-patch+json");
+        request.Headers.Authorization = await AuthorizationAsync(cancellationToken).ConfigureAwait(false);
+        using var response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);
+        if (!response.IsSuccessStatusCode)
+        {
+            var body = await response.Content.ReadAsStringAsync(cancellationToken).ConfigureAwait(false);
+            throw new HttpRequestException(
+                $"PATCH pod {@namespace}/{name}: HTTP {(int)response.StatusCode}: {Truncate(body)}", null, response.StatusCode);
         }
     }
 
@@ -173,8 +198,14 @@ internal sealed record KubernetesObjectReference(string Kind, string ApiVersion,
 
 internal sealed record KubernetesEventSource(string Component, string? Host);
 
+/// <summary>A JSON merge patch (RFC 7396) that touches metadata.annotations and nothing else.</summary>
+internal sealed record PodAnnotationsPatch(PodAnnotationsPatchMetadata Metadata);
+
+internal sealed record PodAnnotationsPatchMetadata(IReadOnlyDictionary<string, string> Annotations);
+
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(PodView))]
 [JsonSerializable(typeof(PodWatchEvent))]
 [JsonSerializable(typeof(KubernetesEvent))]
+[JsonSerializable(typeof(PodAnnotationsPatch))]
 internal sealed partial class PodJsonContext : JsonSerializerContext;

@@ -35,6 +35,11 @@ public sealed class CheckpointMetrics
     private readonly Histogram _commitWait;
     private readonly Gauge _missingRanks;
 
+    // What preempting the pod would cost (issue 12); also published as pod annotations.
+    private readonly Gauge _newestCommitTimestamp;
+    private readonly Gauge _newestCommitStep;
+    private readonly Counter _kubernetesApiFailures;
+
     public CheckpointMetrics(CollectorRegistry registry)
     {
         var factory = Prometheus.Metrics.WithCustomRegistry(registry);
@@ -114,6 +119,20 @@ public sealed class CheckpointMetrics
                 "version", "commit")
             .WithLabels(Hosting.BuildInfo.Version, Hosting.BuildInfo.Commit)
             .Set(1);
+
+        // Absent until a committed checkpoint is known, so that time() minus it is never "since 1970".
+        _newestCommitTimestamp = factory.CreateGauge(
+            "checkpoint_newest_commit_timestamp_seconds",
+            "Unix time of the newest committed checkpoint a restart would resume from: this pod's, or one found on storage at start.",
+            new GaugeConfiguration { SuppressInitialValue = true });
+        _newestCommitStep = factory.CreateGauge(
+            "checkpoint_newest_commit_step",
+            "Training step of the newest committed checkpoint a restart would resume from.",
+            new GaugeConfiguration { SuppressInitialValue = true });
+        _kubernetesApiFailures = factory.CreateCounter(
+            "checkpoint_kubernetes_api_failures_total",
+            "Failed writes to the pod's API object (annotate, grace_event), by kind (http_<status>, timeout, unreachable); flushes never wait for them.",
+            "operation", "kind");
 
         // Series that alerts compare against exist from the start, at zero, rather than appearing
         // only after the first failure.
@@ -207,6 +226,14 @@ public sealed class CheckpointMetrics
         _budgetUsedRatio.Set(timings.BudgetUsedRatio);
         RecordLastFlushEnded(deadlineMissed, endedAt);
     }
+
+    public void SetNewestCommit(long step, DateTimeOffset committedAt)
+    {
+        _newestCommitStep.Set(step);
+        _newestCommitTimestamp.Set(committedAt.ToUnixTimeMilliseconds() / 1000.0);
+    }
+
+    public void RecordKubernetesApiFailure(string operation, string kind) => _kubernetesApiFailures.WithLabels(operation, kind).Inc();
 
     public void RecordResumeVerifyFailure() => _verifyFailures.WithLabels("resume").Inc();
 

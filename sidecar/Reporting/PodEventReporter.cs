@@ -45,19 +45,7 @@ internal sealed class PodEventReporter(KubernetesConnection connection, TimeProv
             return;
         }
 
-        var now = time.GetUtcNow();
-        var kubernetesEvent = new KubernetesEvent(
-            new KubernetesEventMetadata(connection.PodName + ".", connection.Namespace),
-            new KubernetesObjectReference("Pod", "v1", connection.PodName, connection.Namespace, connection.PodUid),
-            reason,
-            message,
-            type,
-            now,
-            now,
-            1,
-            new KubernetesEventSource("checkpoint-sidecar", null),
-            "checkpoint-sidecar",
-            connection.PodName);
+        var kubernetesEvent = PodEvents.ForPod(connection, time.GetUtcNow(), reason, type, message);
         try
         {
             await client.CreateEventAsync(connection.Namespace, kubernetesEvent, cancellationToken).ConfigureAwait(false);

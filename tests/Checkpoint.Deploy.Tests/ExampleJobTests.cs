@@ -506,14 +506,14 @@ public sealed class ExampleJobTests
     }
 
     [Fact]
-    public async Task Rbac_GrantsOnlyGetAndWatchOnPodsAndCreateOnEvents()
+    public async Task Rbac_GrantsOnlyGetWatchAndPatchOnPodsAndCreateOnEvents()
     {
         var role = Assert.Single(await Manifests.ResourcesAsync<V1Role>("deploy/base", "Role"));
         var grants = role.Rules
             .SelectMany(r => r.ApiGroups.SelectMany(g => r.Resources.SelectMany(res => r.Verbs.Select(v => $"{g}/{res}:{v}"))))
             .Order(StringComparer.Ordinal)
             .ToList();
-        Assert.Equal(["/events:create", "/pods:get", "/pods:watch"], grants);
+        Assert.Equal(["/events:create", "/pods:get", "/pods:patch", "/pods:watch"], grants);
         Assert.All(role.Rules, r => Assert.Null(r.NonResourceURLs));
 
         var binding = Assert.Single(await Manifests.ResourcesAsync<V1RoleBinding>("deploy/base", "RoleBinding"));

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using k8s;
+using System.Text.Json.Nodes;
 using k8s.Models;
 
 namespace Checkpoint.IntegrationTests.Infrastructure;
@@ -10,7 +11,8 @@ namespace Checkpoint.IntegrationTests.Infrastructure;
 /// A stand-in for the Kubernetes API server, the one stand-in the tests use: no API server can run
 /// on these machines. It speaks real Kubernetes JSON (serialized from KubernetesClient's model
 /// types) for what the sidecar uses: GET of its pod, a watch on it (MODIFIED events pushed by the
-/// test), and Event creation.
+/// test), Event creation, and JSON merge patches of the pod's annotations. <see cref="FailWrites"/>
+/// makes it refuse writes as a broken or unauthorized API server does.
 /// </summary>
 internal sealed class FakeKubernetesApi : IAsyncDisposable
 {
@@ -21,6 +23,8 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
     private readonly List<HttpListenerResponse> _watchers = [];
     private readonly List<Corev1Event> _events = [];
     private readonly List<(string Reason, TaskCompletionSource<Corev1Event> Found)> _eventWaiters = [];
+    private readonly List<AnnotationPatch> _patches = [];
+    private readonly List<(Func<AnnotationPatch, bool> Match, TaskCompletionSource<AnnotationPatch> Found)> _patchWaiters = [];
     private readonly TaskCompletionSource _watching = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Task _serving;
     private int _resourceVersion = 100;
@@ -55,6 +59,76 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
                 // Taken meanwhile; the next free port.
                 listener.Close();
             }
+        }
+    }
+
+    /// <summary>When set, PATCH of the pod and POST of Events answer this status, with a Kubernetes Status body.</summary>
+    public int? FailWrites { get; set; }
+
+    private readonly List<(int Count, TaskCompletionSource Reached)> _refusalWaiters = [];
+    private int _refusedWrites;
+
+    /// <summary>Completes once <paramref name="count"/> writes have been refused because of <see cref="FailWrites"/>.</summary>
+    public Task WaitForRefusedWritesAsync(int count)
+    {
+        lock (_refusalWaiters)
+        {
+            if (_refusedWrites >= count)
+            {
+                return Task.CompletedTask;
+            }
+
+            var reached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _refusalWaiters.Add((count, reached));
+            return reached.Task.WaitAsync(ObservedProcess.DefaultTimeout);
+        }
+    }
+
+    /// <summary>The annotation patches applied so far, in order.</summary>
+    public IReadOnlyList<AnnotationPatch> Patches
+    {
+        get
+        {
+            lock (_patches)
+            {
+                return _patches.ToList();
+            }
+        }
+    }
+
+    public IReadOnlyList<Corev1Event> Events
+    {
+        get
+        {
+            lock (_events)
+            {
+                return _events.ToList();
+            }
+        }
+    }
+
+    /// <summary>The first patch (already applied, or to come) that <paramref name="match"/> accepts.</summary>
+    public async Task<AnnotationPatch> WaitForPatchAsync(Func<AnnotationPatch, bool> match)
+    {
+        TaskCompletionSource<AnnotationPatch> found;
+        lock (_patches)
+        {
+            if (_patches.FirstOrDefault(match) is { } seen)
+            {
+                return seen;
+            }
+
+            found = new TaskCompletionSource<AnnotationPatch>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _patchWaiters.Add((match, found));
+        }
+
+        try
+        {
+            return await found.Task.WaitAsync(ObservedProcess.DefaultTimeout);
+        }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException($"no such patch; patches: {string.Join(" | ", Patches.Select(p => string.Join(", ", p.Annotations)))}");
         }
     }
 
@@ -237,6 +311,26 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
 
             _watching.TrySetResult();
         }
+        else if (FailWrites is { } status && request.HttpMethod is "PATCH" or "POST")
+        {
+            lock (_refusalWaiters)
+            {
+                _refusedWrites++;
+                foreach (var waiter in _refusalWaiters.Where(w => w.Count <= _refusedWrites).ToList())
+                {
+                    waiter.Reached.TrySetResult();
+                    _refusalWaiters.Remove(waiter);
+                }
+            }
+
+            var reason = status == 403 ? "Forbidden" : "InternalError";
+            await RespondAsync(response, status,
+                $$"""{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"refused by the test","reason":"{{reason}}","code":{{status}}}""");
+        }
+        else if (request.HttpMethod == "PATCH" && path == $"{podPath}/{_pod.Metadata.Name}")
+        {
+            await PatchAsync(request, response);
+        }
         else if (request.HttpMethod == "POST" && path == $"/api/v1/namespaces/{_pod.Metadata.NamespaceProperty}/events")
         {
             using var reader = new StreamReader(request.InputStream, Encoding.UTF8);
@@ -260,6 +354,87 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A JSON merge patch (RFC 7396) as the API server applies it: only metadata.annotations is
+    /// accepted here (anything else is a 422, so the sidecar touching more than it says fails a
+    /// test); a null value removes the key. Watchers see the change as MODIFIED.
+    /// </summary>
+    private async Task PatchAsync(HttpListenerRequest request, HttpListenerResponse response)
+    {
+        if (request.ContentType?.Split(';')[0].Trim() != "application/merge-patch+json")
+        {
+            await RespondAsync(response, 415, """{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"UnsupportedMediaType","code":415}""");
+            return;
+        }
+
+        using var reader = new StreamReader(request.InputStream, Encoding.UTF8);
+        var patch = JsonNode.Parse(await reader.ReadToEndAsync())!.AsObject();
+        if (patch.Count != 1 || patch["metadata"] is not JsonObject metadata || metadata.Count != 1 || metadata["annotations"] is not JsonObject annotations)
+        {
+            await RespondAsync(response, 422, """{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Invalid","message":"the test's API server takes patches of metadata.annotations only","code":422}""");
+            return;
+        }
+
+        string json;
+        AnnotationPatch applied;
+        lock (_pod)
+        {
+            _pod.Metadata.Annotations ??= new Dictionary<string, string>();
+            foreach (var (key, value) in annotations)
+            {
+                if (value is null)
+                {
+                    _pod.Metadata.Annotations.Remove(key);
+                }
+                else
+                {
+                    _pod.Metadata.Annotations[key] = value.GetValue<string>();
+                }
+            }
+
+            _pod.Metadata.ResourceVersion = (++_resourceVersion).ToString(CultureInfo.InvariantCulture);
+            json = KubernetesJson.Serialize(_pod);
+            applied = new AnnotationPatch(DateTimeOffset.UtcNow, annotations.ToDictionary(a => a.Key, a => a.Value?.GetValue<string>()),
+                new Dictionary<string, string>(_pod.Metadata.Annotations));
+        }
+
+        lock (_patches)
+        {
+            _patches.Add(applied);
+            foreach (var waiter in _patchWaiters.Where(w => w.Match(applied)).ToList())
+            {
+                waiter.Found.TrySetResult(applied);
+                _patchWaiters.Remove(waiter);
+            }
+        }
+
+        await RespondAsync(response, 200, json);
+        await NotifyWatchersAsync(json);
+    }
+
+    private async Task NotifyWatchersAsync(string podJson)
+    {
+        List<HttpListenerResponse> watchers;
+        lock (_pod)
+        {
+            watchers = _watchers.ToList();
+        }
+
+        var bytes = Encoding.UTF8.GetBytes($"{{\"type\":\"MODIFIED\",\"object\":{podJson}}}\n");
+        foreach (var watcher in watchers)
+        {
+            try
+            {
+                await watcher.OutputStream.WriteAsync(bytes);
+                await watcher.OutputStream.FlushAsync();
+            }
+            catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or IOException)
+            {
+                // A watch the sidecar closed meanwhile.
+            }
+        }
+    }
+
     private static async Task RespondAsync(HttpListenerResponse response, int status, string json)
     {
         response.StatusCode = status;
@@ -270,3 +445,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
         response.Close();
     }
 }
+
+/// <param name="Sent">What the patch set.</param>
+/// <param name="Annotations">All of the pod's annotations after it.</param>
+internal sealed record AnnotationPatch(DateTimeOffset At, IReadOnlyDictionary<string, string?> Sent, IReadOnlyDictionary<string, string> Annotations);

@@ -94,6 +94,13 @@ public sealed class SidecarOptionsValidatorTests : IDisposable
 
     [Theory]
     [InlineData(-1)]
+    [InlineData(0.5)]
+    [InlineData(double.NaN)]
+    public void Validate_BadPodAnnotationInterval_FailsNamingIt(double seconds) =>
+        AssertFailsWith("CHECKPOINT_POD_ANNOTATION_INTERVAL_SECONDS", o => o.PodAnnotationIntervalSeconds = seconds);
+
+    [Theory]
+    [InlineData(-1)]
     [InlineData(double.NaN)]
     [InlineData(double.PositiveInfinity)]
     public void Validate_BadGracePeriod_FailsNamingIt(double seconds) =>
