@@ -68,12 +68,23 @@ public sealed class PodCostTests
             Assert.Equal(CheckpointStatus.Committed, (await TrainerFiles.CheckpointAsync(client, step, 0, ("model.bin", 4096))).Status);
         }
 
-        var committedBy = DateTimeOffset.UtcNow;
-        Assert.True(committedBy - first.At < TimeSpan.FromSeconds(interval), "the three commits took longer than the interval: this machine is too slow for the test");
         var last = await api.WaitForPatchAsync(p => p.Annotations.GetValueOrDefault(Step) == "3");
+        var committedIn = last.At - first.At;
 
-        Assert.Equal([first, last], api.Patches);
-        Assert.True(last.At - first.At >= TimeSpan.FromSeconds(interval - 0.5), $"patched {(last.At - first.At).TotalSeconds:F1} s after the previous patch");
+        // Every patch at least an interval after the one before, and the commits between coalesced:
+        // on an idle machine the three commits fit in one interval, so the newest is the only patch
+        // after the first; a loaded machine may spread them over more intervals, never more patches.
+        var patches = api.Patches.ToList();
+        Assert.Equal(first, patches[0]);
+        Assert.Equal(last, patches[^1]);
+        for (var i = 1; i < patches.Count; i++)
+        {
+            var gap = patches[i].At - patches[i - 1].At;
+            Assert.True(gap >= TimeSpan.FromSeconds(interval - 0.5), $"patch {i} came {gap.TotalSeconds:F1} s after the previous one");
+        }
+
+        Assert.True(patches.Count <= 1 + (int)Math.Ceiling(committedIn.TotalSeconds / interval), $"{patches.Count} patches in {committedIn.TotalSeconds:F1} s");
+        Assert.True(patches.Count < 4, "each of the three commits was patched on its own: nothing was coalesced");
     }
 
     [Theory]
@@ -109,8 +120,8 @@ public sealed class PodCostTests
     public async Task PredictionExceedsGrace_GracePeriodTooShortOnce_NotAgainForTheSameRecommendation()
     {
         using var dirs = new TestDirectories();
-        // G = 2 s less a 1.5 s margin leaves 0.5 s; a trainer whose dump takes 0.6 s does not fit, and
-        // any flush of 0.4 s to 1.2 s makes the recommendation ceil(p / 0.8 + 1.5) = 3 s.
+        // G = 2 s less a 1.5 s margin leaves 0.5 s; a trainer whose dump takes 0.6 s does not fit, so the
+        // recommendation, ceil(p / 0.8 + 1.5), is above 2 s (3 s for a flush of 0.4 s to 1.2 s).
         await using var api = new FakeKubernetesApi(FakeKubernetesApi.Pod(PodName, gracePeriodSeconds: 2));
         await using var sidecar = await StartAsync(dirs, api, intervalSeconds: 1, new() { ["CHECKPOINT_SAFETY_MARGIN_SECONDS"] = "1.5" });
         await using var client = await sidecar.ConnectAsync();
@@ -121,7 +132,7 @@ public sealed class PodCostTests
         Assert.Equal("Warning", advice.Type);
         Assert.Equal(api.PodUid, advice.InvolvedObject.Uid);
         var recommended = Regex.Match(advice.Message, @"terminationGracePeriodSeconds to at least (\d+) s").Groups[1].Value;
-        Assert.Equal("3", recommended);
+        Assert.True(int.Parse(recommended, CultureInfo.InvariantCulture) > 2, $"recommended {recommended} s for G = 2 s");
         var first = await api.WaitForPatchAsync(p => p.Annotations.GetValueOrDefault(Step) == "1");
         Assert.Equal(recommended, first.Annotations[Prefix + "recommended-grace-period-seconds"]);
         Assert.True(Number(first.Annotations[Prefix + "predicted-preemption-flush-ratio"]) > 0.25);
@@ -130,9 +141,21 @@ public sealed class PodCostTests
         // sidecar decides the Event before the patch that shows the same state.
         await SlowDumpCheckpointAsync(client, 2);
         var second = await api.WaitForPatchAsync(p => p.Annotations.GetValueOrDefault(Step) == "2");
-        Assert.Equal("3", second.Annotations[Prefix + "recommended-grace-period-seconds"]);
-        Assert.Single(api.Events, e => e.Reason == "GracePeriodTooShort");
-        Assert.Single(sidecar.Process.Lines, l => l.Contains("GracePeriodTooShort:", StringComparison.Ordinal));
+        var secondRecommended = second.Annotations[Prefix + "recommended-grace-period-seconds"];
+        if (secondRecommended == recommended)
+        {
+            // The usual case: the same prediction, no second Event.
+            Assert.Single(api.Events, e => e.Reason == "GracePeriodTooShort");
+            Assert.Single(sidecar.Process.Lines, l => l.Contains("GracePeriodTooShort:", StringComparison.Ordinal));
+        }
+        else
+        {
+            // A loaded machine made the second flush slow enough to change the recommendation: that
+            // change, and only it, is told again.
+            var events = api.Events.Where(e => e.Reason == "GracePeriodTooShort").ToList();
+            Assert.Equal(2, events.Count);
+            Assert.Contains($"at least {secondRecommended} s", events[1].Message, StringComparison.Ordinal);
+        }
     }
 
     /// <summary>A trainer whose dump takes 0.6 s: the size of the workload, not a wait for anything.</summary>
