@@ -22,6 +22,11 @@ public static class Program
             return await InjectCommand.RunAsync(injectArgs, Console.In, Console.Out, Console.Error).ConfigureAwait(false);
         }
 
+        if (args is [WebhookCommand.Name, .. var webhookArgs])
+        {
+            return await WebhookCommand.RunAsync(webhookArgs).ConfigureAwait(false);
+        }
+
         if (args is [CopyBinaryCommand.Name, .. var copyArgs])
         {
             return CopyBinaryCommand.Run(copyArgs);
