@@ -15,6 +15,12 @@ internal static class InjectCommand
     /// <returns>0 written; 1 a manifest was refused or unreadable (nothing written); 2 bad usage.</returns>
     public static async Task<int> RunAsync(string[] args, TextReader stdin, TextWriter stdout, TextWriter stderr)
     {
+        if (args is ["-h" or "--help"])
+        {
+            await stdout.WriteAsync(Usage).ConfigureAwait(false);
+            return 0;
+        }
+
         string? file = null;
         InjectionOptions options;
         try
