@@ -308,24 +308,36 @@ internal static class PodTemplateMutator
     }
 
     // The image has no shell and no cp: the binary copies itself to where the trainer's preStop hook finds it.
-    private static YamlMappingNode CopyTool(InjectionOptions options) => (YamlMappingNode)Parse($$"""
+    private static YamlMappingNode CopyTool(InjectionOptions options) => WithSecurityContext(Parse($$"""
         name: {{CopyToolName}}
         image: {{options.Image}}
         command: ["{{SidecarBinary}}", "{{CopyBinaryCommand.Name}}", "{{ToolsDir}}"]
         resources:
           requests: {cpu: 10m, memory: 16Mi}
           limits: {memory: 64Mi}
-        securityContext:
-          runAsNonRoot: true
-          runAsUser: 1654
-          runAsGroup: 1654
-          allowPrivilegeEscalation: false
-          readOnlyRootFilesystem: true
-          capabilities: {drop: [ALL]}
-          seccompProfile: {type: RuntimeDefault}
+        securityContext: {}
         volumeMounts:
           - {name: {{ToolsVolume}}, mountPath: {{ToolsDir}} }
-        """);
+        """));
+
+    /// <summary>
+    /// Both containers of the sidecar image run as its non-root user (uid 1654) with nothing they do not
+    /// need, whatever the pod's own securityContext says (that one is the trainer's, left as it is).
+    /// </summary>
+    private static YamlMappingNode WithSecurityContext(YamlNode container)
+    {
+        var map = (YamlMappingNode)container;
+        Set(map, "securityContext", Parse("""
+            runAsNonRoot: true
+            runAsUser: 1654
+            runAsGroup: 1654
+            allowPrivilegeEscalation: false
+            readOnlyRootFilesystem: true
+            capabilities: {drop: [ALL]}
+            seccompProfile: {type: RuntimeDefault}
+            """));
+        return map;
+    }
 
     private static YamlMappingNode Sidecar(InjectionOptions options, JobNameSource jobName, int grace, bool native, bool exitWhenTrainersDone)
     {
@@ -333,7 +345,7 @@ internal static class PodTemplateMutator
         var jobNameEnv = jobName.Label is { } label
             ? $"- name: CHECKPOINT_JOB_NAME\n    valueFrom: {{fieldRef: {{fieldPath: \"metadata.labels['{label}']\"}}}}"
             : $"- {{name: CHECKPOINT_JOB_NAME, value: \"{jobName.Literal}\"}}";
-        var sidecar = (YamlMappingNode)Parse($$"""
+        var sidecar = WithSecurityContext(Parse($$"""
             name: {{SidecarName}}
             image: {{options.Image}}
             env:
@@ -359,20 +371,13 @@ internal static class PodTemplateMutator
             resources:
               requests: {cpu: 250m, memory: 64Mi}
               limits: {memory: 256Mi}
-            securityContext:
-              runAsNonRoot: true
-              runAsUser: 1654
-              runAsGroup: 1654
-              allowPrivilegeEscalation: false
-              readOnlyRootFilesystem: true
-              capabilities: {drop: [ALL]}
-              seccompProfile: {type: RuntimeDefault}
+            securityContext: {}
             volumeMounts:
               - {name: {{SocketVolume}}, mountPath: {{SocketDir}} }
               - {name: {{StagingVolume}}, mountPath: {{StagingDir}} }
               - {name: {{StorageVolume}}, mountPath: {{StorageDir}} }
               - {name: {{TokenVolume}}, mountPath: {{TokenPath}}, readOnly: true}
-            """);
+            """));
         var env = (YamlSequenceNode)sidecar.Children[new YamlScalarNode("env")];
         if (exitWhenTrainersDone)
         {

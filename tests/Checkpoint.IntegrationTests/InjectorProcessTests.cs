@@ -115,7 +115,7 @@ public sealed class InjectorProcessTests : IDisposable
         Assert.True(answer["allowed"]!.GetValue<bool>());
         Assert.Equal("JSONPatch", answer["patchType"]!.GetValue<string>());
         var patch = JsonNode.Parse(Convert.FromBase64String(answer["patch"]!.GetValue<string>()))!.AsArray();
-        var patched = ApplyJsonPatch(JsonNode.Parse(Pod)!, patch);
+        var patched = JsonPatchDocument.Apply(JsonNode.Parse(Pod)!, patch);
 
         // inject on the same pod (JSON is YAML), read back through KubernetesClient's own models.
         var injected = await RunAsync(["inject", "--image", Image, "--trainer-container", "trainer"], stdin: Pod);
@@ -163,52 +163,6 @@ public sealed class InjectorProcessTests : IDisposable
         File.WriteAllText(certPath, certificate.ExportCertificatePem());
         File.WriteAllText(keyPath, key.ExportPkcs8PrivateKeyPem());
         return (certPath, keyPath, certificate);
-    }
-
-    /// <summary>RFC 6902 add, remove and replace, so the test does not trust the webhook's own code to apply its patch.</summary>
-    private static JsonNode ApplyJsonPatch(JsonNode document, JsonArray patch)
-    {
-        foreach (var operation in patch)
-        {
-            var op = operation!["op"]!.GetValue<string>();
-            var tokens = operation["path"]!.GetValue<string>().Split('/').Skip(1)
-                .Select(t => t.Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal)).ToList();
-            var parent = tokens.SkipLast(1).Aggregate(document, (node, token) => node is JsonArray array ? array[int.Parse(token, System.Globalization.CultureInfo.InvariantCulture)]! : node[token]!);
-            var last = tokens[^1];
-            var value = operation["value"]?.DeepClone();
-            switch (op, parent)
-            {
-                case ("add", JsonArray array) when last == "-":
-                    array.Add(value);
-                    break;
-                case ("add" or "replace", JsonArray array):
-                    var index = int.Parse(last, System.Globalization.CultureInfo.InvariantCulture);
-                    if (op == "add")
-                    {
-                        array.Insert(index, value);
-                    }
-                    else
-                    {
-                        array[index] = value;
-                    }
-
-                    break;
-                case ("add" or "replace", JsonObject obj):
-                    obj[last] = value;
-                    break;
-                case ("remove", JsonObject obj):
-                    Assert.True(obj.Remove(last), $"remove of a missing {last}");
-                    break;
-                case ("remove", JsonArray array):
-                    array.RemoveAt(int.Parse(last, System.Globalization.CultureInfo.InvariantCulture));
-                    break;
-                default:
-                    Assert.Fail($"unexpected operation {operation}");
-                    break;
-            }
-        }
-
-        return document;
     }
 
     private sealed record Result(int ExitCode, string Stdout, string Stderr)

@@ -2,6 +2,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Checkpoint.Sidecar.Injection;
+using Checkpoint.TestSupport;
 using YamlDotNet.RepresentationModel;
 
 namespace Checkpoint.Sidecar.Tests.Injection;
@@ -42,7 +43,7 @@ public sealed class AdmissionReviewHandlerTests
         Assert.True(response["allowed"]!.GetValue<bool>());
         Assert.Equal("JSONPatch", response["patchType"]!.GetValue<string>());
 
-        var patched = Apply(JsonNode.Parse(JobPod)!, JsonNode.Parse(Convert.FromBase64String(response["patch"]!.GetValue<string>()))!.AsArray());
+        var patched = JsonPatchDocument.Apply(JsonNode.Parse(JobPod)!, JsonNode.Parse(Convert.FromBase64String(response["patch"]!.GetValue<string>()))!.AsArray());
         var injected = InjectedAsJson(JobPod);
         Assert.True(JsonNode.DeepEquals(injected, patched), $"patched:\n{patched}\ninject:\n{injected}");
 
@@ -132,50 +133,5 @@ public sealed class AdmissionReviewHandlerTests
         }
 
         return JsonNode.Parse(buffer.ToArray())!;
-    }
-
-    /// <summary>RFC 6902 add, remove and replace, written here so the test does not trust the code under test.</summary>
-    internal static JsonNode Apply(JsonNode document, JsonArray patch)
-    {
-        foreach (var operation in patch)
-        {
-            var op = operation!["op"]!.GetValue<string>();
-            var tokens = operation["path"]!.GetValue<string>().Split('/').Skip(1).Select(t => t.Replace("~1", "/", StringComparison.Ordinal).Replace("~0", "~", StringComparison.Ordinal)).ToList();
-            var parent = tokens.SkipLast(1).Aggregate(document, (node, token) => node is JsonArray array ? array[int.Parse(token, System.Globalization.CultureInfo.InvariantCulture)]! : node[token]!);
-            var last = tokens[^1];
-            var value = operation["value"]?.DeepClone();
-            switch (op, parent)
-            {
-                case ("add", JsonArray array):
-                    if (last == "-")
-                    {
-                        array.Add(value);
-                    }
-                    else
-                    {
-                        array.Insert(int.Parse(last, System.Globalization.CultureInfo.InvariantCulture), value);
-                    }
-
-                    break;
-                case ("add" or "replace", JsonObject obj):
-                    Assert.True(op == "add" || obj.ContainsKey(last), $"replace of a missing {last}");
-                    obj[last] = value;
-                    break;
-                case ("replace", JsonArray array):
-                    array[int.Parse(last, System.Globalization.CultureInfo.InvariantCulture)] = value;
-                    break;
-                case ("remove", JsonObject obj):
-                    Assert.True(obj.Remove(last), $"remove of a missing {last}");
-                    break;
-                case ("remove", JsonArray array):
-                    array.RemoveAt(int.Parse(last, System.Globalization.CultureInfo.InvariantCulture));
-                    break;
-                default:
-                    Assert.Fail($"unexpected operation {operation}");
-                    break;
-            }
-        }
-
-        return document;
     }
 }
