@@ -32,6 +32,12 @@ public static class Program
             return CopyBinaryCommand.Run(copyArgs);
         }
 
+        // list, verify, inspect, prune, version, help; any other bare word is a usage error (other commands go above).
+        if (Operations.OperatorCommands.Handles(args))
+        {
+            return Operations.OperatorCommands.Run(args);
+        }
+
         WebApplication app;
         try
         {

@@ -89,6 +89,17 @@ public sealed class SidecarOptions
     public bool ExitWhenTrainersDone { get; set; }
 
     /// <summary>
+    /// How long the sidecar waits for the first trainer to attach before it gives up and exits 3: a trainer
+    /// that never attaches (it crashed before connecting, or does not use the SDK) would otherwise keep a
+    /// regular sidecar, and with it the pod, running for ever. Unset: 600 s with
+    /// <see cref="ExitWhenTrainersDone"/> (the regular sidecar that would hang), else 0. 0 waits for ever.
+    /// </summary>
+    [ConfigurationKeyName("CHECKPOINT_FIRST_TRAINER_TIMEOUT_SECONDS")]
+    public double? FirstTrainerTimeoutSeconds { get; set; }
+
+    public const double DefaultFirstTrainerTimeoutSeconds = 600;
+
+    /// <summary>
     /// The largest request a caller on the socket may send: a ReportDump lists its files, and 2 MiB holds
     /// about 10,000 paths of 200 bytes. Requests are held in memory until complete, so this bounds what
     /// each connection can make the sidecar hold.
@@ -109,6 +120,10 @@ public sealed class SidecarOptions
     public TimeSpan JobCommitTimeout => TimeSpan.FromSeconds(JobCommitTimeoutSeconds);
 
     public bool ReadBack => Verify == VerifyReadBack;
+
+    /// <summary>Zero: wait for the first trainer for ever.</summary>
+    public TimeSpan FirstTrainerTimeout => TimeSpan.FromSeconds(
+        FirstTrainerTimeoutSeconds ?? (ExitWhenTrainersDone ? DefaultFirstTrainerTimeoutSeconds : 0));
 
     /// <summary>The pod's name, or the host's outside a cluster (a container's host name is its pod's name).</summary>
     public string PodNameOrHost => PodName.Length > 0 ? PodName : Environment.MachineName;

@@ -12,6 +12,8 @@ public sealed partial class SidecarOptionsValidator : IValidateOptions<SidecarOp
     /// <summary>The 107 bytes of a Unix socket path, less the private directory the socket is first bound in.</summary>
     public const int MaxSocketPathBytes = 107 - 7;
 
+    public const double MaxFirstTrainerTimeoutSeconds = 86400;
+
     public ValidateOptionsResult Validate(string? name, SidecarOptions options)
     {
         var errors = new List<string>();
@@ -57,6 +59,12 @@ public sealed partial class SidecarOptionsValidator : IValidateOptions<SidecarOp
         if (!(options.JobCommitTimeoutSeconds > 0) || double.IsInfinity(options.JobCommitTimeoutSeconds))
         {
             errors.Add($"CHECKPOINT_JOB_COMMIT_TIMEOUT_SECONDS: {options.JobCommitTimeoutSeconds} must be a positive number of seconds.");
+        }
+
+        // TimeSpan.FromSeconds throws beyond about 29,000 years; a day is far past any pod's start-up.
+        if (options.FirstTrainerTimeoutSeconds is { } firstTrainer && !(firstTrainer >= 0 && firstTrainer <= MaxFirstTrainerTimeoutSeconds))
+        {
+            errors.Add($"CHECKPOINT_FIRST_TRAINER_TIMEOUT_SECONDS: {firstTrainer} must be between 0 (wait for ever) and {MaxFirstTrainerTimeoutSeconds} seconds.");
         }
 
         if (options.Verify is not (SidecarOptions.VerifyReadBack or SidecarOptions.VerifyWriteHash))
@@ -143,7 +151,8 @@ public sealed partial class SidecarOptionsValidator : IValidateOptions<SidecarOp
         }
     }
 
-    private static bool IsPathSegment(string value) =>
+    /// <summary>A single directory name: what the namespace and job name must be, here and in the operator commands.</summary>
+    internal static bool IsPathSegment(string value) =>
         !string.IsNullOrWhiteSpace(value) && value is not ("." or "..") && !value.Contains('/') && !value.Contains('\0');
 
     /// <summary>

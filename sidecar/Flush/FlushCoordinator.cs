@@ -85,6 +85,9 @@ internal sealed class FlushCoordinator : BackgroundService
 
     public FlushTimings? LastFlush { get; private set; }
 
+    /// <summary>The termination came after every trainer had detached: a normal end of training, not a preemption.</summary>
+    public bool EndedAsShutdown { get; private set; }
+
     public string? LastCommittedId { get; private set; }
 
     /// <param name="peer">The process attaching; later calls naming the trainer must come from it (null: in-process callers).</param>
@@ -97,6 +100,7 @@ internal sealed class FlushCoordinator : BackgroundService
         {
             trainer = _trainers.Add(rank, description, peer, worldSize, worldId);
             _metrics.SetTrainersAttached(_trainers.Count);
+            _metrics.RecordTrainerAttached();
         }
 
         FlushLog.Attached(_logger, trainer.Id, rank, description);
@@ -158,8 +162,19 @@ internal sealed class FlushCoordinator : BackgroundService
 
             if (_trainers.Count == 0)
             {
-                FlushLog.NothingToFlush(_logger, source);
-                _metrics.RecordPreemption(cause);
+                // Trainers came and all went: the pod ends because training did (a native sidecar gets SIGTERM
+                // once the trainer container has exited). Only the pod's DisruptionTarget says otherwise.
+                if (_trainers.FirstAttached.IsCompleted && disruptionReason is null)
+                {
+                    FlushLog.TrainingEnded(_logger, source);
+                    EndedAsShutdown = true;
+                }
+                else
+                {
+                    FlushLog.NothingToFlush(_logger, source);
+                    _metrics.RecordPreemption(cause);
+                }
+
                 _terminated.TrySetResult(null);
                 return new TerminationTicket(null, null);
             }
@@ -853,6 +868,13 @@ internal sealed class FlushCoordinator : BackgroundService
                     _metrics.RecordMissingRanks(outcome.MissingRanks.Count);
                 }
 
+                if (outcome.FailureCause == FlushFailureCause.DeadlineExceeded)
+                {
+                    // Before the push below: the dying pod's recommendation is one the miss would have fitted.
+                    _planner.RecordDeadlineMiss(_time.GetUtcNow() - session.TriggeredAt);
+                    _metrics.SetPrediction(_planner.Predict());
+                }
+
                 FlushLog.Failed(_logger, session.Id, reason, outcome.FailureCause!.Value.ToLabel(), outcome.Error ?? "");
                 break;
             default:
@@ -863,7 +885,7 @@ internal sealed class FlushCoordinator : BackgroundService
 
         // After the metrics: a Pushgateway push must carry this flush's figures.
         var report = new FlushReport(outcome, session.Reason, session.Cause, _planner.GracePeriod, session.TriggeredAt, _time.GetUtcNow());
-        _metrics.RecordLastFlushDeadlineMissed(report.DeadlineMissed);
+        _metrics.RecordLastFlushEnded(report.DeadlineMissed, report.EndedAt);
         _reports.Dispatch(reporter => reporter.FlushEndedAsync(report, CancellationToken.None));
     }
 

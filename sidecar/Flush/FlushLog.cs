@@ -13,6 +13,9 @@ internal static partial class FlushLog
     [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "Termination requested by {Source} but no trainer is attached: nothing to flush")]
     public static partial void NothingToFlush(ILogger logger, TerminationSource source);
 
+    [LoggerMessage(EventId = 249, Level = LogLevel.Information, Message = "Termination requested by {Source} after every trainer detached: training has ended, shutting down (not a preemption)")]
+    public static partial void TrainingEnded(ILogger logger, TerminationSource source);
+
     [LoggerMessage(EventId = 203, Level = LogLevel.Information, Message = "Flush {CheckpointId}: {Bytes} of {TotalBytes} bytes copied, {RateMBps:F0} MB/s, {SecondsLeft:F1} s to the deadline")]
     public static partial void Progress(ILogger logger, string checkpointId, long bytes, long totalBytes, double rateMBps, double secondsLeft);
 

@@ -11,6 +11,7 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
     private double _copyBytesPerSecond;
     private double _verifyBytesPerSecond;
     private FlushTimings? _last;
+    private TimeSpan _missedAfter;
 
     public TimeSpan GracePeriod { get; private set; } = gracePeriod;
 
@@ -44,6 +45,23 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
     }
 
     /// <summary>
+    /// A preemption flush (this pod's, or the previous pod's from its record) ran out of time after
+    /// <paramref name="ranFor"/>: it has no timings to predict from, but it needed longer than that.
+    /// The prediction is at least that from now on, so the recommendation is a grace period it would
+    /// have fitted, never the 0 s of "nothing measured".
+    /// </summary>
+    public void RecordDeadlineMiss(TimeSpan ranFor)
+    {
+        lock (_gate)
+        {
+            if (ranFor > _missedAfter)
+            {
+                _missedAfter = ranFor;
+            }
+        }
+    }
+
+    /// <summary>
     /// How long a preemption flush of the last checkpoint's size would take now, against G: the
     /// early warning that the grace period is too short. Infinite ratio when G leaves no time at all;
     /// null before any flush was measured.
@@ -51,18 +69,22 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
     public FlushPrediction? Predict()
     {
         FlushTimings? last;
+        TimeSpan missedAfter;
         lock (_gate)
         {
             last = _last;
+            missedAfter = _missedAfter;
         }
 
-        if (last is null)
+        if (last is null && missedAfter == TimeSpan.Zero)
         {
             return HasUsableBudget ? null : new FlushPrediction(TimeSpan.Zero, double.PositiveInfinity, RecommendGrace(TimeSpan.Zero));
         }
 
-        var persist = PredictPersistTime(last.Bytes) ?? last.Copy + last.Verify;
-        var predicted = last.Notify + last.Dump + persist + last.Commit;
+        var measured = last is null
+            ? TimeSpan.Zero
+            : last.Notify + last.Dump + (PredictPersistTime(last.Bytes) ?? last.Copy + last.Verify) + last.Commit;
+        var predicted = measured > missedAfter ? measured : missedAfter;
         var ratio = GracePeriod > TimeSpan.Zero ? predicted / GracePeriod : double.PositiveInfinity;
         return new FlushPrediction(predicted, ratio, RecommendGrace(predicted));
     }

@@ -24,4 +24,7 @@ internal static partial class HostingLog
 
     [LoggerMessage(EventId = 7, Level = LogLevel.Critical, Message = "SIGTERM could not start the preemption flush ({ExceptionType}: {Detail}); stopping with exit code 1")]
     public static partial void TerminationFailed(ILogger logger, string exceptionType, string detail);
+
+    [LoggerMessage(EventId = 8, Level = LogLevel.Error, Message = "No trainer attached within {TimeoutSeconds} s of start (CHECKPOINT_FIRST_TRAINER_TIMEOUT_SECONDS): exiting with code {ExitCode} so the pod fails instead of running for ever. Check that the trainer container is running and uses the checkpoint SDK, that it reaches the socket at {SocketPath} (the same volume mounted in both containers, and CHECKPOINT_SOCKET_PATH the same in both), and the trainer's log for an error before it connected")]
+    public static partial void NoTrainerAttached(ILogger logger, double timeoutSeconds, string socketPath, int exitCode);
 }

@@ -76,13 +76,20 @@ internal sealed class StartupTasks(
         if (timings is not null)
         {
             planner.RecordFlush(timings);
-            metrics.RestoreLastFlush(timings, record.DeadlineMissed);
+            metrics.RestoreLastFlush(timings, record.DeadlineMissed, record.EndedAt);
         }
         else
         {
-            metrics.RecordLastFlushDeadlineMissed(record.DeadlineMissed);
+            metrics.RecordLastFlushEnded(record.DeadlineMissed, record.EndedAt);
         }
 
+        if (record.DeadlineMissed)
+        {
+            // A missed flush has no timings; without this the next pod would recommend a grace period of 0 s.
+            planner.RecordDeadlineMiss(record.EndedAt - record.TriggeredAt);
+        }
+
+        metrics.SetPrediction(planner.Predict());
         ReportingLog.Restored(logger, record.CheckpointId, record.Reason, record.Outcome, record.Pod, timings?.BudgetUsedRatio ?? double.NaN);
     }
 

@@ -101,7 +101,9 @@ internal sealed class TerminationSignalHandler(
             Environment.ExitCode = 1;
         }
 
-        var summary = outcome is not null ? outcome.Status.ToString() : flushed.IsCompleted ? "nothing to flush" : "deadline passed";
+        var summary = outcome is not null ? outcome.Status.ToString()
+            : !flushed.IsCompleted ? "deadline passed"
+            : coordinator.EndedAsShutdown ? "training had ended" : "nothing to flush";
         HostingLog.Stopping(logger, summary);
         lifetime.StopApplication();
     }

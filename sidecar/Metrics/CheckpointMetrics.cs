@@ -25,11 +25,13 @@ public sealed class CheckpointMetrics
     private readonly Gauge _lastCommittedTimestamp;
     private readonly Gauge _lastCommittedStep;
     private readonly Gauge _trainersAttached;
+    private readonly Counter _attachments;
     private readonly Gauge _predictedFlush;
     private readonly Gauge _predictedRatio;
     private readonly Gauge _recommendedGrace;
     private readonly Counter _preemptions;
     private readonly Gauge _lastDeadlineMissed;
+    private readonly Gauge _lastFlushEnded;
     private readonly Histogram _commitWait;
     private readonly Gauge _missingRanks;
 
@@ -70,6 +72,9 @@ public sealed class CheckpointMetrics
             "checkpoint_last_committed_step", "Training step held by the most recent committed checkpoint.");
         _trainersAttached = factory.CreateGauge(
             "checkpoint_trainers_attached", "Trainer processes attached to this sidecar.");
+        _attachments = factory.CreateCounter(
+            "checkpoint_trainer_attachments_total",
+            "Trainer attachments since the sidecar started (a reattachment counts again); 0 for long: no trainer ever reached the sidecar.");
 
         _predictedFlush = factory.CreateGauge(
             "checkpoint_predicted_flush_seconds",
@@ -88,6 +93,11 @@ public sealed class CheckpointMetrics
             "checkpoint_last_flush_deadline_missed",
             "1 when the most recent flush (of this pod, or of the previous pod of the job, from its record) missed its deadline.");
 
+        _lastFlushEnded = factory.CreateGauge(
+            "checkpoint_last_flush_timestamp_seconds",
+            "Unix time the most recent flush (of this pod, or of the previous pod of the job, from its record) ended, committed or not; "
+            + "alerts on the last flush read its age, as a pushed or re-exported series never goes away.");
+
         _commitWait = factory.CreateHistogram(
             "checkpoint_job_commit_wait_seconds",
             "From this pod's shard being sealed to the job-wide commit: the time spent waiting for the other pods' shards.",
@@ -95,6 +105,15 @@ public sealed class CheckpointMetrics
         _missingRanks = factory.CreateGauge(
             "checkpoint_job_missing_ranks",
             "Ranks of the world that had no sealed shard when this pod's most recent job-wide checkpoint failed; 0 after a commit.");
+
+        // The prometheus-net/Prometheus convention: a constant 1 whose labels say what runs, so a
+        // dashboard can tell which pods still run an old build.
+        factory.CreateGauge(
+                "checkpoint_build_info",
+                "Always 1; the labels name the sidecar's version and the commit it was built from.",
+                "version", "commit")
+            .WithLabels(Hosting.BuildInfo.Version, Hosting.BuildInfo.Commit)
+            .Set(1);
 
         // Series that alerts compare against exist from the start, at zero, rather than appearing
         // only after the first failure.
@@ -110,6 +129,8 @@ public sealed class CheckpointMetrics
     public void SetGracePeriod(TimeSpan gracePeriod) => _gracePeriod.Set(gracePeriod.TotalSeconds);
 
     public void SetTrainersAttached(int count) => _trainersAttached.Set(count);
+
+    public void RecordTrainerAttached() => _attachments.Inc();
 
     public void RecordCommitted(FlushTimings timings, long step, DateTimeOffset committedAt)
     {
@@ -164,13 +185,17 @@ public sealed class CheckpointMetrics
 
     public void RecordPreemption(string cause) => _preemptions.WithLabels(cause).Inc();
 
-    public void RecordLastFlushDeadlineMissed(bool missed) => _lastDeadlineMissed.Set(missed ? 1 : 0);
+    public void RecordLastFlushEnded(bool deadlineMissed, DateTimeOffset endedAt)
+    {
+        _lastDeadlineMissed.Set(deadlineMissed ? 1 : 0);
+        _lastFlushEnded.Set(endedAt.ToUnixTimeMilliseconds() / 1000.0);
+    }
 
     /// <summary>
     /// A new sidecar of the same job shows how the flush that ended the previous pod went, from the
     /// record that pod left on the shared storage.
     /// </summary>
-    public void RestoreLastFlush(FlushTimings timings, bool deadlineMissed)
+    public void RestoreLastFlush(FlushTimings timings, bool deadlineMissed, DateTimeOffset endedAt)
     {
         var reason = timings.Reason.ToLabel();
         foreach (var (phase, duration) in PhaseDurations(timings))
@@ -180,7 +205,7 @@ public sealed class CheckpointMetrics
 
         _throughput.Set(timings.ThroughputBytesPerSecond);
         _budgetUsedRatio.Set(timings.BudgetUsedRatio);
-        _lastDeadlineMissed.Set(deadlineMissed ? 1 : 0);
+        RecordLastFlushEnded(deadlineMissed, endedAt);
     }
 
     public void RecordResumeVerifyFailure() => _verifyFailures.WithLabels("resume").Inc();

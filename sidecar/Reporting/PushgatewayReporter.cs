@@ -9,12 +9,14 @@ namespace Checkpoint.Sidecar.Reporting;
 /// <summary>
 /// Pushes the sidecar's metrics to a Prometheus Pushgateway when a preemption flush has ended: the
 /// pod exits moments later, usually before the next scrape, and this is the only way its final
-/// figures reach Prometheus. Grouped by job, namespace and pod, so each pod's last flush stays.
+/// figures reach Prometheus. Grouped by namespace, job_name and pod, so each pod's last flush stays.
 /// </summary>
 internal sealed class PushgatewayReporter(
     IOptions<SidecarOptions> options, CollectorRegistry registry, ILogger<PushgatewayReporter> logger) : IFlushReporter
 {
     private static readonly TimeSpan PushTimeout = TimeSpan.FromSeconds(5);
+
+    public const string PushedJob = "checkpoint-sidecar";
 
     public Task PreemptionStartedAsync(PreemptionStarted started, CancellationToken cancellationToken) => Task.CompletedTask;
 
@@ -26,8 +28,11 @@ internal sealed class PushgatewayReporter(
             return;
         }
 
-        var group = $"metrics/job/checkpoint-sidecar/namespace/{Uri.EscapeDataString(settings.PodNamespace)}" +
-            $"/checkpoint_job/{Uri.EscapeDataString(settings.JobName)}/pod/{Uri.EscapeDataString(settings.PodNameOrHost)}";
+        // The labels the PodMonitor gives scraped series (namespace, job_name, pod), so the dashboard
+        // and the alerts, which filter and group by them, see pushed series too; "job" is the
+        // Pushgateway's own grouping label.
+        var group = $"metrics/job/{PushedJob}/namespace/{Uri.EscapeDataString(settings.PodNamespace)}" +
+            $"/job_name/{Uri.EscapeDataString(settings.JobName)}/pod/{Uri.EscapeDataString(settings.PodNameOrHost)}";
         var url = new Uri(new Uri(settings.PushgatewayUrl.TrimEnd('/') + "/"), group);
         var shown = url.ToString();
         try

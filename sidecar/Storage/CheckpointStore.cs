@@ -163,16 +163,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
     /// </summary>
     private CommittedCheckpoint? TryValidate(string name, Func<Validation> validate, Action<string, string>? onInvalid)
     {
-        Validation result;
-        try
-        {
-            result = validate();
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            result = Validation.Invalid(StorageErrors.Describe(e));
-        }
-
+        var result = Attempt(validate);
         if (result.Problem is { } problem)
         {
             StorageLog.InvalidCheckpoint(logger, name, problem);
@@ -182,8 +173,33 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         return result.Checkpoint;
     }
 
+    private static Validation Attempt(Func<Validation> validate)
+    {
+        try
+        {
+            return validate();
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return Validation.Invalid(StorageErrors.Describe(e));
+        }
+    }
+
+    /// <summary>
+    /// Checks one checkpoint of the job by name (a step's, or a format-1 id) exactly as resume checks a
+    /// candidate, for the operator's <c>list</c> and <c>verify</c>; nothing is logged.
+    /// </summary>
+    /// <exception cref="IOException">The job directory cannot be opened.</exception>
+    internal Validation Check(string name, bool verifyHashes, int bufferSize, CancellationToken cancellationToken)
+    {
+        using var jobDirectory = NativeFile.OpenDirectory(layout.JobDirectory);
+        return Attempt(() => CheckpointLayout.ParseStepName(name) is { } step
+            ? ValidateStep(jobDirectory, name, step, verifyHashes, bufferSize, onProgress: null, cancellationToken)
+            : Validate(jobDirectory, name, verifyHashes, bufferSize, onProgress: null, cancellationToken));
+    }
+
     /// <summary>What checking one candidate found: a checkpoint, a problem, or neither (a step still in progress).</summary>
-    private readonly record struct Validation(CommittedCheckpoint? Checkpoint, string? Problem)
+    internal readonly record struct Validation(CommittedCheckpoint? Checkpoint, string? Problem)
     {
         public static Validation Invalid(string problem) => new(null, problem);
 

@@ -39,36 +39,42 @@ public sealed class FlushRecordStore(CheckpointLayout layout, ILogger<FlushRecor
     /// the one before it still tells the story. Only the newest that <see cref="Write"/> keeps are tried.
     /// </summary>
     /// <exception cref="IOException">The records directory cannot be listed.</exception>
-    public FlushRecord? ReadLatest()
+    public FlushRecord? ReadLatest() => ReadTrusted().FirstOrDefault();
+
+    /// <summary>Every record that can be trusted, newest first (read lazily); the others are skipped and logged.</summary>
+    /// <exception cref="IOException">The records directory cannot be listed.</exception>
+    public IEnumerable<FlushRecord> ReadTrusted()
     {
         using var directory = StorageFile.OpenDirectoryIfExists(layout.FlushRecordsDirectory);
         if (directory is null)
         {
-            return null;
+            yield break;
         }
 
         foreach (var path in RecordFiles().Reverse().Take(keep))
         {
+            FlushRecord? record = null;
             string? problem;
             try
             {
                 var json = StorageFile.ReadAll(directory, Path.GetFileName(path), StorageFile.FlushRecordLimit);
-                var record = JsonSerializer.Deserialize(json.Span, FlushRecordJsonContext.Default.FlushRecord);
+                record = JsonSerializer.Deserialize(json.Span, FlushRecordJsonContext.Default.FlushRecord);
                 problem = record is null ? "it holds null" : record.FindImplausible();
-                if (problem is null)
-                {
-                    return record;
-                }
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 problem = StorageErrors.Describe(e);
             }
 
-            StorageLog.FlushRecordSkipped(logger, path, problem);
+            if (problem is null)
+            {
+                yield return record!;
+            }
+            else
+            {
+                StorageLog.FlushRecordSkipped(logger, path, problem);
+            }
         }
-
-        return null;
     }
 
     private IEnumerable<string> RecordFiles() =>

@@ -38,7 +38,8 @@ internal interface ICheckpointTarget
     /// Job-wide retention after this pod committed <paramref name="committedStep"/>: committed steps beyond the
     /// newest <paramref name="keep"/> (never that one), and uncommitted steps older than it.
     /// </summary>
-    void ApplyRetention(int keep, long committedStep);
+    /// <returns>The names in the job directory that were taken out of it.</returns>
+    IReadOnlyList<string> ApplyRetention(int keep, long committedStep);
 
     /// <summary>The directory holding <paramref name="rank"/>'s files in a committed checkpoint.</summary>
     string DirectoryOf(JobManifest manifest, int rank);

@@ -207,9 +207,9 @@ public sealed class ExampleJobTests
         foreach (var pod in await Manifests.PodsAsync(example))
         {
             Assert.Equal(account.Metadata.Name, pod.Spec.ServiceAccountName);
-            // The token is mounted as in every example (the default): the sidecar reads and watches its pod.
-            Assert.Null(pod.Spec.AutomountServiceAccountToken);
-            Assert.Null(account.AutomountServiceAccountToken);
+            // No automatic token in any container; the sidecar mounts its own (ServiceAccountToken_... below).
+            Assert.Equal(false, pod.Spec.AutomountServiceAccountToken);
+            Assert.Equal(false, account.AutomountServiceAccountToken);
 
             foreach (var (key, value) in podMonitor["spec"]!["selector"]!["matchLabels"]!.AsObject())
             {
@@ -224,7 +224,7 @@ public sealed class ExampleJobTests
     {
         foreach (var pod in await Manifests.PodsAsync(example))
         {
-            Assert.Equal("registry.example.com/platform/checkpoint-sidecar:0.1.0", Manifests.Sidecar(pod.Spec).Image);
+            Assert.Equal("registry.example.com/platform/checkpoint-sidecar:" + VersionTests.ProjectVersion(), Manifests.Sidecar(pod.Spec).Image);
             var all = pod.Spec.Containers.Concat(pod.Spec.InitContainers ?? []).ToList();
             Assert.DoesNotContain(all, c => c.Image == "checkpoint-sidecar");
         }
@@ -285,14 +285,14 @@ public sealed class ExampleJobTests
         Assert.Equal("metadata.annotations['batch.kubernetes.io/job-completion-index']",
             trainer.Env.Single(e => e.Name == "JOB_COMPLETION_INDEX").ValueFrom?.FieldRef?.FieldPath);
         var command = string.Join(' ', trainer.Args);
-        Assert.Contains("--node-rank=\"$JOB_COMPLETION_INDEX\"", command, StringComparison.Ordinal);
+        Assert.Contains("--node_rank=\"$JOB_COMPLETION_INDEX\"", command, StringComparison.Ordinal);
 
         // The rendezvous address is pod 0's stable DNS name through the headless Service.
         var service = Assert.Single(await Manifests.ResourcesAsync<V1Service>("deploy/examples/indexed-job", "Service"));
         Assert.Equal("None", service.Spec.ClusterIP);
         Assert.Equal(service.Metadata.Name, job.Spec.Template.Spec.Subdomain);
         Assert.Equal(job.Metadata.Name, service.Spec.Selector["batch.kubernetes.io/job-name"]);
-        Assert.Contains($"--master-addr={job.Metadata.Name}-0.{service.Metadata.Name} ", command, StringComparison.Ordinal);
+        Assert.Contains($"--master_addr={job.Metadata.Name}-0.{service.Metadata.Name} ", command, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -401,10 +401,10 @@ public sealed class ExampleJobTests
             // exec: torchrun is the container's main process and gets the SIGTERM that follows the preStop hook.
             Assert.Contains("exec torchrun ", command, StringComparison.Ordinal);
             var nnodes = int.Parse(Regex.Match(command, @"--nnodes=(\d+)").Groups[1].Value, CultureInfo.InvariantCulture);
-            var perNode = int.Parse(Regex.Match(command, @"--nproc-per-node=(\d+)").Groups[1].Value, CultureInfo.InvariantCulture);
+            var perNode = int.Parse(Regex.Match(command, @"--nproc_per_node=(\d+)").Groups[1].Value, CultureInfo.InvariantCulture);
             Assert.Equal(totalPods, nnodes);
-            Assert.Matches(@"--node-rank=""\$", command);
-            Assert.Matches(@"--master-addr=\S+", command);
+            Assert.Matches(@"--node_rank=""\$", command);
+            Assert.Matches(@"--master_addr=\S+", command);
             // One process per GPU.
             Assert.Equal(perNode.ToString(CultureInfo.InvariantCulture), trainer.Resources.Limits["nvidia.com/gpu"].ToString());
         }
@@ -468,8 +468,8 @@ public sealed class ExampleJobTests
         var trainer = Manifests.Trainer(pod.Spec);
         var command = string.Join(' ', trainer.Args);
         // Node rank = job index * pods per child Job + completion index; node 0 is the master.
-        Assert.Contains($"--node-rank=\"$((JOB_INDEX * {pod.Job.Parallelism} + JOB_COMPLETION_INDEX))\"", command, StringComparison.Ordinal);
-        Assert.Contains($"--master-addr={name}-{replicatedJob}-0-0.{subdomain} ", command, StringComparison.Ordinal);
+        Assert.Contains($"--node_rank=\"$((JOB_INDEX * {pod.Job.Parallelism} + JOB_COMPLETION_INDEX))\"", command, StringComparison.Ordinal);
+        Assert.Contains($"--master_addr={name}-{replicatedJob}-0-0.{subdomain} ", command, StringComparison.Ordinal);
         Assert.Equal("metadata.annotations['jobset.sigs.k8s.io/job-index']", Manifests.EnvVar(trainer, "JOB_INDEX")?.ValueFrom?.FieldRef?.FieldPath);
         Assert.Equal("metadata.annotations['batch.kubernetes.io/job-completion-index']",
             Manifests.EnvVar(trainer, "JOB_COMPLETION_INDEX")?.ValueFrom?.FieldRef?.FieldPath);
@@ -498,8 +498,8 @@ public sealed class ExampleJobTests
             Assert.Equal("pytorch", trainer.Name);
             Assert.Contains(trainer.Ports, p => p.Name == "pytorchjob-port");
             var command = string.Join(' ', trainer.Args);
-            Assert.Contains("--node-rank=\"$RANK\"", command, StringComparison.Ordinal);
-            Assert.Contains("--master-addr=\"$MASTER_ADDR\" --master-port=\"$MASTER_PORT\"", command, StringComparison.Ordinal);
+            Assert.Contains("--node_rank=\"$RANK\"", command, StringComparison.Ordinal);
+            Assert.Contains("--master_addr=\"$MASTER_ADDR\" --master_port=\"$MASTER_PORT\"", command, StringComparison.Ordinal);
             // The replica spec's restartPolicy is the one that counts; the template leaves it alone.
             Assert.Null(pod.Spec.RestartPolicy);
         }
@@ -525,28 +525,152 @@ public sealed class ExampleJobTests
     }
 
     [Fact]
-    public async Task NfsStorage_IsAReadWriteManyVolumeTheClaimBindsTo()
+    public async Task NfsStorage_IsAReadWriteManyClaimOfAStorageClass_AndTheStaticVolumeIsOptional()
     {
-        var pv = Assert.Single(await Manifests.ResourcesAsync<V1PersistentVolume>("deploy/storage/nfs", "PersistentVolume"));
+        // The default: only the namespaced claim, which a provisioner fills.
+        Assert.Empty(await Manifests.ResourcesAsync<V1PersistentVolume>("deploy/storage/nfs", "PersistentVolume"));
         var pvc = Assert.Single(await Manifests.ResourcesAsync<V1PersistentVolumeClaim>("deploy/storage/nfs", "PersistentVolumeClaim"));
+        Assert.Equal(["ReadWriteMany"], pvc.Spec.AccessModes);
+        Assert.False(string.IsNullOrEmpty(pvc.Spec.StorageClassName), "the claim names no storage class");
+        Assert.Null(pvc.Spec.Selector);
+        foreach (var example in Kustomize.Examples)
+        {
+            // A cluster-scoped volume in an example would bind the first namespace that applies it.
+            Assert.Empty(await Manifests.ResourcesAsync<V1PersistentVolume>(example, "PersistentVolume"));
+            foreach (var pod in await Manifests.PodsAsync(example))
+            {
+                Assert.Equal(pvc.Metadata.Name, Manifests.Volume(pod.Spec, "checkpoints").PersistentVolumeClaim.ClaimName);
+            }
+        }
+
+        // The optional static volume: kept out of every kustomization, bound to that claim by claimRef.
+        var staticPv = Path.Combine(RepoPaths.Root, "deploy", "storage", "nfs", "static-pv.yaml");
+        foreach (var kustomization in Directory.EnumerateFiles(DeployPaths.Deploy, "kustomization.yaml", SearchOption.AllDirectories))
+        {
+            Assert.DoesNotMatch(@"(?m)^\s*-\s*(\S*/)?static-pv\.yaml\s*$", await File.ReadAllTextAsync(kustomization));
+        }
+
+        var pv = k8s.KubernetesYaml.Deserialize<V1PersistentVolume>(await File.ReadAllTextAsync(staticPv), strict: true);
         Assert.NotNull(pv.Spec.Nfs);
         Assert.False(string.IsNullOrEmpty(pv.Spec.Nfs.Server));
         Assert.StartsWith("/", pv.Spec.Nfs.Path, StringComparison.Ordinal);
         Assert.Equal(["ReadWriteMany"], pv.Spec.AccessModes);
-        Assert.Equal(["ReadWriteMany"], pvc.Spec.AccessModes);
         Assert.Equal("Retain", pv.Spec.PersistentVolumeReclaimPolicy);
-        Assert.Equal(pv.Spec.StorageClassName, pvc.Spec.StorageClassName);
-        foreach (var (key, value) in pvc.Spec.Selector.MatchLabels)
-        {
-            Assert.Equal(value, pv.Metadata.Labels[key]);
-        }
-
+        Assert.Equal("", pv.Spec.StorageClassName);
+        Assert.Equal(pvc.Metadata.Name, pv.Spec.ClaimRef?.Name);
+        Assert.False(string.IsNullOrEmpty(pv.Spec.ClaimRef?.NamespaceProperty), "the static volume binds no namespace's claim in particular");
         Assert.Contains("hard", pv.Spec.MountOptions);
+    }
+
+    [Fact]
+    public async Task NfsDocs_SayFsGroupDoesNotMakeTheExportWritable_AndWhatDoes()
+    {
+        var readme = await File.ReadAllTextAsync(Path.Combine(RepoPaths.Root, "deploy", "README.md"));
+        var section = Regex.Match(readme, @"^## storage/nfs$(.*?)(?=^## )", RegexOptions.Multiline | RegexOptions.Singleline).Groups[1].Value;
+        Assert.Contains("fsGroup", section, StringComparison.Ordinal);
+        Assert.Contains("all_squash", section, StringComparison.Ordinal);
+        Assert.Contains("anonuid=1654", section, StringComparison.Ordinal);
+        Assert.Contains("chown 1654:1654", section, StringComparison.Ordinal);
+        // The examples run as the uid the docs tell the export to accept.
         foreach (var example in Kustomize.Examples)
         {
             foreach (var pod in await Manifests.PodsAsync(example))
             {
-                Assert.Equal(pvc.Metadata.Name, Manifests.Volume(pod.Spec, "checkpoints").PersistentVolumeClaim.ClaimName);
+                Assert.Equal(1654, pod.Spec.SecurityContext?.RunAsUser);
+                Assert.Equal(1654, pod.Spec.SecurityContext?.RunAsGroup);
+            }
+        }
+    }
+
+    /// <summary>The projected token the sidecar alone mounts; the injector produces the same name and path.</summary>
+    internal const string TokenVolume = "checkpoint-sidecar-token";
+
+    /// <summary>Where KubernetesClient's in-cluster configuration reads token, ca.crt and namespace.</summary>
+    internal const string TokenMountPath = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+    [Theory]
+    [MemberData(nameof(Examples))]
+    public async Task ServiceAccountToken_IsMountedIntoTheSidecarAlone(string example)
+    {
+        foreach (var pod in await Manifests.PodsAsync(example))
+        {
+            // No automatic token: it would be in every container, the trainer's user code included.
+            Assert.Equal(false, pod.Spec.AutomountServiceAccountToken);
+
+            var volume = Manifests.Volume(pod.Spec, TokenVolume);
+            var sources = volume.Projected?.Sources;
+            Assert.NotNull(sources);
+            Assert.Equal(3, sources.Count);
+            var token = Assert.Single(sources, s => s.ServiceAccountToken is not null).ServiceAccountToken;
+            Assert.Equal("token", token.Path);
+            Assert.Equal(3600, token.ExpirationSeconds);
+            Assert.Null(token.Audience);
+            var ca = Assert.Single(sources, s => s.ConfigMap is not null).ConfigMap;
+            Assert.Equal("kube-root-ca.crt", ca.Name);
+            var caItem = Assert.Single(ca.Items);
+            Assert.Equal(("ca.crt", "ca.crt"), (caItem.Key, caItem.Path));
+            var ns = Assert.Single(Assert.Single(sources, s => s.DownwardAPI is not null).DownwardAPI.Items);
+            Assert.Equal(("namespace", "metadata.namespace"), (ns.Path, ns.FieldRef?.FieldPath));
+
+            var mount = Manifests.Mount(Manifests.Sidecar(pod.Spec), TokenVolume);
+            Assert.Equal(TokenMountPath, mount.MountPath);
+            Assert.Equal(true, mount.ReadOnlyProperty);
+
+            // No other container mounts the token, or anything where a client library would look for one.
+            var tokenVolumes = pod.Spec.Volumes
+                .Where(v => v.Projected?.Sources?.Any(s => s.ServiceAccountToken is not null) == true || v.Secret is not null)
+                .Select(v => v.Name)
+                .ToHashSet();
+            Assert.Equal(TokenVolume, Assert.Single(tokenVolumes));
+            foreach (var container in pod.Spec.Containers.Concat(pod.Spec.InitContainers ?? []).Where(c => c.Name != Manifests.SidecarName))
+            {
+                Assert.DoesNotContain(container.VolumeMounts ?? [], m => tokenVolumes.Contains(m.Name));
+                Assert.DoesNotContain(container.VolumeMounts ?? [], m => m.MountPath.StartsWith("/var/run/secrets", StringComparison.Ordinal));
+            }
+        }
+    }
+
+    /// <summary>
+    /// The flags torchrun accepts in torch 1.13 (torch/distributed/run.py of Debian's python3-torch 1.13):
+    /// underscore spellings only. Current torch accepts these too, beside the dashed ones it added.
+    /// </summary>
+    private static readonly string[] Torch113TorchrunFlags =
+    [
+        "--nnodes", "--nproc_per_node", "--rdzv_backend", "--rdzv_endpoint", "--rdzv_id", "--rdzv_conf", "--standalone",
+        "--max_restarts", "--monitor_interval", "--start_method", "--role", "--module", "--no_python", "--run_path",
+        "--log_dir", "--redirects", "--tee", "--node_rank", "--master_addr", "--master_port",
+    ];
+
+    [Theory]
+    [MemberData(nameof(MultiPodExamples))]
+    public async Task MultiPodExample_TorchrunFlags_AreOnesTorch113Accepts(string example)
+    {
+        foreach (var pod in await Manifests.PodsAsync(example))
+        {
+            var trainer = Manifests.Trainer(pod.Spec);
+            var command = string.Join(' ', (trainer.Command ?? []).Concat(trainer.Args ?? []));
+            var torchrun = command[command.IndexOf("torchrun ", StringComparison.Ordinal)..];
+            var flags = Regex.Matches(torchrun, @"(?<=\s)--[a-z_-]+").Select(m => m.Value).ToList();
+            Assert.NotEmpty(flags);
+            Assert.All(flags, f => Assert.Contains(f, Torch113TorchrunFlags));
+        }
+    }
+
+    private static readonly string[] DocsNamingTorchrun = ["README.md", "deploy/README.md", "trainer-sdk/python/README.md"];
+
+    [Fact]
+    public void Docs_NeverSpellTorch113FlagsWithDashes()
+    {
+        var dashed = Torch113TorchrunFlags.Where(f => f.Contains('_', StringComparison.Ordinal)).Select(f => f.Replace('_', '-')).ToList();
+        var files = DocsNamingTorchrun
+            .Select(f => Path.Combine(RepoPaths.Root, f))
+            .Concat(Directory.EnumerateFiles(DeployPaths.Deploy, "*.yaml", SearchOption.AllDirectories));
+        foreach (var file in files)
+        {
+            var text = File.ReadAllText(file);
+            foreach (var flag in dashed)
+            {
+                Assert.False(Regex.IsMatch(text, Regex.Escape(flag) + @"\b"), $"{Path.GetRelativePath(RepoPaths.Root, file)} spells {flag}; torch 1.13 accepts only {flag.Replace('-', '_')}");
             }
         }
     }

@@ -125,4 +125,77 @@ public sealed class LiveSidecarTests
             Assert.Equal("inactive", rule["state"]!.GetValue<string>());
         }
     }
+
+    /// <summary>
+    /// A pod whose preemption flush missed its deadline pushes its final metrics to a real Pushgateway; a real Prometheus
+    /// scraping it (honor_labels, as deploy/README.md says) finds them under the labels the dashboard filters on, fires
+    /// CheckpointDeadlineMissed for them, and not for the miss an earlier pod pushed two hours ago, which stays in the
+    /// Pushgateway for ever. The dying pod recommends a grace period its flush would have fitted, not 0 s.
+    /// </summary>
+    [Fact]
+    public async Task DeadlineMissPushedToPushgateway_AlertsUnderTheDashboardsLabels_AndAnOldPushDoesNot()
+    {
+        using var dirs = new TestDirectories();
+        var port = TestDirectories.FreeTcpPort();
+        await using var pushgateway = ObservedProcess.Start("pushgateway", Tool.Find("prometheus-pushgateway"),
+            [$"--web.listen-address=127.0.0.1:{port}", "--persistence.file="], new Dictionary<string, string>());
+        await pushgateway.WaitForLineAsync("Listening on|listening on");
+        var gateway = $"http://127.0.0.1:{port}";
+
+        await using (var sidecar = await SidecarProcess.StartAsync(dirs, overrides: new Dictionary<string, string>
+        {
+            ["CHECKPOINT_PUSHGATEWAY_URL"] = gateway,
+            ["POD_NAME"] = "deploy-test-0",
+            ["POD_NAMESPACE"] = "ml",
+            ["CHECKPOINT_JOB_NAME"] = "deploy-test",
+            ["CHECKPOINT_GRACE_PERIOD_SECONDS"] = "2",
+        }))
+        {
+            // The trainer never dumps: the flush runs out of the 1 s the grace period leaves it.
+            await using var client = await sidecar.ConnectAsync();
+            sidecar.Process.Signal(Posix.SigTerm);
+            await sidecar.Process.WaitForLineAsync("Pushed the final metrics to");
+            await client.DisposeAsync();
+            Assert.Equal(1, await sidecar.Process.WaitForExitAsync());
+        }
+
+        // An earlier pod's miss, pushed two hours ago, with the sidecar's own help texts (the Pushgateway refuses a push
+        // that disagrees with what it holds).
+        using (var http = new HttpClient())
+        {
+            var held = (await http.GetStringAsync(new Uri($"{gateway}/metrics"))).Split('\n');
+            string Help(string name) => held.Single(l => l.StartsWith($"# HELP {name} ", StringComparison.Ordinal));
+            var twoHoursAgo = DateTimeOffset.UtcNow.AddHours(-2).ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
+            using var old = new StringContent(
+                $"{Help("checkpoint_last_flush_deadline_missed")}\n# TYPE checkpoint_last_flush_deadline_missed gauge\ncheckpoint_last_flush_deadline_missed 1\n" +
+                $"{Help("checkpoint_last_flush_timestamp_seconds")}\n# TYPE checkpoint_last_flush_timestamp_seconds gauge\ncheckpoint_last_flush_timestamp_seconds {twoHoursAgo}\n");
+            var put = await http.PutAsync(new Uri($"{gateway}/metrics/job/checkpoint-sidecar/namespace/ml/job_name/deploy-test/pod/deploy-test-old"), old);
+            Assert.True(put.IsSuccessStatusCode, $"{put} {await put.Content.ReadAsStringAsync()}");
+        }
+
+        await using var prometheus = await PrometheusServer.StartAsync(
+            [($"127.0.0.1:{port}", new Dictionary<string, string>())], [DeployPaths.RulesFile], honorLabels: true);
+        var firing = await PrometheusServer.UntilAsync(
+            async () =>
+            {
+                var answer = await prometheus.QueryAsync("ALERTS{alertname=\"CheckpointDeadlineMissed\", alertstate=\"firing\"}");
+                var result = answer["data"]?["result"]?.AsArray();
+                return (result is { Count: > 0 } ? result : null, answer.ToJsonString());
+            },
+            TimeSpan.FromSeconds(30),
+            "CheckpointDeadlineMissed firing");
+        var alert = Assert.Single(firing)!["metric"]!;
+        Assert.Equal("deploy-test-0", alert["pod"]!.GetValue<string>());
+        Assert.Equal("deploy-test", alert["job_name"]!.GetValue<string>());
+        Assert.Equal("ml", alert["namespace"]!.GetValue<string>());
+
+        // The dashboard's filters (namespace, job_name, pod) find the pushed series.
+        var missed = await prometheus.QueryAsync(
+            "checkpoint_last_flush_deadline_missed{namespace=~\"ml\", job_name=~\"deploy-test\", pod=~\"deploy-test-0\"} == 1");
+        Assert.Single(missed["data"]!["result"]!.AsArray());
+        var recommended = await prometheus.QueryAsync(
+            "checkpoint_recommended_grace_period_seconds{namespace=~\"ml\", job_name=~\"deploy-test\", pod=~\"deploy-test-0\"}");
+        var seconds = double.Parse(recommended["data"]!["result"]![0]!["value"]![1]!.GetValue<string>(), CultureInfo.InvariantCulture);
+        Assert.True(seconds > 2, $"after missing its deadline with G = 2 s the pod recommends {seconds} s");
+    }
 }

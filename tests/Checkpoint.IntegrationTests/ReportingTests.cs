@@ -66,7 +66,7 @@ public sealed class ReportingTests
         using var http = new HttpClient();
         var pushed = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
         Assert.Matches(
-            "checkpoint_flushes_total\\{checkpoint_job=\"it-job\",instance=\"\",job=\"checkpoint-sidecar\",namespace=\"default\",outcome=\"committed\",pod=\"train-0-xyz\",reason=\"preemption\"\\} 1",
+            "checkpoint_flushes_total\\{instance=\"\",job=\"checkpoint-sidecar\",job_name=\"it-job\",namespace=\"default\",outcome=\"committed\",pod=\"train-0-xyz\",reason=\"preemption\"\\} 1",
             pushed);
     }
 

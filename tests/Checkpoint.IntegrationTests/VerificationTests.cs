@@ -80,7 +80,7 @@ public sealed class VerificationTests
         Assert.Equal(IndependentCheck.StepName(20), IndependentCheck.Latest(dirs.JobDirectory()));
         Assert.Equal(IndependentCheck.ShardDirectory(IndependentCheck.StepDirectory(dirs.JobDirectory(), 20), 0), newer.Directory);
 
-        FlipBit(Path.Combine(newer.Directory!, "rank-0", "model.bin"), offset: 12345);
+        FileDamage.FlipBit(Path.Combine(newer.Directory!, "rank-0", "model.bin"), offset: 12345);
 
         var latest = await client.GetLatestCheckpointAsync();
         Assert.NotNull(latest);
@@ -98,17 +98,8 @@ public sealed class VerificationTests
         await using var sidecar = await SidecarProcess.StartAsync(dirs);
         await using var client = await sidecar.ConnectAsync();
         var only = await TrainerFiles.CheckpointAsync(client, 10, 0, ("model.bin", 1 << 16));
-        FlipBit(Path.Combine(only.Directory!, "rank-0", "model.bin"), offset: 0);
+        FileDamage.FlipBit(Path.Combine(only.Directory!, "rank-0", "model.bin"), offset: 0);
 
         Assert.Null(await client.GetLatestCheckpointAsync());
-    }
-
-    private static void FlipBit(string path, long offset)
-    {
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
-        stream.Position = offset;
-        var value = stream.ReadByte();
-        stream.Position = offset;
-        stream.WriteByte((byte)(value ^ 0x01));
     }
 }

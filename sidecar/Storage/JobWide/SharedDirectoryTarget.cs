@@ -170,7 +170,45 @@ internal sealed class SharedDirectoryTarget(
         }
     }
 
-    public void ApplyRetention(int keep, long committedStep)
+    public IReadOnlyList<string> ApplyRetention(int keep, long committedStep)
+    {
+        var removed = new List<string>();
+        foreach (var name in PlanRetention(keep, committedStep))
+        {
+            var path = Path.Combine(layout.JobDirectory, name);
+            var deleting = path + CheckpointLayout.DeletingSuffix;
+            try
+            {
+                // Renamed first, so a half-deleted step is never taken for a checkpoint. Another pod may
+                // be retiring it at the same moment: whoever renames first removes it.
+                Directory.Move(path, deleting);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                continue;
+            }
+
+            removed.Add(name);
+            try
+            {
+                NativeFile.RemoveTree(deleting);
+                StorageLog.Retired(logger, name);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                StorageLog.SweepFailed(logger, deleting, StorageErrors.Reason(e));
+            }
+        }
+
+        NativeFile.FsyncDirectory(layout.JobDirectory);
+        return removed;
+    }
+
+    /// <summary>
+    /// What <see cref="ApplyRetention"/> would remove, names in the job directory: what the operator's
+    /// <c>prune --dry-run</c> shows, decided by the same rules.
+    /// </summary>
+    public IReadOnlyList<string> PlanRetention(int keep, long committedStep)
     {
         var steps = layout.StepCandidates();
         // Committed as resume would see it (a real directory whose job manifest is one of this step),
@@ -197,33 +235,7 @@ internal sealed class SharedDirectoryTarget(
             retired.AddRange(layout.CommittedCandidates());
         }
 
-        foreach (var name in retired)
-        {
-            var path = Path.Combine(layout.JobDirectory, name);
-            var deleting = path + CheckpointLayout.DeletingSuffix;
-            try
-            {
-                // Renamed first, so a half-deleted step is never taken for a checkpoint. Another pod may
-                // be retiring it at the same moment: whoever renames first removes it.
-                Directory.Move(path, deleting);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                continue;
-            }
-
-            try
-            {
-                NativeFile.RemoveTree(deleting);
-                StorageLog.Retired(logger, name);
-            }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-            {
-                StorageLog.SweepFailed(logger, deleting, StorageErrors.Reason(e));
-            }
-        }
-
-        NativeFile.FsyncDirectory(layout.JobDirectory);
+        return retired;
     }
 
     /// <summary>A step directory (not a symlink) whose job manifest reads as this step's and covers its world.</summary>

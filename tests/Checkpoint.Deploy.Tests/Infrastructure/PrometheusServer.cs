@@ -33,8 +33,9 @@ internal sealed class PrometheusServer : IAsyncDisposable
     /// Starts Prometheus scraping every target (host:port) every second, each with its own labels (the
     /// pods of one job: the same namespace and job_name, their own pod), and loading <paramref name="ruleFiles"/>.
     /// </summary>
+    /// <param name="honorLabels">Keep the target's own job and instance labels, as a Pushgateway's scrape config must.</param>
     public static async Task<PrometheusServer> StartAsync(
-        IEnumerable<(string Target, IReadOnlyDictionary<string, string> Labels)> targets, IEnumerable<string> ruleFiles)
+        IEnumerable<(string Target, IReadOnlyDictionary<string, string> Labels)> targets, IEnumerable<string> ruleFiles, bool honorLabels = false)
     {
         var dir = Directory.CreateTempSubdirectory("ckpt-prom-");
         var staticConfigs = string.Concat(targets.Select(t =>
@@ -49,6 +50,7 @@ internal sealed class PrometheusServer : IAsyncDisposable
             rule_files:{rules}
             scrape_configs:
               - job_name: checkpoint-sidecar
+                honor_labels: {(honorLabels ? "true" : "false")}
                 static_configs:{staticConfigs}
             """;
         var configFile = Path.Combine(dir.FullName, "prometheus.yml");

@@ -233,6 +233,29 @@ public sealed class SidecarOptionsValidatorTests : IDisposable
     };
 
     /// <returns>The one failure message.</returns>
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(double.NaN)]
+    [InlineData(double.PositiveInfinity)]
+    [InlineData(86401)]
+    public void Validate_FirstTrainerTimeoutOutOfRange_FailsNamingIt(double seconds) =>
+        AssertFailsWith("CHECKPOINT_FIRST_TRAINER_TIMEOUT_SECONDS", o => o.FirstTrainerTimeoutSeconds = seconds);
+
+    [Theory]
+    [InlineData(null, true, 600)]
+    [InlineData(null, false, 0)]
+    [InlineData(0.0, true, 0)]
+    [InlineData(30.0, false, 30)]
+    public void FirstTrainerTimeout_Unset_DependsOnExitWhenTrainersDone(double? configured, bool exitWhenDone, double expectedSeconds)
+    {
+        var options = ValidOptions();
+        options.FirstTrainerTimeoutSeconds = configured;
+        options.ExitWhenTrainersDone = exitWhenDone;
+
+        Assert.True(_validator.Validate(null, options).Succeeded);
+        Assert.Equal(TimeSpan.FromSeconds(expectedSeconds), options.FirstTrainerTimeout);
+    }
+
     private string AssertFailsWith(string setting, Action<SidecarOptions> breakIt)
     {
         var options = ValidOptions();

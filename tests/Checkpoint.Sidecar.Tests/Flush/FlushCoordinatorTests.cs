@@ -813,6 +813,44 @@ public sealed class FlushCoordinatorTests : IAsyncLifetime, IDisposable
         return CheckpointLayout.StepName(step);
     }
 
+    [Fact]
+    public async Task Terminate_AfterEveryTrainerDetached_IsTheEndOfTrainingNotAPreemption()
+    {
+        var trainer = _coordinator.Attach(0, "rank 0");
+        _coordinator.Detach(trainer.Id);
+        var trainingEnded = _logger.WhenLogged(249);
+
+        var ticket = _coordinator.Terminate(TerminationSource.Signal);
+
+        Assert.Null(ticket.CheckpointId);
+        Assert.Null(await _coordinator.Terminated.WaitAsync(Bound));
+        Assert.True(_coordinator.EndedAsShutdown);
+        Assert.True(trainingEnded.IsCompleted);
+        Assert.DoesNotContain(await MetricsText.CollectAsync(_registry), s => s.Name == "checkpoint_preemptions_total");
+    }
+
+    [Fact]
+    public async Task Terminate_NoTrainerEverAttached_CountsAPreemption()
+    {
+        _coordinator.Terminate(TerminationSource.Signal);
+
+        Assert.Null(await _coordinator.Terminated.WaitAsync(Bound));
+        Assert.False(_coordinator.EndedAsShutdown);
+        Assert.Equal(1, (await MetricsText.CollectAsync(_registry)).Single(s => s.Name == "checkpoint_preemptions_total" && s.Labels["cause"] == "Signal").Value);
+    }
+
+    [Fact]
+    public async Task Terminate_AfterTrainersDetached_WithDisruptionTarget_CountsAPreemption()
+    {
+        var trainer = _coordinator.Attach(0, "rank 0");
+        _coordinator.Detach(trainer.Id);
+
+        _coordinator.Terminate(TerminationSource.PodWatch, disruptionReason: "PreemptionByScheduler");
+
+        Assert.False(_coordinator.EndedAsShutdown);
+        Assert.Equal(1, (await MetricsText.CollectAsync(_registry)).Single(s => s.Name == "checkpoint_preemptions_total" && s.Labels["cause"] == "PreemptionByScheduler").Value);
+    }
+
     /// <summary>Lets a test look at the world at the moment the coordinator logs an event.</summary>
     private sealed class ProbeLogger<T> : ILogger<T>
     {

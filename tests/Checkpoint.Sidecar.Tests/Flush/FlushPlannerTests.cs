@@ -55,6 +55,33 @@ public sealed class FlushPlannerTests
     }
 
     [Fact]
+    public void Predict_AfterDeadlineMissWithoutMeasurement_RecommendsMoreThanTheGraceItMissed()
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+        Assert.Null(planner.Predict());
+
+        planner.RecordDeadlineMiss(TimeSpan.FromSeconds(28));
+
+        var prediction = planner.Predict()!;
+        Assert.Equal(TimeSpan.FromSeconds(28), prediction.Predicted);
+        Assert.Equal(TimeSpan.FromSeconds(37), prediction.RecommendedGracePeriod);
+        Assert.True(prediction.Ratio > 0.8);
+    }
+
+    [Fact]
+    public void Predict_MeasuredFlushShorterThanAMiss_PredictsAtLeastTheMiss()
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+        planner.RecordFlush(new FlushTimings("c", CheckpointReason.Periodic, TimeSpan.Zero, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1),
+            TimeSpan.FromSeconds(1), TimeSpan.Zero, TimeSpan.FromSeconds(3), Grace, 1000, TimeSpan.Zero));
+        Assert.Equal(TimeSpan.FromSeconds(3), planner.Predict()!.Predicted);
+
+        planner.RecordDeadlineMiss(TimeSpan.FromSeconds(28));
+
+        Assert.Equal(TimeSpan.FromSeconds(28), planner.Predict()!.Predicted);
+    }
+
+    [Fact]
     public void PredictPersistTime_NoMeasurement_IsNull()
     {
         Assert.Null(new FlushPlanner(Grace, Margin).PredictPersistTime(1_000_000));

@@ -90,6 +90,30 @@ public sealed class StartupTasksTests : IDisposable
         Assert.DoesNotContain(await MetricsText.CollectAsync(_registry), s => s.Name == "checkpoint_last_flush_phase_seconds");
     }
 
+    [Fact]
+    public async Task StartAsync_PreviousPodMissedItsDeadline_RecommendsAGracePeriodTheFlushWouldHaveFitted()
+    {
+        var ended = new DateTimeOffset(2026, 1, 2, 3, 4, 5, TimeSpan.Zero);
+        // A missed flush has no timings: it ran the 28 s the grace period left it, then gave up.
+        _records.Write(FlushRecordStoreTests.Committed("missed", ended) with
+        {
+            Outcome = "failed",
+            FailureCause = "deadline_exceeded",
+            DeadlineMissed = true,
+            TriggeredAt = ended.AddSeconds(-28),
+            Timings = null,
+        });
+
+        await _startup.StartAsync(CancellationToken.None).WaitAsync(NeverBlocks);
+
+        var samples = await MetricsText.CollectAsync(_registry);
+        Assert.Equal(1, samples.Single(s => s.Name == "checkpoint_last_flush_deadline_missed").Value);
+        Assert.Equal(ended.ToUnixTimeSeconds(), samples.Single(s => s.Name == "checkpoint_last_flush_timestamp_seconds").Value);
+        // At least 28 s of flush in at most 80 % of G, after the 2 s margin: ceil(28 / 0.8 + 2) = 37 s, more than the 30 s it had.
+        Assert.Equal(37, samples.Single(s => s.Name == "checkpoint_recommended_grace_period_seconds").Value);
+        Assert.Equal(28.0 / 30, samples.Single(s => s.Name == "checkpoint_predicted_flush_budget_ratio").Value, 6);
+    }
+
     /// <summary>Start-up housekeeping runs before the server listens; nothing here starts one.</summary>
     private sealed class NotListening : IServer
     {

@@ -12,19 +12,20 @@ namespace Checkpoint.Sidecar.Tests.Storage;
 /// </summary>
 public sealed class SharedDirectoryTargetTests : IDisposable
 {
-    private const int BufferSize = 64 * 1024;
+    private const int BufferSize = JobWideCheckpoints.BufferSize;
     private static readonly JobWorld World = new(2, "run1");
-    private static readonly DateTimeOffset Now = new(2026, 11, 30, 12, 0, 0, TimeSpan.Zero);
-    private static readonly ManifestTimings SomeTimings = new(30, 0.1, 0.2, 0.3, 0.4);
+    private static readonly DateTimeOffset Now = JobWideCheckpoints.Now;
 
     private readonly TempDirectory _temp = new();
     private readonly CheckpointLayout _layout;
     private readonly CheckpointStore _store;
+    private readonly JobWideCheckpoints _checkpoints;
 
     public SharedDirectoryTargetTests()
     {
         _layout = new CheckpointLayout(_temp.CreateDirectory("storage"), "ns", "job");
         _store = new CheckpointStore(_layout, NullLogger<CheckpointStore>.Instance);
+        _checkpoints = new JobWideCheckpoints(_temp, _layout);
     }
 
     public void Dispose() => _temp.Dispose();
@@ -272,39 +273,12 @@ public sealed class SharedDirectoryTargetTests : IDisposable
         Assert.Null(ShardName.Parse("run1_pod_x_r0.json"));
     }
 
-    private async Task CommitFormat1Async(string legacyId)
-    {
-        var staging = _temp.CreateStaging();
-        TempDirectory.WriteFile(staging.Path, "rank-0/model.bin", TempDirectory.RandomBytes(100, 3));
-        var staged = StagingValidator.Validate(staging, ["rank-0/model.bin"], new HashSet<string>(StringComparer.Ordinal));
-        var partial = _store.CreatePartialDirectory(legacyId);
-        var copy = await new CheckpointCopier(1, BufferSize, TimeProvider.System).CopyAndVerifyAsync(staged, partial, null, CancellationToken.None);
-        _store.Commit(new CheckpointManifest
-        {
-            FormatVersion = CheckpointManifest.CurrentFormatVersion,
-            Id = legacyId,
-            Step = 40,
-            Created = Now,
-            Reason = "periodic",
-            Files = copy.Files,
-            Ranks = [new ManifestRank(0, 40, new Dictionary<string, string>())],
-            Timings = SomeTimings,
-        });
-    }
+    private Task CommitFormat1Async(string legacyId) => _checkpoints.CommitFormat1Async(_store, legacyId);
 
-    private SharedDirectoryTarget Target(string pod) =>
-        new(_layout, new CheckpointCopier(2, BufferSize, TimeProvider.System), pod, NullLogger<SharedDirectoryTarget>.Instance);
+    private SharedDirectoryTarget Target(string pod) => _checkpoints.Target(pod);
 
-    private async Task<SealedShard> SealAsync(SharedDirectoryTarget target, long step, JobWorld world, int rank, int seed)
-    {
-        var staging = _temp.CreateStaging($"20261130T000000000Z-periodic-{seed:x16}");
-        var file = $"rank-{rank}/model.bin";
-        TempDirectory.WriteFile(staging.Path, file, TempDirectory.RandomBytes(5000, seed));
-        var staged = StagingValidator.Validate(staging, [file], new HashSet<string>(StringComparer.Ordinal));
-        var request = new ShardRequest(step, world, "periodic", staged, [new ManifestRank(rank, step, new Dictionary<string, string> { ["seed"] = $"{seed}" })]);
-        var written = await target.WriteAsync(request, null, CancellationToken.None);
-        return target.Seal(written, SomeTimings, Now);
-    }
+    private Task<SealedShard> SealAsync(SharedDirectoryTarget target, long step, JobWorld world, int rank, int seed) =>
+        _checkpoints.SealAsync(target, step, world, rank, seed);
 
     private async Task<CommittedCheckpoint> CommitSinglePodAsync(long step, int seed)
     {

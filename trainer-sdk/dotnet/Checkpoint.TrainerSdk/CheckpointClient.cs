@@ -103,8 +103,9 @@ public sealed partial class CheckpointClient : IAsyncDisposable
     /// <param name="cancellationToken">Abandons connecting.</param>
     /// <returns>The attached client.</returns>
     /// <exception cref="CheckpointException">
-    /// The sidecar's socket does not exist, nobody listens on it, or the sidecar did not accept the attachment within
-    /// <see cref="CheckpointClientOptions.ConnectTimeout"/>; the message names the socket path and what to check.
+    /// The sidecar's socket did not appear or accept a connection within <see cref="CheckpointClientOptions.SocketWaitTimeout"/>,
+    /// or the sidecar did not accept the attachment within <see cref="CheckpointClientOptions.ConnectTimeout"/>; the message
+    /// names the socket path and what to check.
     /// </exception>
     public static async Task<CheckpointClient> ConnectAsync(CheckpointClientOptions? options = null, CancellationToken cancellationToken = default)
     {
@@ -114,6 +115,7 @@ public sealed partial class CheckpointClient : IAsyncDisposable
         var client = new CheckpointClient(options, UnixSocketChannel.Create(options.SocketPath, options.ConnectTimeout));
         try
         {
+            await SocketWait.UntilAcceptingAsync(options, client.errors, client.Log, cancellationToken).ConfigureAwait(false);
             client.Activate(await client.AttachOnceAsync(cancellationToken).ConfigureAwait(false));
         }
         catch

@@ -20,6 +20,12 @@ public sealed class CheckpointClientOptions
     /// <summary>The environment variable the SDKs read a run's world id from when it is not set in code.</summary>
     public const string WorldIdEnvironmentVariable = "CHECKPOINT_WORLD_ID";
 
+    /// <summary>The environment variable that sets <see cref="SocketWaitTimeout"/> in seconds.</summary>
+    public const string SocketWaitTimeoutEnvironmentVariable = "CHECKPOINT_CONNECT_TIMEOUT_SECONDS";
+
+    /// <summary>The <see cref="SocketWaitTimeout"/> when <see cref="SocketWaitTimeoutEnvironmentVariable"/> is not set.</summary>
+    public static readonly TimeSpan DefaultSocketWaitTimeout = TimeSpan.FromSeconds(60);
+
     /// <summary>The longest <see cref="WorldId"/> the sidecar accepts.</summary>
     public const int MaxWorldIdLength = 32;
 
@@ -44,6 +50,7 @@ public sealed class CheckpointClientOptions
         Rank = NonNegativeFromEnvironment(environment, RankEnvironmentVariable, nameof(Rank));
         WorldSize = NonNegativeFromEnvironment(environment, WorldSizeEnvironmentVariable, nameof(WorldSize));
         WorldId = environment(WorldIdEnvironmentVariable)?.Trim() ?? string.Empty;
+        SocketWaitTimeout = SecondsFromEnvironment(environment, SocketWaitTimeoutEnvironmentVariable, nameof(SocketWaitTimeout)) ?? DefaultSocketWaitTimeout;
         Description = string.Create(
             CultureInfo.InvariantCulture,
             $"{Environment.MachineName} pid {Environment.ProcessId} .NET {Environment.Version}");
@@ -110,6 +117,14 @@ public sealed class CheckpointClientOptions
     /// <summary>How long <see cref="CheckpointClient.ConnectAsync"/> waits for the sidecar to accept the attachment.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>
+    /// How long <see cref="CheckpointClient.ConnectAsync"/> waits for the sidecar's socket to appear and accept a connection
+    /// before it gives up: with a regular (not native) sidecar container the trainer may start first. Retries after 50 ms,
+    /// doubling up to every second. <see cref="TimeSpan.Zero"/> fails at once. Defaults to
+    /// <see cref="SocketWaitTimeoutEnvironmentVariable"/>, else <see cref="DefaultSocketWaitTimeout"/>.
+    /// </summary>
+    public TimeSpan SocketWaitTimeout { get; set; }
+
     /// <summary>Ends the process; tests replace it to observe the exit code without dying.</summary>
     internal Action<int> ExitProcess { get; set; } = Environment.Exit;
 
@@ -151,6 +166,11 @@ public sealed class CheckpointClientOptions
 
         ValidateWorldId();
 
+        if (SocketWaitTimeout < TimeSpan.Zero)
+        {
+            throw new ArgumentOutOfRangeException(nameof(SocketWaitTimeout), SocketWaitTimeout, "The socket wait timeout must not be negative (0: fail at once).");
+        }
+
         if (ConnectTimeout <= TimeSpan.Zero)
         {
             throw new ArgumentOutOfRangeException(nameof(ConnectTimeout), ConnectTimeout, "The connect timeout must be positive.");
@@ -180,6 +200,26 @@ public sealed class CheckpointClientOptions
                 $"every rank of the run, for example one rank's {nameof(CheckpointClientOptions)}.{nameof(NewWorldId)}(); leave it empty for no run identity.",
                 nameof(WorldId));
         }
+    }
+
+    private static TimeSpan? SecondsFromEnvironment(Func<string, string?> environment, string variable, string option)
+    {
+        string? value = environment(variable);
+        if (string.IsNullOrWhiteSpace(value))
+        {
+            return null;
+        }
+
+        if (!double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double seconds)
+            || !double.IsFinite(seconds) || seconds < 0 || seconds > TimeSpan.MaxValue.TotalSeconds / 2)
+        {
+            throw new CheckpointException(
+                $"The {variable} environment variable is '{value}', which is not a number of seconds (0 or more; 0 fails at once). " +
+                $"Fix the container's environment or set {nameof(CheckpointClientOptions)}.{option} explicitly.",
+                CheckpointErrorCode.InvalidArgument);
+        }
+
+        return TimeSpan.FromSeconds(seconds);
     }
 
     private static int NonNegativeFromEnvironment(Func<string, string?> environment, string variable, string option)

@@ -35,4 +35,4 @@ __all__ = [
     "diagnose_signal_delivery",
     "rank_dir_name",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -35,6 +35,9 @@ FALLBACK_GRACE_PERIOD = 30.0
 NOTIFY_TERMINATION_TIMEOUT = 5.0
 #: Names one run of the world when torch.distributed is not initialised (every rank must give the same value).
 WORLD_ID_ENV = "CHECKPOINT_WORLD_ID"
+#: Seconds to wait for the sidecar's socket to accept a connection (0: fail at once); the same variable as the C# SDK's.
+SOCKET_WAIT_TIMEOUT_ENV = "CHECKPOINT_CONNECT_TIMEOUT_SECONDS"
+DEFAULT_SOCKET_WAIT_TIMEOUT = 60.0
 
 
 def _hard_exit(code: int) -> None:
@@ -94,6 +97,28 @@ def _default_world_size() -> int:
                          f"world_size= to the CheckpointClient") from None
 
 
+def _default_socket_wait_timeout() -> float:
+    value = os.environ.get(SOCKET_WAIT_TIMEOUT_ENV, "").strip()
+    if not value:
+        return DEFAULT_SOCKET_WAIT_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise CheckpointError(
+            f"The {SOCKET_WAIT_TIMEOUT_ENV} environment variable is {value!r}, which is not a number of seconds (0 or more; "
+            f"0 fails at once). Fix the container's environment or pass socket_wait_timeout explicitly.",
+            ErrorCode.INVALID_ARGUMENT)
+    return seconds
+
+
+def _probe_socket(path: str) -> None:
+    """Connects to the Unix socket and hangs up; raises the OSError of a failed connect."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.connect(path)
+
+
 def _epoch_seconds(value: Union[_dt.datetime, float, int]) -> float:
     if isinstance(value, _dt.datetime):
         if value.tzinfo is None:
@@ -134,6 +159,9 @@ class CheckpointClient:
     - ``checkpoint_every``: periodic checkpoint every N steps (0: none).
     - ``handle_termination``: own SIGTERM (main thread only) and the process exit during a preemption.
     - ``preemption_exit_code``: exit code after a preemption (default 1: "run me again").
+    - ``socket_wait_timeout``: seconds to wait for the sidecar's socket to appear and accept a connection, since a
+      regular sidecar container may start after the trainer: ``CHECKPOINT_CONNECT_TIMEOUT_SECONDS``, else 60; 0 fails
+      at once.
     - ``connect_timeout`` / ``rpc_timeout``: seconds for attaching / for each unary call.
     - ``reattach``: when the attachment breaks (sidecar restarted), attach again in the background.
     - ``exit_process``: how to end the process (default: flush stdio, ``os._exit``); for tests.
@@ -151,6 +179,7 @@ class CheckpointClient:
         handle_termination: bool = True,
         preemption_exit_code: int = 1,
         connect_timeout: float = 10.0,
+        socket_wait_timeout: Optional[float] = None,
         rpc_timeout: float = 10.0,
         wait_timeout: float = 600.0,
         reattach: bool = True,
@@ -162,6 +191,8 @@ class CheckpointClient:
             raise ValueError("checkpoint_every must be 0 (off) or positive")
         if connect_timeout <= 0 or rpc_timeout <= 0 or wait_timeout <= 0:
             raise ValueError("timeouts must be positive")
+        if socket_wait_timeout is not None and not 0 <= socket_wait_timeout < float("inf"):
+            raise ValueError("socket_wait_timeout must be 0 (fail at once) or a positive number of seconds")
         self.socket_path = os.path.abspath(socket_path or default_socket_path())
         self.rank = _default_rank() if rank is None else int(rank)
         self.world_size = _default_world_size() if world_size is None else int(world_size)
@@ -176,6 +207,8 @@ class CheckpointClient:
         self.handle_termination = handle_termination
         self.preemption_exit_code = int(preemption_exit_code)
         self.connect_timeout = float(connect_timeout)
+        self.socket_wait_timeout = (_default_socket_wait_timeout() if socket_wait_timeout is None
+                                    else float(socket_wait_timeout))
         self.rpc_timeout = float(rpc_timeout)
         self.wait_timeout = float(wait_timeout)
         self._reattach_enabled = reattach
@@ -215,6 +248,7 @@ class CheckpointClient:
         # A collective under torch.distributed: before any connection, so that a rank that cannot reach its sidecar
         # does not leave the others waiting in it.
         self.world_id = self._resolve_world_id(world_id)
+        self._wait_for_socket()
         self._attach()
 
         if handle_termination:
@@ -476,6 +510,36 @@ class CheckpointClient:
             ("grpc.max_reconnect_backoff_ms", 1000),
             ("grpc.enable_retries", 0),
         ])
+
+    def _wait_for_socket(self) -> None:
+        """Returns once the socket accepts a connection (the probe is closed at once).
+
+        A regular (not native) sidecar container starts beside the trainer, not before it: the socket may not exist
+        yet, or a file left by the previous sidecar may have no listener yet. Both are waited out, retrying after
+        50 ms and doubling up to every second; anything else (permission denied) fails at once.
+        """
+        give_up_at = time.monotonic() + self.socket_wait_timeout
+        retry = 0.05
+        while True:
+            try:
+                _probe_socket(self.socket_path)
+                return
+            except (FileNotFoundError, ConnectionRefusedError) as e:
+                failure = e
+            except OSError as e:
+                raise unreachable(self.socket_path, "Attach", str(e)) from e
+            left = give_up_at - time.monotonic()
+            if retry == 0.05 and left > 0:
+                # Once: a trainer that seems stuck at start says what it waits for.
+                self._log(f"waiting up to {self.socket_wait_timeout:g} s for the checkpoint sidecar socket "
+                          f"{self.socket_path} ({failure.strerror})")
+            if left <= 0:
+                raise unreachable(
+                    self.socket_path, "Attach",
+                    f"{failure.strerror}; waited {self.socket_wait_timeout:g} s for the socket to accept a connection, "
+                    f"set by {SOCKET_WAIT_TIMEOUT_ENV} or socket_wait_timeout") from failure
+            time.sleep(min(retry, left))
+            retry = min(retry * 2, 1.0)
 
     def _attach(self) -> None:
         channel = self._new_channel()

@@ -111,7 +111,7 @@ def main(argv) -> int:
             if latest is None:
                 print("starting fresh", flush=True)
             else:
-                step = load_training_state(latest.rank_dir(client.rank), model, optimizer).step
+                step = load_training_state(latest.rank_dir(client.rank), train_model, optimizer).step
                 print(f"resumed from checkpoint {latest.checkpoint_id} at step {step}", flush=True)
         except (CheckpointError, OSError, RuntimeError, KeyError) as error:
             print(f"train_mnist_like: cannot resume: {error}", file=sys.stderr, flush=True)
@@ -123,7 +123,8 @@ def main(argv) -> int:
                 checkpoint = client.checkpoint(step, metadata={"step": str(step)})
                 try:
                     with checkpoint as directory:
-                        save_training_state(directory, model, optimizer, step)
+                        # Under DDP rank 0 alone writes the (replicated) model and optimizer; resume broadcasts them.
+                        save_training_state(directory, train_model, optimizer, step)
                         reason = checkpoint.dump.reason
                         print(f"checkpoint {checkpoint.checkpoint_id} written at step {step} ({reason.value})",
                               flush=True)

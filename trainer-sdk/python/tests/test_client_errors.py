@@ -21,7 +21,7 @@ def client_for(dirs, **options):
 def test_absent_sidecar_fails_fast_naming_the_socket(dirs):
     start = time.monotonic()
     with pytest.raises(CheckpointError) as raised:
-        client_for(dirs, connect_timeout=10)
+        client_for(dirs, connect_timeout=10, socket_wait_timeout=0)
     assert raised.value.code == ErrorCode.UNAVAILABLE
     assert dirs.socket_path in str(raised.value)
     assert "no checkpoint sidecar socket" in str(raised.value)
@@ -35,7 +35,7 @@ def test_socket_without_listener_says_nothing_answers(dirs):
     stale.close()
     start = time.monotonic()
     with pytest.raises(CheckpointError) as raised:
-        client_for(dirs)
+        client_for(dirs, socket_wait_timeout=0)
     assert raised.value.code == ErrorCode.UNAVAILABLE
     assert f"socket {dirs.socket_path} exists but nothing answers" in str(raised.value)
     assert elapsed_since(start) < 5
@@ -44,11 +44,11 @@ def test_socket_without_listener_says_nothing_answers(dirs):
 def test_default_socket_path_comes_from_the_environment(dirs, monkeypatch):
     monkeypatch.setenv("CHECKPOINT_SOCKET_PATH", dirs.socket_path)
     with pytest.raises(CheckpointError) as raised:
-        CheckpointClient(handle_termination=False)
+        CheckpointClient(handle_termination=False, socket_wait_timeout=0)
     assert dirs.socket_path in str(raised.value)
     monkeypatch.delenv("CHECKPOINT_SOCKET_PATH")
     with pytest.raises(CheckpointError) as raised:
-        CheckpointClient(handle_termination=False, connect_timeout=5)
+        CheckpointClient(handle_termination=False, connect_timeout=5, socket_wait_timeout=0)
     assert "/var/run/checkpoint/sidecar.sock" in str(raised.value)
 
 

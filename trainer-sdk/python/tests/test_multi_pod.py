@@ -183,6 +183,17 @@ def assert_job_manifest(dirs, checkpoint: str, step: int, world_size: int, reaso
     assert ranks == list(range(world_size)), f"the job manifest covers ranks {ranks}"
     assert len(manifest["shards"]) == world_size, "one shard per pod (one rank each)"
     assert len({shard["worldId"] for shard in manifest["shards"]}) == 1, "shards of one world"
-    assert sorted(f["path"] for f in manifest["files"]) == [
-        f"rank-{r}/{name}" for r in range(world_size) for name in ("model.pt", "optimizer.pt", "trainer_state.pt")]
+    assert_replicated_state_written_once(manifest, world_size)
     return manifest
+
+
+def assert_replicated_state_written_once(manifest: dict, world_size: int) -> None:
+    """The DDP-replicated model and optimizer are on storage once (rank 0's); every rank has its own RNG state."""
+    files = {f["path"]: f["size"] for f in manifest["files"]}
+    assert sorted(files) == ["rank-0/model.pt", "rank-0/optimizer.pt"] + [
+        f"rank-{r}/trainer_state.pt" for r in range(world_size)], sorted(files)
+    replicated = files["rank-0/model.pt"] + files["rank-0/optimizer.pt"]
+    flushed = sum(files.values())
+    every_rank = flushed + (world_size - 1) * replicated  # what each rank writing its own copy flushed
+    assert flushed < every_rank / world_size * 1.25, (
+        f"{flushed} bytes flushed; a copy per rank would be {every_rank}: the replicated state must dominate")

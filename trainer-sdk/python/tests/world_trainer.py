@@ -4,7 +4,8 @@
 
 RANK and WORLD_SIZE from the environment (as torchrun sets them), the pod's sidecar from CHECKPOINT_SOCKET_PATH; the
 world meets through a FileStore (no port picked ahead). ``--padding-mib`` adds a file of that size to each shard,
-to make the sidecar's copy take a while.
+to make the sidecar's copy take a while. The model is DDP-replicated: rank 0 alone writes model.pt and optimizer.pt;
+on resume the other ranks get them by broadcast from rank 0 (their pods' storage holds only their trainer_state.pt).
 
 Stdout (read by the tests): ``starting fresh`` or ``resumed from checkpoint <id> at step <n> state <sha256>``,
 ``step <n>`` every 10 steps, ``checkpoint <id> written at step <n> (<reason>) state <sha256>``,
@@ -61,7 +62,8 @@ def main() -> int:
     dist.init_process_group("gloo", init_method=f"file://{args.store}", rank=rank, world_size=world,
                             timeout=timedelta(seconds=90))
     torch.manual_seed(1234)  # same initial weights on every rank
-    model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 4))
+    # Wide enough that the model and optimizer, not the RNG states, make up most of the bytes (as in real jobs).
+    model = nn.Sequential(nn.Linear(16, 1024), nn.ReLU(), nn.Dropout(0.1), nn.Linear(1024, 4))
     torch.manual_seed(99 + rank)  # each rank draws its own data
     np.random.seed(199 + rank)
     random.seed(299 + rank)
@@ -75,7 +77,7 @@ def main() -> int:
     if latest is None:
         print("starting fresh", flush=True)
     else:
-        step = load_training_state(latest.rank_dir(rank), model, optimizer).step
+        step = load_training_state(latest.rank_dir(rank), ddp, optimizer).step
         print(f"resumed from checkpoint {latest.checkpoint_id} at step {step} state {full_state(model, optimizer)}",
               flush=True)
 
@@ -91,7 +93,7 @@ def main() -> int:
         if client.should_checkpoint(step):
             writer = client.checkpoint(step)
             with writer as directory:
-                save_training_state(directory, model, optimizer, step)
+                save_training_state(directory, ddp, optimizer, step)  # replicated: rank 0 writes model and optimizer
                 if args.padding_mib:
                     (directory / "padding.bin").write_bytes(os.urandom(args.padding_mib << 20))
                 print(f"checkpoint {writer.checkpoint_id} written at step {step} ({writer.dump.reason.value}) "
