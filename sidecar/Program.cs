@@ -1,5 +1,6 @@
 using Checkpoint.Sidecar.Configuration;
 using Checkpoint.Sidecar.Hosting;
+using Checkpoint.Sidecar.Injection;
 using Microsoft.Extensions.Options;
 
 // The sidecar runs in Linux containers and relies on POSIX calls (fsync, posix_fadvise, signals).
@@ -14,6 +15,21 @@ public static class Program
         if (args is [PreStopCommand.Name, .. var rest])
         {
             return await PreStopCommand.RunAsync(rest).ConfigureAwait(false);
+        }
+
+        if (args is [InjectCommand.Name, .. var injectArgs])
+        {
+            return await InjectCommand.RunAsync(injectArgs, Console.In, Console.Out, Console.Error).ConfigureAwait(false);
+        }
+
+        if (args is [WebhookCommand.Name, .. var webhookArgs])
+        {
+            return await WebhookCommand.RunAsync(webhookArgs).ConfigureAwait(false);
+        }
+
+        if (args is [CopyBinaryCommand.Name, .. var copyArgs])
+        {
+            return CopyBinaryCommand.Run(copyArgs);
         }
 
         // list, verify, inspect, prune, version, help; any other bare word is a usage error (other commands go above).

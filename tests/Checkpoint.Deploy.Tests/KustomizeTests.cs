@@ -19,6 +19,12 @@ public sealed class KustomizeTests
         ["rbac.authorization.k8s.io/v1/RoleBinding"] = typeof(V1RoleBinding),
         ["batch/v1/Job"] = typeof(V1Job),
         ["monitoring.coreos.com/v1/PodMonitor"] = null,
+        // deploy/injector (InjectorTests checks it further).
+        ["v1/Namespace"] = typeof(V1Namespace),
+        ["apps/v1/Deployment"] = typeof(V1Deployment),
+        ["admissionregistration.k8s.io/v1/MutatingWebhookConfiguration"] = typeof(V1MutatingWebhookConfiguration),
+        ["cert-manager.io/v1/Issuer"] = null,
+        ["cert-manager.io/v1/Certificate"] = null,
         ["monitoring.coreos.com/v1/PrometheusRule"] = null,
         // Their pod templates parse strictly (CrdWorkloads_... below).
         [Workloads.JobSet] = null,
