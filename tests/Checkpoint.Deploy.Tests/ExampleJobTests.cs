@@ -230,6 +230,33 @@ public sealed class ExampleJobTests
         }
     }
 
+    /// <summary>
+    /// The image is chiseled: no shell, no <c>cp</c>. A container of the sidecar image that runs anything
+    /// but the binary itself (for example <c>cp</c> to share the binary with the trainer) never starts.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Examples))]
+    public async Task ContainersOfTheSidecarImage_RunTheBinaryItself_TheImageHasNoShellOrCp(string example)
+    {
+        foreach (var pod in await Manifests.PodsAsync(example))
+        {
+            var image = Manifests.Sidecar(pod.Spec).Image;
+            foreach (var container in pod.Spec.Containers.Concat(pod.Spec.InitContainers ?? []).Where(c => c.Image == image))
+            {
+                if (container.Command is { Count: > 0 } command)
+                {
+                    Assert.True(command[0] == "/usr/local/bin/checkpoint-sidecar", $"{example}: container {container.Name} runs {command[0]}, which the chiseled image does not have");
+                }
+
+                var execs = new[] { container.Lifecycle?.PreStop?.Exec, container.Lifecycle?.PostStart?.Exec };
+                foreach (var exec in execs.Where(e => e is not null))
+                {
+                    Assert.Equal("/usr/local/bin/checkpoint-sidecar", exec!.Command[0]);
+                }
+            }
+        }
+    }
+
     [Fact]
     public async Task NativeSidecar_IsAnInitContainerWithRestartPolicyAlwaysAndThePreStopSubcommand()
     {
