@@ -282,7 +282,7 @@ public sealed class ExampleJobTests
     {
         var text = await File.ReadAllTextAsync(Path.Combine(RepoPaths.Root, "deploy/examples/job-native-sidecar/job.yaml"));
         Assert.Contains("command: [\"/checkpoint-tools/checkpoint-sidecar\", \"prestop\"]", text, StringComparison.Ordinal);
-        Assert.Contains("command: [\"cp\", \"" + EntrypointOfDockerfile() + "\"", text, StringComparison.Ordinal);
+        Assert.Contains("command: [\"" + EntrypointOfDockerfile() + "\", \"copy-binary\", \"/checkpoint-tools\"]", text, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -452,12 +452,14 @@ public sealed class ExampleJobTests
             Assert.Equal("prestop", hook[1]);
             var toolDirectory = Path.GetDirectoryName(hook[0])!;
 
-            // The binary comes from the sidecar image, copied by an init container that runs to completion.
+            // The binary comes from the sidecar image, copied by an init container that runs to completion
+            // (the binary's own copy-binary: the image has no cp) to the name the hook runs.
             var sidecar = Manifests.Sidecar(pod.Spec);
-            var copy = Assert.Single(pod.Spec.InitContainers ?? [], c => c.Command?.FirstOrDefault() == "cp");
+            var copy = Assert.Single(pod.Spec.InitContainers ?? [], c => c.Command is [_, "copy-binary", ..]);
             Assert.Null(copy.RestartPolicy);
             Assert.Equal(sidecar.Image, copy.Image);
-            Assert.Equal(["cp", EntrypointOfDockerfile(), hook[0]], copy.Command);
+            Assert.Equal([EntrypointOfDockerfile(), "copy-binary", toolDirectory], copy.Command);
+            Assert.Equal("checkpoint-sidecar", Path.GetFileName(hook[0]));
             Assert.Equal(Manifests.Mount(copy, "checkpoint-tools").MountPath, toolDirectory);
             Assert.Equal(toolDirectory, Manifests.Mount(trainer, "checkpoint-tools").MountPath);
             Assert.Equal(true, Manifests.Mount(trainer, "checkpoint-tools").ReadOnlyProperty);
