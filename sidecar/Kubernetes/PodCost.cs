@@ -14,8 +14,8 @@ namespace Checkpoint.Sidecar.Kubernetes;
 /// </remarks>
 internal sealed record PodCost(TimeSpan GracePeriod, FlushPrediction? Prediction, long? NewestCommitStep, DateTimeOffset? NewestCommitTime)
 {
-    /// <summary>A DNS subdomain the project controls (its GitHub organisation's pages), as Kubernetes asks of annotation prefixes.</summary>
-    public const string Prefix = "checkpoint-sidecar.github.io/";
+    /// <summary>The prefix of every label and annotation the project reads or writes (inject, metrics, these).</summary>
+    public const string Prefix = "checkpoint-sidecar/";
 
     public const string PredictedFlushSecondsKey = Prefix + "predicted-preemption-flush-seconds";
     public const string PredictedFlushRatioKey = Prefix + "predicted-preemption-flush-ratio";

@@ -14,7 +14,7 @@ namespace Checkpoint.IntegrationTests;
 public sealed class PodCostTests
 {
     private const string PodName = "train-0-cost";
-    private const string Prefix = "checkpoint-sidecar.github.io/";
+    private const string Prefix = "checkpoint-sidecar/";
     private const string Step = Prefix + "newest-commit-step";
 
     [Fact]

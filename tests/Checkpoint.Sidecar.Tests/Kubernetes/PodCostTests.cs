@@ -21,12 +21,12 @@ public sealed class PodCostTests
 
         Assert.Equal(new Dictionary<string, string>
         {
-            ["checkpoint-sidecar.github.io/grace-period-seconds"] = "30",
-            ["checkpoint-sidecar.github.io/predicted-preemption-flush-seconds"] = "12.25",
-            ["checkpoint-sidecar.github.io/predicted-preemption-flush-ratio"] = "0.408",
-            ["checkpoint-sidecar.github.io/recommended-grace-period-seconds"] = "18",
-            ["checkpoint-sidecar.github.io/newest-commit-step"] = "1200",
-            ["checkpoint-sidecar.github.io/newest-commit-time"] = "2026-12-01T10:00:00Z",
+            ["checkpoint-sidecar/grace-period-seconds"] = "30",
+            ["checkpoint-sidecar/predicted-preemption-flush-seconds"] = "12.25",
+            ["checkpoint-sidecar/predicted-preemption-flush-ratio"] = "0.408",
+            ["checkpoint-sidecar/recommended-grace-period-seconds"] = "18",
+            ["checkpoint-sidecar/newest-commit-step"] = "1200",
+            ["checkpoint-sidecar/newest-commit-time"] = "2026-12-01T10:00:00Z",
         }, annotations);
     }
 
@@ -35,7 +35,7 @@ public sealed class PodCostTests
     {
         var annotations = new PodCost(Grace, null, null, null).ToAnnotations();
 
-        Assert.Equal(["checkpoint-sidecar.github.io/grace-period-seconds"], annotations.Keys);
+        Assert.Equal(["checkpoint-sidecar/grace-period-seconds"], annotations.Keys);
     }
 
     [Fact]
