@@ -86,6 +86,12 @@ internal sealed class TrainersDoneWatcher(
             await firstAttached.WaitAsync(left > TimeSpan.Zero ? left : TimeSpan.Zero, time, stoppingToken).ConfigureAwait(false);
             return true;
         }
+        catch (TimeoutException) when (firstAttached.IsCompleted)
+        {
+            // The trainer attached as the timer fired (its completion was still queued for the thread
+            // pool): it is attached, the sidecar does not give up on it.
+            return true;
+        }
         catch (TimeoutException)
         {
             if (coordinator.IsTerminating)
