@@ -42,14 +42,7 @@ public static class SidecarHost
         }
 
         builder.Configuration.AddEnvironmentVariables();
-        builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.TimestampFormat = "HH:mm:ss.fff ";
-            o.UseUtcTimestamp = true;
-        });
-        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddSidecarConsole();
         builder.Logging.AddFilter("Grpc", LogLevel.Warning);
 
         ValidateSettings(builder.Configuration);
