@@ -66,16 +66,6 @@ internal sealed class TempDirectory : IDisposable
         return bytes;
     }
 
-    /// <summary>Inverts one bit of a file in place.</summary>
-    public static void FlipBit(string path, long offset)
-    {
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.ReadWrite);
-        stream.Position = offset;
-        var b = stream.ReadByte();
-        stream.Position = offset;
-        stream.WriteByte((byte)(b ^ 0x01));
-    }
-
     public void Dispose()
     {
         foreach (var handle in _handles)

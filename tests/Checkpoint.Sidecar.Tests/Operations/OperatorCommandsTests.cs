@@ -110,7 +110,7 @@ public sealed class OperatorCommandsTests : IDisposable
     {
         await _checkpoints.CommitSinglePodAsync(step: 1, seed: 1);
         await _checkpoints.CommitSinglePodAsync(step: 2, seed: 2);
-        TempDirectory.FlipBit(Path.Combine(ShardDirectory(2), "rank-0", "model.bin"), 100);
+        FileDamage.FlipBit(Path.Combine(ShardDirectory(2), "rank-0", "model.bin"), 100);
 
         var (code, output, _) = await RunAsync("verify");
 
@@ -239,7 +239,7 @@ public sealed class OperatorCommandsTests : IDisposable
         await _checkpoints.CommitSinglePodAsync(step: 1, seed: 1);
         await _checkpoints.CommitSinglePodAsync(step: 2, seed: 2);
         await _checkpoints.CommitSinglePodAsync(step: 3, seed: 3);
-        TempDirectory.FlipBit(Path.Combine(ShardDirectory(3), "rank-0", "model.bin"), 10);
+        FileDamage.FlipBit(Path.Combine(ShardDirectory(3), "rank-0", "model.bin"), 10);
 
         var (code, output, _) = await RunAsync("prune", "--keep", "1");
 
@@ -255,7 +255,7 @@ public sealed class OperatorCommandsTests : IDisposable
         const string legacyId = "20261129T024500123Z-periodic-00000000000000ab";
         await _checkpoints.CommitFormat1Async(_store, legacyId);
         await _checkpoints.CommitSinglePodAsync(step: 1, seed: 1);
-        TempDirectory.FlipBit(Path.Combine(ShardDirectory(1), "rank-0", "model.bin"), 10);
+        FileDamage.FlipBit(Path.Combine(ShardDirectory(1), "rank-0", "model.bin"), 10);
 
         var (code, output, _) = await RunAsync("prune", "--keep", "1");
 

@@ -51,7 +51,7 @@ public sealed class ResumeLocatorTests : IDisposable
     public async Task FindAsync_RanksAskingTogether_ShareOneLookup()
     {
         var path = await CommitAsync(size: 48 << 20);
-        TempDirectory.FlipBit(path, 12345);
+        FileDamage.FlipBit(path, 12345);
 
         // Eight ranks ask at the same moment: the damaged checkpoint is hashed, and counted, once.
         var answers = await Task.WhenAll(Enumerable.Range(0, 8).Select(_ => _locator.FindAsync(CancellationToken.None)));

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.IO.Hashing;
 using Checkpoint.Sidecar.Storage;
+using Checkpoint.TestSupport;
 
 namespace Checkpoint.Sidecar.Tests.Storage;
 
@@ -94,7 +95,7 @@ public sealed class CheckpointCopierTests : IDisposable
         TempDirectory.WriteFile(_staging, "a.bin", TempDirectory.RandomBytes(1000, seed: 6));
         TempDirectory.WriteFile(_staging, "rank1/b.bin", TempDirectory.RandomBytes((2 * BufferSize) + 3, seed: 7));
         var entries = await CopyAsync("a.bin", "rank1/b.bin");
-        TempDirectory.FlipBit(Path.Combine(_partial, "rank1/b.bin"), BufferSize + 10);
+        FileDamage.FlipBit(Path.Combine(_partial, "rank1/b.bin"), BufferSize + 10);
 
         var e = await Assert.ThrowsAsync<VerificationFailedException>(
             () => _copier.VerifyAsync(entries, _partial, null, CancellationToken.None));

@@ -74,7 +74,7 @@ public sealed class CheckpointStoreTests : IDisposable
         await CommitAsync(Id(1), seed: 1);
         await CommitAsync(Id(2), seed: 2);
         var latest = await CommitAsync(Id(3), seed: 3);
-        TempDirectory.FlipBit(Path.Combine(_layout.CommittedDirectory(Id(3)), latest.Files[1].Path), 100);
+        FileDamage.FlipBit(Path.Combine(_layout.CommittedDirectory(Id(3)), latest.Files[1].Path), 100);
         var invalid = new List<(string Id, string Problem)>();
 
         var found = _store.FindLatestValid(verifyHashes: true, BufferSize, (id, problem) => invalid.Add((id, problem)), CancellationToken.None);
@@ -90,7 +90,7 @@ public sealed class CheckpointStoreTests : IDisposable
     {
         await CommitAsync(Id(1), seed: 1);
         var latest = await CommitAsync(Id(2), seed: 2);
-        TempDirectory.FlipBit(Path.Combine(_layout.CommittedDirectory(Id(2)), latest.Files[0].Path), 0);
+        FileDamage.FlipBit(Path.Combine(_layout.CommittedDirectory(Id(2)), latest.Files[0].Path), 0);
 
         // Without hashing only names and sizes are checked; the flipped bit goes unseen.
         Assert.Equal(Id(2), _store.FindLatestValid(verifyHashes: false, BufferSize, null, CancellationToken.None)?.Id);
@@ -183,7 +183,7 @@ public sealed class CheckpointStoreTests : IDisposable
         await CommitAsync(Id(1), seed: 1);
         var second = await CommitAsync(Id(2), seed: 2);
         File.Delete(Path.Combine(_layout.CommittedDirectory(Id(1)), "manifest.json"));
-        TempDirectory.FlipBit(Path.Combine(_layout.CommittedDirectory(Id(2)), second.Files[0].Path), 3);
+        FileDamage.FlipBit(Path.Combine(_layout.CommittedDirectory(Id(2)), second.Files[0].Path), 3);
         var invalid = new List<string>();
 
         var found = _store.FindLatestValid(verifyHashes: true, BufferSize, (id, _) => invalid.Add(id), CancellationToken.None);

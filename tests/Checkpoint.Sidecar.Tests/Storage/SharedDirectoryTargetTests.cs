@@ -112,7 +112,7 @@ public sealed class SharedDirectoryTargetTests : IDisposable
         var newer = await CommitSinglePodAsync(step: 2, seed: 2);
         var rejected = new List<string>();
 
-        TempDirectory.FlipBit(Path.Combine(newer.DirectoryOf(0), "rank-0", "model.bin"), 100);
+        FileDamage.FlipBit(Path.Combine(newer.DirectoryOf(0), "rank-0", "model.bin"), 100);
         var found = _store.FindLatestValid(verifyHashes: true, BufferSize, (id, _) => rejected.Add(id), CancellationToken.None);
 
         Assert.Equal("step-000000001", found?.Id);
