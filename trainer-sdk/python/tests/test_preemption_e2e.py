@@ -87,4 +87,7 @@ def test_sigterm_with_sidecar_gone_exits_at_once(procs, dirs):
     trainer.signal(SIGTERM)
     assert trainer.wait_exit(timeout=15) == 1
     assert elapsed_since(start) < 6, "nothing to wait for when the sidecar is gone"
-    assert "could not tell the checkpoint sidecar about SIGTERM" in trainer.output
+    # The SIGTERM notice fails at once, or the background re-attach learns first that the sidecar is gone;
+    # either way the trainer says why it exits.
+    assert re.search(r"exiting with code 1: (could not tell the checkpoint sidecar about SIGTERM|the sidecar went "
+                     r"away while the pod terminates)", trainer.output), trainer.output
