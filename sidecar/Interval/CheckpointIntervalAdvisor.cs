@@ -32,6 +32,9 @@ internal sealed class CheckpointIntervalAdvisor(
 
     private static readonly TimeSpan Refresh = TimeSpan.FromMinutes(5);
 
+    /// <summary>A recommendation that moved by less than this fraction of the one logged is not logged again.</summary>
+    private const double LogChange = 0.1;
+
     private readonly object _gate = new();
     private readonly Queue<FlushRecord> _own = new();
     private readonly IntervalPolicy _policy = new(
@@ -86,9 +89,9 @@ internal sealed class CheckpointIntervalAdvisor(
 
         var recommendation = CheckpointInterval.FromRecords(known, time.GetUtcNow(), _policy);
         metrics.SetIntervalRecommendation(recommendation);
-        if (recommendation is { Recommended: { } recommended, PeriodicCost: { } cost, Mtbf: { } mtbf } && recommended != _loggedRecommendation)
+        if (recommendation is { Recommended: { } recommended, PeriodicCost: { } cost, Mtbf: { } mtbf } && IsNews(recommended))
         {
-            // Once per value, not once per refresh.
+            // Once per value worth telling, not once per refresh: the MTBF, and so the interval, grow every second.
             _loggedRecommendation = recommended;
             var observed = recommendation.ObservedPeriodicInterval is { } o
                 ? o.TotalSeconds.ToString("F0", CultureInfo.InvariantCulture)
@@ -99,6 +102,9 @@ internal sealed class CheckpointIntervalAdvisor(
 
         return recommendation;
     }
+
+    private bool IsNews(TimeSpan recommended) =>
+        _loggedRecommendation is not { } logged || (recommended - logged).Duration() > logged * LogChange;
 
     private List<FlushRecord> ReadStorage()
     {
