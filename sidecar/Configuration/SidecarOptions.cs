@@ -115,6 +115,20 @@ public sealed class SidecarOptions
     [ConfigurationKeyName("CHECKPOINT_POD_ANNOTATION_INTERVAL_SECONDS")]
     public double PodAnnotationIntervalSeconds { get; set; } = 30;
 
+    /// <summary>
+    /// Preemptions the job's flush records must show before an MTBF (and so a recommended checkpoint
+    /// interval) is exported; fewer say "not enough data" rather than a wild number. Unused with a prior.
+    /// </summary>
+    [ConfigurationKeyName("CHECKPOINT_MTBF_MIN_PREEMPTIONS")]
+    public int MtbfMinPreemptions { get; set; } = 2;
+
+    /// <summary>
+    /// An MTBF to assume before any preemption is seen (0: none): counted as one more preemption over
+    /// that much more time, so an interval is recommended at once and follows the data as they come.
+    /// </summary>
+    [ConfigurationKeyName("CHECKPOINT_MTBF_PRIOR_SECONDS")]
+    public double MtbfPriorSeconds { get; set; }
+
     public TimeSpan GracePeriod => TimeSpan.FromSeconds(GracePeriodSeconds);
 
     public TimeSpan SafetyMargin => TimeSpan.FromSeconds(SafetyMarginSeconds);

@@ -45,6 +45,16 @@ public sealed partial class SidecarOptionsValidator : IValidateOptions<SidecarOp
             errors.Add($"CHECKPOINT_POD_ANNOTATION_INTERVAL_SECONDS: {options.PodAnnotationIntervalSeconds} must be 0 (no pod annotations) or at least 1 second.");
         }
 
+        if (options.MtbfMinPreemptions is < 1 or > 1000)
+        {
+            errors.Add($"CHECKPOINT_MTBF_MIN_PREEMPTIONS: {options.MtbfMinPreemptions} must be between 1 and 1000.");
+        }
+
+        if (!double.IsFinite(options.MtbfPriorSeconds) || options.MtbfPriorSeconds < 0 || options.MtbfPriorSeconds > FlushRecord.MaxPlausibleSeconds)
+        {
+            errors.Add($"CHECKPOINT_MTBF_PRIOR_SECONDS: {options.MtbfPriorSeconds} must be 0 (no prior) or a number of seconds up to a year.");
+        }
+
         // 0 binds any free port (local runs and tests); the ready log line names the one bound.
         if (options.MetricsPort is < 0 or > 65535)
         {

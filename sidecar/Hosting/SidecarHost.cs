@@ -1,6 +1,7 @@
 using Checkpoint.Sidecar.Configuration;
 using Checkpoint.Sidecar.Flush;
 using Checkpoint.Sidecar.Grpc;
+using Checkpoint.Sidecar.Interval;
 using Checkpoint.Sidecar.Kubernetes;
 using Checkpoint.Sidecar.Metrics;
 using Checkpoint.Sidecar.Reporting;
@@ -97,6 +98,9 @@ public static class SidecarHost
         services.AddSingleton<IFlushReporter>(sp => sp.GetRequiredService<PodCostAnnotator>());
         services.AddHostedService(sp => sp.GetRequiredService<PodCostAnnotator>());
         services.AddHostedService<TrainersDoneWatcher>();
+        services.AddSingleton<CheckpointIntervalAdvisor>();
+        services.AddSingleton<IFlushReporter>(sp => sp.GetRequiredService<CheckpointIntervalAdvisor>());
+        services.AddHostedService(sp => sp.GetRequiredService<CheckpointIntervalAdvisor>());
 
         services.AddGrpc(o => o.EnableDetailedErrors = false);
         services.AddOptions<GrpcServiceOptions>().Configure<IOptions<SidecarOptions>>((grpc, sidecar) =>

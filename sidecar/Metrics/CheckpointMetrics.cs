@@ -1,4 +1,5 @@
 using Checkpoint.Sidecar.Flush;
+using Checkpoint.Sidecar.Interval;
 using Prometheus;
 
 namespace Checkpoint.Sidecar.Metrics;
@@ -39,6 +40,13 @@ public sealed class CheckpointMetrics
     private readonly Gauge _newestCommitTimestamp;
     private readonly Gauge _newestCommitStep;
     private readonly Counter _kubernetesApiFailures;
+
+    // How often to checkpoint (issue 12): the Young/Daly interval and its inputs, absent until known.
+    private readonly Gauge _recommendedInterval;
+    private readonly Gauge _periodicCost;
+    private readonly Gauge _observedMtbf;
+    private readonly Gauge _observedPeriodicInterval;
+    private readonly Gauge _observedPreemptions;
 
     public CheckpointMetrics(CollectorRegistry registry)
     {
@@ -133,6 +141,27 @@ public sealed class CheckpointMetrics
             "checkpoint_kubernetes_api_failures_total",
             "Failed writes to the pod's API object (annotate, grace_event), by kind (http_<status>, timeout, unreachable); flushes never wait for them.",
             "operation", "kind");
+
+        var unknownUntilSet = new GaugeConfiguration { SuppressInitialValue = true };
+        _recommendedInterval = factory.CreateGauge(
+            "checkpoint_recommended_interval_seconds",
+            "The Young/Daly checkpoint interval sqrt(2 * periodic cost * MTBF) of the job; absent until both are known.",
+            unknownUntilSet);
+        _periodicCost = factory.CreateGauge(
+            "checkpoint_periodic_cost_seconds",
+            "What a periodic checkpoint stalls training (notify + dump of the slowest pod), median of the job's recent ones.",
+            unknownUntilSet);
+        _observedMtbf = factory.CreateGauge(
+            "checkpoint_observed_mtbf_seconds",
+            "Mean time between preemptions of the job, from its flush records; absent while too few preemptions were seen.",
+            unknownUntilSet);
+        _observedPeriodicInterval = factory.CreateGauge(
+            "checkpoint_observed_periodic_interval_seconds",
+            "Median time between the job's periodic checkpoints: the interval the trainer actually uses.",
+            unknownUntilSet);
+        _observedPreemptions = factory.CreateGauge(
+            "checkpoint_observed_preemptions",
+            "Preemptions of the job in its flush records (the pods of one preemption count once), which the MTBF is computed from.");
 
         // Series that alerts compare against exist from the start, at zero, rather than appearing
         // only after the first failure.
@@ -231,6 +260,28 @@ public sealed class CheckpointMetrics
     {
         _newestCommitStep.Set(step);
         _newestCommitTimestamp.Set(committedAt.ToUnixTimeMilliseconds() / 1000.0);
+    }
+
+    public void SetIntervalRecommendation(IntervalRecommendation recommendation)
+    {
+        SetOrUnpublish(_recommendedInterval, recommendation.Recommended);
+        SetOrUnpublish(_periodicCost, recommendation.PeriodicCost);
+        SetOrUnpublish(_observedMtbf, recommendation.Mtbf);
+        SetOrUnpublish(_observedPeriodicInterval, recommendation.ObservedPeriodicInterval);
+        _observedPreemptions.Set(recommendation.Preemptions);
+    }
+
+    /// <summary>A value no longer known (its records were removed) disappears rather than staying stale.</summary>
+    private static void SetOrUnpublish(Gauge gauge, TimeSpan? value)
+    {
+        if (value is { } v)
+        {
+            gauge.Set(v.TotalSeconds);
+        }
+        else
+        {
+            gauge.Unpublish();
+        }
     }
 
     public void RecordKubernetesApiFailure(string operation, string kind) => _kubernetesApiFailures.WithLabels(operation, kind).Inc();

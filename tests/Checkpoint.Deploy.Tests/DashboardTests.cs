@@ -57,6 +57,11 @@ public sealed class DashboardTests
     [InlineData("checkpoint_job_commit_wait_seconds_bucket")]
     [InlineData("checkpoint_job_missing_ranks")]
     [InlineData("cause=\"job_incomplete\"")]
+    [InlineData("checkpoint_recommended_interval_seconds")]
+    [InlineData("checkpoint_observed_periodic_interval_seconds")]
+    [InlineData("checkpoint_periodic_cost_seconds")]
+    [InlineData("checkpoint_observed_mtbf_seconds")]
+    [InlineData("checkpoint_observed_preemptions")]
     public void Dashboard_HasAPanelQuerying(string fragment) =>
         Assert.Contains(MetricNames.DashboardExpressions(), e => e.Expr.Contains(fragment, StringComparison.Ordinal));
 
@@ -111,6 +116,19 @@ public sealed class DashboardTests
         Assert.Equal(
             "histogram_quantile(0.95, sum by (namespace, job_name, le) (rate(checkpoint_job_commit_wait_seconds_bucket[1h]))) > 0.25 * min by (namespace, job_name) (checkpoint_grace_period_seconds)",
             rule.Expr);
+    }
+
+    [Fact]
+    public void IntervalPanel_ShowsTheRecommendationNextToTheIntervalInUsePerJob()
+    {
+        var panel = Assert.Single(Panels, p => Exprs(p).Any(e => e.Contains("checkpoint_recommended_interval_seconds", StringComparison.Ordinal)));
+        var exprs = Exprs(panel);
+        Assert.Equal(2, exprs.Count);
+        Assert.Contains(exprs, e => e.Contains("checkpoint_observed_periodic_interval_seconds", StringComparison.Ordinal));
+        Assert.Equal("s", panel["fieldConfig"]!["defaults"]!["unit"]!.GetValue<string>());
+        // Every pod of a job reads the same flush records: one line per job, whatever pods are chosen.
+        Assert.All(exprs, e => Assert.StartsWith("max by (namespace, job_name) (", e, StringComparison.Ordinal));
+        Assert.All(exprs, e => Assert.DoesNotContain("$pod", e, StringComparison.Ordinal));
     }
 
     private static List<string> Exprs(JsonNode panel) =>

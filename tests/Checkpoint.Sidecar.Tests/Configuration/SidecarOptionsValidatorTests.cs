@@ -100,6 +100,19 @@ public sealed class SidecarOptionsValidatorTests : IDisposable
         AssertFailsWith("CHECKPOINT_POD_ANNOTATION_INTERVAL_SECONDS", o => o.PodAnnotationIntervalSeconds = seconds);
 
     [Theory]
+    [InlineData(0)]
+    [InlineData(1001)]
+    public void Validate_BadMtbfMinPreemptions_FailsNamingIt(int count) =>
+        AssertFailsWith("CHECKPOINT_MTBF_MIN_PREEMPTIONS", o => o.MtbfMinPreemptions = count);
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(double.NaN)]
+    [InlineData(1e13)]
+    public void Validate_BadMtbfPrior_FailsNamingIt(double seconds) =>
+        AssertFailsWith("CHECKPOINT_MTBF_PRIOR_SECONDS", o => o.MtbfPriorSeconds = seconds);
+
+    [Theory]
     [InlineData(-1)]
     [InlineData(double.NaN)]
     [InlineData(double.PositiveInfinity)]
