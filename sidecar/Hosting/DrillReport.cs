@@ -60,6 +60,8 @@ public sealed record DrillReport(
 /// <param name="BudgetShare">Seconds divided by the budget.</param>
 public sealed record DrillPhase(string Name, double Seconds, double BudgetShare);
 
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true)]
+// A budget of zero (G no larger than the safety margin) makes the ratios infinite: written as "Infinity", not an exception.
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true,
+    NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals)]
 [JsonSerializable(typeof(DrillReport))]
 internal sealed partial class DrillJsonContext : JsonSerializerContext;
