@@ -17,6 +17,11 @@ public static class Program
             return await PreStopCommand.RunAsync(rest).ConfigureAwait(false);
         }
 
+        if (args is [DrillCommand.Name, .. var drillArgs])
+        {
+            return await DrillCommand.RunAsync(drillArgs, Console.Out, Console.Error).ConfigureAwait(false);
+        }
+
         if (args is [InjectCommand.Name, .. var injectArgs])
         {
             return await InjectCommand.RunAsync(injectArgs, Console.In, Console.Out, Console.Error).ConfigureAwait(false);

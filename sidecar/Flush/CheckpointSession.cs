@@ -50,6 +50,12 @@ internal sealed class CheckpointSession(
     /// </summary>
     public bool IsJobPreemption { get; init; }
 
+    /// <summary>
+    /// A preemption drill: a preemption-class checkpoint with a real deadline on a pod that is not
+    /// terminating. Marked in its record, Event, metrics and log, and not counted as a preemption.
+    /// </summary>
+    public bool IsDrill { get; init; }
+
     /// <summary>When this pod's shard was sealed on storage; the job commit is waited for from then.</summary>
     /// <remarks>Written by the publish loop, outside the coordinator's lock: nothing else writes it.</remarks>
     public DateTimeOffset? SealedAt { get; set; }

@@ -40,6 +40,9 @@ internal sealed class FlushCoordinator : BackgroundService
 
     private CheckpointSession? _preemption;
     private CheckpointSession? _jobPreemption;
+    private CheckpointSession? _drill;
+    private const string DrillLabel = "drill";
+    private ITimer? _drillTimer;
     private CheckpointSession? _persisting;
     private CancellationToken _stopping;
     private Task _housekeeping = Task.CompletedTask;
@@ -316,6 +319,19 @@ internal sealed class FlushCoordinator : BackgroundService
                     "the pod is terminating; dump the preemption checkpoint requested on the Attach stream instead");
             }
 
+            if (_drill is { IsFinished: false } drill)
+            {
+                // A trainer that reaches its periodic checkpoint before noticing the drill's push writes the drill's.
+                if (drill.State == SessionState.Collecting && drill.ExpectedRanks.ContainsKey(trainerId) && !drill.HasReported(trainerId)
+                    && (drill.Step is null || drill.Step == step))
+                {
+                    return new DumpCommand(drill.Id, CheckpointReason.Manual, drill.Deadline, drill.StagingPath, Drill: true);
+                }
+
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                    $"a preemption drill (checkpoint {drill.Id}) is under way; checkpoint again once it has ended");
+            }
+
             var open = _sessions.Values.FirstOrDefault(s => s.State == SessionState.Collecting && s.Reason != CheckpointReason.Preemption);
             if (open is not null && open.ExpectedRanks.ContainsKey(trainerId) && !open.HasReported(trainerId)
                 && (open.Step is null || open.Step == step) && open.PendingStep == step)
@@ -436,6 +452,78 @@ internal sealed class FlushCoordinator : BackgroundService
 
     /// <summary>The cause recorded for a job-wide preemption checkpoint on a pod that is not itself preempted.</summary>
     internal const string JobPreemptionCause = "JobPreemption";
+
+    /// <summary>The cause recorded for a preemption drill.</summary>
+    internal const string DrillCause = "PreemptionDrill";
+
+    /// <summary>
+    /// Rehearses a preemption flush (<c>checkpoint-sidecar drill</c>): a preemption-class checkpoint
+    /// with the deadline a preemption now would get, pushed to every trainer, committed like any
+    /// other. Unlike <see cref="Terminate"/> nothing is told to exit: the trainers get the dump as
+    /// MANUAL with the drill mark (SDKs end the process after a PREEMPTION dump), and the sidecar
+    /// keeps serving. A drill under way is joined.
+    /// </summary>
+    /// <exception cref="FlushRequestException">No trainer is attached, or the pod or the job is being preempted.</exception>
+    public DrillTicket BeginDrill()
+    {
+        lock (_gate)
+        {
+            if (_preemption is not null || _terminated.Task.IsCompleted)
+            {
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition, "the pod is terminating; its preemption flush is the real thing, not a drill");
+            }
+
+            if (_jobPreemption is { IsFinished: false })
+            {
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition, "the job is being preempted; a drill would only compete with its checkpoint");
+            }
+
+            if (_drill is { IsFinished: false } running)
+            {
+                return new DrillTicket(running.Id, running.TriggeredAt, running.Deadline!.Value, _planner.GracePeriod, _planner.SafetyMargin);
+            }
+
+            if (_trainers.Count == 0)
+            {
+                throw new FlushRequestException(FlushRequestError.FailedPrecondition,
+                    "no trainer is attached: a drill rehearses the trainers' dump, so run it while training runs");
+            }
+
+            var now = _time.GetUtcNow();
+            var deadline = _planner.PreemptionDeadline(now);
+            var id = _ids.Next(CheckpointReason.Preemption);
+            StagingDirectory staging;
+            try
+            {
+                staging = _stagingRoot.CreateCheckpointDirectory(id);
+            }
+            catch (StagingUnavailableException e)
+            {
+                FlushLog.NotStarted(_logger, id, DrillCause, e.Message);
+                throw new FlushRequestException(
+                    StorageErrors.IsOutOfSpace(e) ? FlushRequestError.ResourceExhausted : FlushRequestError.FailedPrecondition,
+                    $"drill not started: {e.Message}");
+            }
+
+            var session = NewSession(id, CheckpointReason.Preemption, staging, now, deadline, isDrill: true);
+            session.Cause = DrillCause;
+            _drill = session;
+            // As a preemption would: an older checkpoint still collecting is dropped, an upload that fits is kept.
+            SupersedeOlderThan(session, deadline - now);
+            var command = new DumpCommand(session.Id, CheckpointReason.Manual, deadline, session.StagingPath, Drill: true);
+            foreach (var trainer in _trainers.All)
+            {
+                trainer.Commands.Writer.TryWrite(command);
+            }
+
+            session.NotifiedAt = _time.GetUtcNow();
+            // A timer of its own: the preemption timer belongs to a real preemption, which may start meanwhile.
+            _drillTimer?.Dispose();
+            _drillTimer = _time.CreateTimer(_ => OnDeadline(session), null, Max(deadline - now, TimeSpan.Zero), Timeout.InfiniteTimeSpan);
+            FlushLog.DrillStarted(_logger, id, deadline, (deadline - now).TotalSeconds, _planner.GracePeriod.TotalSeconds, _trainers.Count);
+            return new DrillTicket(id, now, deadline, _planner.GracePeriod, _planner.SafetyMargin);
+        }
+    }
 
     /// <summary>Validates a trainer's report; when every rank has reported, queues the checkpoint for storage.</summary>
     /// <exception cref="FlushRequestException">What was wrong with the report; nothing is committed.</exception>
@@ -680,16 +768,19 @@ internal sealed class FlushCoordinator : BackgroundService
     public override void Dispose()
     {
         _deadlineTimer?.Dispose();
+        _drillTimer?.Dispose();
         base.Dispose();
     }
 
     private CheckpointSession NewSession(
-        string id, CheckpointReason reason, StagingDirectory? staging, DateTimeOffset now, DateTimeOffset? deadline, bool isJobPreemption = false)
+        string id, CheckpointReason reason, StagingDirectory? staging, DateTimeOffset now, DateTimeOffset? deadline, bool isJobPreemption = false,
+        bool isDrill = false)
     {
         var session = new CheckpointSession(id, reason, staging, staging?.Path ?? Path.Combine(_stagingRoot.Path, id), now, deadline,
             _trainers.Ranks(), _trainers.World)
         {
             IsJobPreemption = isJobPreemption,
+            IsDrill = isDrill,
         };
         _sessions.Add(id, session);
         return session;
@@ -840,9 +931,9 @@ internal sealed class FlushCoordinator : BackgroundService
 
     private void RecordOutcome(CheckpointSession session, CheckpointOutcome outcome)
     {
-        var reason = session.Reason.ToLabel();
-        // A job-wide preemption checkpoint on a pod nobody preempted is not a preemption of this pod.
-        if (session.Reason == CheckpointReason.Preemption && (!session.IsJobPreemption || session == _preemption))
+        var reason = session.IsDrill ? DrillLabel : session.Reason.ToLabel();
+        // A job-wide preemption checkpoint on a pod nobody preempted is not a preemption of this pod; nor is a drill.
+        if (session.Reason == CheckpointReason.Preemption && !session.IsDrill && (!session.IsJobPreemption || session == _preemption))
         {
             _metrics.RecordPreemption(session.Cause ?? TerminationSource.Signal.ToString());
         }
@@ -853,13 +944,24 @@ internal sealed class FlushCoordinator : BackgroundService
                 var t = outcome.Timings!;
                 LastFlush = t;
                 LastCommittedId = session.Id;
-                _metrics.RecordCommitted(t, outcome.Step ?? 0, _time.GetUtcNow());
+                _metrics.RecordCommitted(t, outcome.Step ?? 0, _time.GetUtcNow(), session.IsDrill ? DrillLabel : null);
+                if (session.IsDrill)
+                {
+                    // Committed means before the deadline: the deadline timer fails the drill otherwise.
+                    _metrics.RecordDrill("fits");
+                }
+
                 _planner.RecordFlush(t);
                 _metrics.SetPrediction(_planner.Predict());
                 FlushLog.Committed(_logger, session.Id, reason, outcome.Step ?? 0, outcome.Directory!,
                     t.Notify.TotalSeconds, t.Dump.TotalSeconds, t.Copy.TotalSeconds, t.Verify.TotalSeconds,
                     t.Commit.TotalSeconds, t.Total.TotalSeconds, t.Budget.TotalSeconds, t.BudgetUsedRatio,
                     t.Bytes, t.ThroughputBytesPerSecond / 1e6);
+                break;
+            case CheckpointStatus.Failed when session.IsDrill:
+                // Not a flush failure nor a deadline miss of the job (no alert): what the drill found out.
+                _metrics.RecordDrill(outcome.FailureCause == FlushFailureCause.DeadlineExceeded ? "would_not_fit" : "failed");
+                FlushLog.Failed(_logger, session.Id, reason, outcome.FailureCause!.Value.ToLabel(), outcome.Error ?? "");
                 break;
             case CheckpointStatus.Failed:
                 _metrics.RecordFailed(session.Reason, outcome.FailureCause!.Value);
@@ -878,14 +980,26 @@ internal sealed class FlushCoordinator : BackgroundService
                 FlushLog.Failed(_logger, session.Id, reason, outcome.FailureCause!.Value.ToLabel(), outcome.Error ?? "");
                 break;
             default:
-                _metrics.RecordSuperseded(session.Reason);
+                if (session.IsDrill)
+                {
+                    _metrics.RecordDrill("superseded");
+                }
+                else
+                {
+                    _metrics.RecordSuperseded(session.Reason);
+                }
+
                 FlushLog.Superseded(_logger, session.Id, reason);
                 return;
         }
 
         // After the metrics: a Pushgateway push must carry this flush's figures.
-        var report = new FlushReport(outcome, session.Reason, session.Cause, _planner.GracePeriod, session.TriggeredAt, _time.GetUtcNow());
-        _metrics.RecordLastFlushEnded(report.DeadlineMissed, report.EndedAt);
+        var report = new FlushReport(outcome, session.Reason, session.Cause, _planner.GracePeriod, session.TriggeredAt, _time.GetUtcNow(), session.IsDrill);
+        if (!session.IsDrill)
+        {
+            _metrics.RecordLastFlushEnded(report.DeadlineMissed, report.EndedAt);
+        }
+
         _reports.Dispatch(reporter => reporter.FlushEndedAsync(report, CancellationToken.None));
     }
 
@@ -926,6 +1040,9 @@ internal sealed class FlushCoordinator : BackgroundService
 
     private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 }
+
+/// <summary>The drill a <c>drill</c> request started or joined, and the budget it is measured against.</summary>
+public sealed record DrillTicket(string CheckpointId, DateTimeOffset TriggeredAt, DateTimeOffset Deadline, TimeSpan GracePeriod, TimeSpan SafetyMargin);
 
 /// <summary>The preemption flush a termination trigger started or joined; both null when there was nothing to flush.</summary>
 public sealed record TerminationTicket(string? CheckpointId, DateTimeOffset? Deadline);

@@ -81,4 +81,7 @@ internal static partial class FlushLog
 
     [LoggerMessage(EventId = 248, Level = LogLevel.Trace, Message = "Checkpoint {CheckpointId}: looking at storage again in {PollMs} ms")]
     public static partial void NextPoll(ILogger logger, string checkpointId, double pollMs);
+
+    [LoggerMessage(EventId = 250, Level = LogLevel.Information, Message = "Preemption drill {CheckpointId} started: {SecondsLeft:F1} s to the deadline {Deadline:O} a preemption now would get ({Grace:F0} s grace); dump requested from {Trainers} trainer(s), which carry on training")]
+    public static partial void DrillStarted(ILogger logger, string checkpointId, DateTimeOffset deadline, double secondsLeft, double grace, int trainers);
 }

@@ -76,7 +76,8 @@ public sealed record CheckpointOutcome(
 }
 
 /// <summary>What a trainer is told to do when it must dump a checkpoint.</summary>
-public sealed record DumpCommand(string CheckpointId, CheckpointReason Reason, DateTimeOffset? Deadline, string StagingDirectory);
+/// <param name="Drill">A preemption drill's dump: written at once, then training carries on.</param>
+public sealed record DumpCommand(string CheckpointId, CheckpointReason Reason, DateTimeOffset? Deadline, string StagingDirectory, bool Drill = false);
 
 public static class CheckpointReasonNames
 {

@@ -18,7 +18,8 @@ public sealed record PreemptionStarted(
 
 /// <param name="Cause">For preemptions, as in <see cref="PreemptionStarted"/>; null for checkpoints the trainer asked for.</param>
 public sealed record FlushReport(
-    CheckpointOutcome Outcome, CheckpointReason Reason, string? Cause, TimeSpan GracePeriod, DateTimeOffset TriggeredAt, DateTimeOffset EndedAt)
+    CheckpointOutcome Outcome, CheckpointReason Reason, string? Cause, TimeSpan GracePeriod, DateTimeOffset TriggeredAt, DateTimeOffset EndedAt,
+    bool Drill = false)
 {
     public bool DeadlineMissed => Outcome.FailureCause == FlushFailureCause.DeadlineExceeded;
 }

@@ -173,6 +173,26 @@ internal sealed class CheckpointGrpcService(
         return Task.FromResult(response);
     }
 
+    /// <summary>Only a process on the Unix socket (a local peer, allowed by its 0660 mode) may start a drill.</summary>
+    public override Task<StartDrillResponse> StartDrill(StartDrillRequest request, ServerCallContext context)
+    {
+        if (context.GetHttpContext().Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionSocketFeature>()?.Socket
+            is not { AddressFamily: System.Net.Sockets.AddressFamily.Unix })
+        {
+            throw new RpcException(new Status(StatusCode.PermissionDenied, "a drill may only be started over the sidecar's Unix socket"));
+        }
+
+        var ticket = Translate(coordinator.BeginDrill);
+        return Task.FromResult(new StartDrillResponse
+        {
+            CheckpointId = ticket.CheckpointId,
+            TriggeredAt = Timestamp.FromDateTimeOffset(ticket.TriggeredAt),
+            Deadline = Timestamp.FromDateTimeOffset(ticket.Deadline),
+            GracePeriod = Duration.FromTimeSpan(ticket.GracePeriod),
+            SafetyMargin = Duration.FromTimeSpan(ticket.SafetyMargin),
+        });
+    }
+
     private static DumpRequest ToMessage(DumpCommand command)
     {
         var message = new DumpRequest
@@ -180,6 +200,7 @@ internal sealed class CheckpointGrpcService(
             CheckpointId = command.CheckpointId,
             Reason = ToMessage(command.Reason),
             StagingDir = command.StagingDirectory,
+            Drill = command.Drill,
         };
         if (command.Deadline is { } deadline)
         {

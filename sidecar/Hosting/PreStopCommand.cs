@@ -21,9 +21,7 @@ internal static class PreStopCommand
     /// <returns>0 committed or nothing to flush; 1 failed or unreachable; 2 bad usage.</returns>
     public static async Task<int> RunAsync(string[] args)
     {
-        var socketPath = Environment.GetEnvironmentVariable("CHECKPOINT_SOCKET_PATH") is { Length: > 0 } fromEnv
-            ? fromEnv
-            : SidecarOptions.DefaultSocketPath;
+        var socketPath = SocketPathFromEnvironment();
         for (var i = 0; i < args.Length; i++)
         {
             if (args[i] == "--socket" && i + 1 < args.Length)
@@ -70,7 +68,12 @@ internal static class PreStopCommand
         }
     }
 
-    private static GrpcChannel UnixSocketChannel(string socketPath)
+    /// <summary>The sidecar's socket as the container's environment names it (the injected containers share it).</summary>
+    internal static string SocketPathFromEnvironment() =>
+        Environment.GetEnvironmentVariable("CHECKPOINT_SOCKET_PATH") is { Length: > 0 } fromEnv ? fromEnv : SidecarOptions.DefaultSocketPath;
+
+    /// <summary>A gRPC channel to the sidecar over its Unix socket (also used by <c>drill</c>).</summary>
+    internal static GrpcChannel UnixSocketChannel(string socketPath)
     {
         var handler = new SocketsHttpHandler
         {

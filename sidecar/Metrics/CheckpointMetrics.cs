@@ -40,6 +40,7 @@ public sealed class CheckpointMetrics
     private readonly Gauge _newestCommitTimestamp;
     private readonly Gauge _newestCommitStep;
     private readonly Counter _kubernetesApiFailures;
+    private readonly Counter _drills;
 
     // How often to checkpoint (issue 12): the Young/Daly interval and its inputs, absent until known.
     private readonly Gauge _recommendedInterval;
@@ -98,6 +99,10 @@ public sealed class CheckpointMetrics
         _recommendedGrace = factory.CreateGauge(
             "checkpoint_recommended_grace_period_seconds",
             "A terminationGracePeriodSeconds in which the predicted flush uses at most 80 % of the budget.");
+        _drills = factory.CreateCounter(
+            "checkpoint_preemption_drills_total",
+            "Preemption drills (checkpoint-sidecar drill) by result: fits, would_not_fit, failed, superseded. Not counted as preemptions.",
+            "result");
         _preemptions = factory.CreateCounter(
             "checkpoint_preemptions_total",
             "Pod terminations seen, by cause: the DisruptionTarget reason, or the trigger (Signal, PreStopHook, PodWatch, TrainerNotice).",
@@ -180,9 +185,10 @@ public sealed class CheckpointMetrics
 
     public void RecordTrainerAttached() => _attachments.Inc();
 
-    public void RecordCommitted(FlushTimings timings, long step, DateTimeOffset committedAt)
+    /// <param name="reasonLabel">In place of the timings' reason: <c>drill</c> for a preemption drill.</param>
+    public void RecordCommitted(FlushTimings timings, long step, DateTimeOffset committedAt, string? reasonLabel = null)
     {
-        var reason = timings.Reason.ToLabel();
+        var reason = reasonLabel ?? timings.Reason.ToLabel();
         foreach (var (phase, duration) in PhaseDurations(timings))
         {
             _phaseDuration.WithLabels(phase, reason).Observe(duration.TotalSeconds);
@@ -232,6 +238,8 @@ public sealed class CheckpointMetrics
     }
 
     public void RecordPreemption(string cause) => _preemptions.WithLabels(cause).Inc();
+
+    public void RecordDrill(string result) => _drills.WithLabels(result).Inc();
 
     public void RecordLastFlushEnded(bool deadlineMissed, DateTimeOffset endedAt)
     {

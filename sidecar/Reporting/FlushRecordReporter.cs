@@ -38,6 +38,7 @@ internal sealed class FlushRecordReporter(FlushRecordStore records, IOptions<Sid
             Timings = t is null ? null : new FlushRecordTimings(
                 t.Notify.TotalSeconds, t.Dump.TotalSeconds, t.Copy.TotalSeconds, t.Verify.TotalSeconds, t.Commit.TotalSeconds,
                 t.Total.TotalSeconds, t.BudgetUsedRatio, t.Bytes, t.CommitWait.TotalSeconds),
+            Drill = report.Drill ? true : null,
         };
     }
 

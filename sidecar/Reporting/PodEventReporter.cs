@@ -20,6 +20,18 @@ internal sealed class PodEventReporter(KubernetesConnection connection, TimeProv
     public Task FlushEndedAsync(FlushReport report, CancellationToken cancellationToken)
     {
         var outcome = report.Outcome;
+        if (report.Drill)
+        {
+            // One Event per drill, of its own reason: nothing in it may read as a preemption of the pod.
+            var budget = (report.TriggeredAt + report.GracePeriod - report.EndedAt).TotalSeconds;
+            var message = outcome.Status == CheckpointStatus.Committed
+                ? string.Create(CultureInfo.InvariantCulture,
+                    $"Preemption drill {outcome.CheckpointId} (step {outcome.Step}) committed in {outcome.Timings!.Total.TotalSeconds:F2} s of {report.GracePeriod.TotalSeconds:F0} s grace: a preemption now would fit ({budget:F2} s to spare before SIGKILL); training continues")
+                : string.Create(CultureInfo.InvariantCulture,
+                    $"Preemption drill {outcome.CheckpointId} failed ({outcome.FailureCause?.ToLabel()}): {outcome.Error}; a preemption now would not fit in {report.GracePeriod.TotalSeconds:F0} s grace; training continues");
+            return PostAsync("PreemptionDrill", outcome.Status == CheckpointStatus.Committed ? "Normal" : "Warning", message, cancellationToken);
+        }
+
         if (outcome.Status == CheckpointStatus.Committed && report.Reason == CheckpointReason.Preemption)
         {
             var t = outcome.Timings!;

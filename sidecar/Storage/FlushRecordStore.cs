@@ -122,6 +122,12 @@ public sealed record FlushRecord
     public FlushRecordTimings? Timings { get; init; }
 
     /// <summary>
+    /// True for a preemption drill (<c>checkpoint-sidecar drill</c>): reason preemption, but the pod was
+    /// not preempted; readers counting preemptions skip it. Absent otherwise (and in older records).
+    /// </summary>
+    public bool? Drill { get; init; }
+
+    /// <summary>
     /// Longer than any grace period or flush: seconds beyond it come from a damaged or forged record,
     /// and would overflow the TimeSpan they are read into (1e13 s does).
     /// </summary>

@@ -108,6 +108,6 @@ def test_generated_code_imports_from_the_package_and_names_the_contract():
     service = checkpoint_pb2.DESCRIPTOR.services_by_name["CheckpointService"]
     assert {m.name for m in service.methods} == {
         "Attach", "BeginCheckpoint", "ReportDump", "WaitForCheckpoint", "NotifyTermination",
-        "GetLatestCheckpoint", "GetStatus"}
+        "GetLatestCheckpoint", "GetStatus", "StartDrill"}
     assert checkpoint_pb2.DESCRIPTOR.name == "checkpoint/v1/checkpoint.proto"
     assert hasattr(checkpoint_pb2_grpc, "CheckpointServiceStub")

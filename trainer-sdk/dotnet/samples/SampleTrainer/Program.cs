@@ -76,9 +76,15 @@ internal static class Program
         while (model.Step < arguments.Steps)
         {
             // A step boundary: the parameters are consistent, so this is where a requested dump is written.
-            if (client.PendingDump is { } dump)
+            if (client.PendingDump is { Reason: CheckpointReason.Preemption } dump)
             {
                 return await DumpForPreemptionAsync(client, dump, model, arguments, options.PreemptionExitCode);
+            }
+
+            if (client.PendingDump is { } pushed)
+            {
+                // Pushed but not a preemption (a preemption drill): write it at once, then carry on training.
+                await SubmitAsync(client, pushed, model, arguments, "pushed");
             }
 
             double loss = model.TrainStep();
@@ -107,17 +113,30 @@ internal static class Program
         try
         {
             var dump = await client.BeginCheckpointAsync(model.Step, CheckpointReason.Periodic);
+            await SubmitAsync(client, dump, model, arguments, "periodic");
+        }
+        catch (CheckpointException exception)
+        {
+            // A missed periodic checkpoint costs only the steps until the next one; training is worth more.
+            await Console.Error.WriteLineAsync(
+                Invariant($"sample-trainer: periodic checkpoint at step {model.Step} skipped: {exception.Message}"));
+        }
+    }
+
+    private static async Task SubmitAsync(CheckpointClient client, DumpRequest dump, LinearRegression model, TrainerArguments arguments, string kind)
+    {
+        try
+        {
             var files = ModelFiles.Write(dump, client.Rank, model, arguments.PayloadBytes);
-            Console.WriteLine(Invariant($"checkpoint {dump.CheckpointId} written at step {model.Step} (periodic)"));
+            Console.WriteLine(Invariant($"checkpoint {dump.CheckpointId} written at step {model.Step} ({kind})"));
 
             // Returns once the sidecar has the report; copying to shared storage goes on while training continues.
             await client.SubmitDumpAsync(dump, model.Step, files, Metadata(model));
         }
         catch (Exception exception) when (exception is CheckpointException or IOException or UnauthorizedAccessException)
         {
-            // A missed periodic checkpoint costs only the steps until the next one; training is worth more.
             await Console.Error.WriteLineAsync(
-                Invariant($"sample-trainer: periodic checkpoint at step {model.Step} skipped: {exception.Message}"));
+                Invariant($"sample-trainer: {kind} checkpoint {dump.CheckpointId} at step {model.Step} skipped: {exception.Message}"));
         }
     }
 

@@ -103,16 +103,18 @@ class CheckpointOutcome(_message.Message):
     def __init__(self, checkpoint_id: _Optional[str] = ..., status: _Optional[_Union[CheckpointStatus, str]] = ..., directory: _Optional[str] = ..., step: _Optional[int] = ..., error: _Optional[str] = ..., timings: _Optional[_Union[FlushTimings, _Mapping]] = ..., missing_ranks: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DumpRequest(_message.Message):
-    __slots__ = ["checkpoint_id", "deadline", "reason", "staging_dir"]
+    __slots__ = ["checkpoint_id", "deadline", "drill", "reason", "staging_dir"]
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    DRILL_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     STAGING_DIR_FIELD_NUMBER: _ClassVar[int]
     checkpoint_id: str
     deadline: _timestamp_pb2.Timestamp
+    drill: bool
     reason: CheckpointReason
     staging_dir: str
-    def __init__(self, checkpoint_id: _Optional[str] = ..., reason: _Optional[_Union[CheckpointReason, str]] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., staging_dir: _Optional[str] = ...) -> None: ...
+    def __init__(self, checkpoint_id: _Optional[str] = ..., reason: _Optional[_Union[CheckpointReason, str]] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., staging_dir: _Optional[str] = ..., drill: bool = ...) -> None: ...
 
 class FlushTimings(_message.Message):
     __slots__ = ["budget", "budget_used_ratio", "bytes", "checkpoint_id", "commit", "commit_wait", "copy", "dump", "notify", "reason", "total", "verify"]
@@ -226,6 +228,24 @@ class SidecarCommand(_message.Message):
     attached: Attached
     dump: DumpRequest
     def __init__(self, attached: _Optional[_Union[Attached, _Mapping]] = ..., dump: _Optional[_Union[DumpRequest, _Mapping]] = ...) -> None: ...
+
+class StartDrillRequest(_message.Message):
+    __slots__ = []
+    def __init__(self) -> None: ...
+
+class StartDrillResponse(_message.Message):
+    __slots__ = ["checkpoint_id", "deadline", "grace_period", "safety_margin", "triggered_at"]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    SAFETY_MARGIN_FIELD_NUMBER: _ClassVar[int]
+    TRIGGERED_AT_FIELD_NUMBER: _ClassVar[int]
+    checkpoint_id: str
+    deadline: _timestamp_pb2.Timestamp
+    grace_period: _duration_pb2.Duration
+    safety_margin: _duration_pb2.Duration
+    triggered_at: _timestamp_pb2.Timestamp
+    def __init__(self, checkpoint_id: _Optional[str] = ..., triggered_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., grace_period: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., safety_margin: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class TrainerInfo(_message.Message):
     __slots__ = ["description", "rank", "trainer_id"]

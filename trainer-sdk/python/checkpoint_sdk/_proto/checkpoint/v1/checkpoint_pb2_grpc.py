@@ -49,6 +49,11 @@ class CheckpointServiceStub(object):
         request_serializer=checkpoint_dot_v1_dot_checkpoint__pb2.GetStatusRequest.SerializeToString,
         response_deserializer=checkpoint_dot_v1_dot_checkpoint__pb2.GetStatusResponse.FromString,
         )
+    self.StartDrill = channel.unary_unary(
+        '/checkpoint.v1.CheckpointService/StartDrill',
+        request_serializer=checkpoint_dot_v1_dot_checkpoint__pb2.StartDrillRequest.SerializeToString,
+        response_deserializer=checkpoint_dot_v1_dot_checkpoint__pb2.StartDrillResponse.FromString,
+        )
 
 
 class CheckpointServiceServicer(object):
@@ -110,6 +115,17 @@ class CheckpointServiceServicer(object):
     context.set_details('Method not implemented!')
     raise NotImplementedError('Method not implemented!')
 
+  def StartDrill(self, request, context):
+    """Rehearses a preemption flush without terminating (`checkpoint-sidecar drill`): the trainers are
+    pushed a dump with `drill` set and the deadline a preemption now would get (now + G - safety
+    margin); the checkpoint is committed like any other, and nothing exits. Served on the Unix socket
+    only. FAILED_PRECONDITION when no trainer is attached or the pod is terminating; a second call
+    while a drill runs joins it.
+    """
+    context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+    context.set_details('Method not implemented!')
+    raise NotImplementedError('Method not implemented!')
+
 
 def add_CheckpointServiceServicer_to_server(servicer, server):
   rpc_method_handlers = {
@@ -147,6 +163,11 @@ def add_CheckpointServiceServicer_to_server(servicer, server):
           servicer.GetStatus,
           request_deserializer=checkpoint_dot_v1_dot_checkpoint__pb2.GetStatusRequest.FromString,
           response_serializer=checkpoint_dot_v1_dot_checkpoint__pb2.GetStatusResponse.SerializeToString,
+      ),
+      'StartDrill': grpc.unary_unary_rpc_method_handler(
+          servicer.StartDrill,
+          request_deserializer=checkpoint_dot_v1_dot_checkpoint__pb2.StartDrillRequest.FromString,
+          response_serializer=checkpoint_dot_v1_dot_checkpoint__pb2.StartDrillResponse.SerializeToString,
       ),
   }
   generic_handler = grpc.method_handlers_generic_handler(
