@@ -87,13 +87,14 @@ public static class CheckpointInterval
     /// <summary>
     /// Every pod of the job writes a record of the preemption checkpoint (the preempted pod and those
     /// that dumped with it), within a grace period of each other: those are one preemption of the job.
-    /// Failed preemption flushes count too: the preemption happened all the same.
+    /// Failed preemption flushes count too: the preemption happened all the same. A drill runs as a
+    /// preemption flush but preempted nothing.
     /// </summary>
     private static int CountPreemptions(IEnumerable<FlushRecord> records)
     {
         var count = 0;
         DateTimeOffset? windowEnd = null;
-        foreach (var record in records.Where(r => r.Reason == "preemption").OrderBy(r => r.TriggeredAt))
+        foreach (var record in records.Where(r => r.Reason == "preemption" && r.Drill != true).OrderBy(r => r.TriggeredAt))
         {
             if (windowEnd is { } end && record.TriggeredAt <= end)
             {

@@ -98,12 +98,17 @@ public sealed class DrillTests
 
     private static async Task<JsonElement> WaitForRecordAsync(TestDirectories dirs, string checkpointId)
     {
-        // Records are written in the background after the outcome; the drill's is found by its id.
-        var folder = Path.Combine(dirs.JobDirectory(), "flush-records");
-        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        // Records are written in the background after the outcome (temp file, then renamed into place);
+        // the drill's is found by its id, looked for again each time a record lands.
+        var folder = Directory.CreateDirectory(Path.Combine(dirs.JobDirectory(), "flush-records")).FullName;
+        var landed = new SemaphoreSlim(0);
+        using var watcher = new FileSystemWatcher(folder, "*.json") { EnableRaisingEvents = true };
+        watcher.Renamed += (_, _) => landed.Release();
+        watcher.Created += (_, _) => landed.Release();
+        using var cancel = new CancellationTokenSource(ObservedProcess.DefaultTimeout);
         while (true)
         {
-            foreach (var file in Directory.Exists(folder) ? Directory.GetFiles(folder, "*.json", SearchOption.AllDirectories) : [])
+            foreach (var file in Directory.GetFiles(folder, "*.json"))
             {
                 using var document = JsonDocument.Parse(await File.ReadAllTextAsync(file, cancel.Token));
                 if (document.RootElement.GetProperty("checkpointId").GetString() == checkpointId)
@@ -112,7 +117,7 @@ public sealed class DrillTests
                 }
             }
 
-            await Task.Delay(50, cancel.Token);
+            await landed.WaitAsync(cancel.Token);
         }
     }
 

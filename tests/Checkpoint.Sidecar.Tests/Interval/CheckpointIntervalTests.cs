@@ -120,6 +120,23 @@ public sealed class CheckpointIntervalTests
     }
 
     [Fact]
+    public void FromRecords_DrillsAreNotPreemptions()
+    {
+        List<FlushRecord> records =
+        [
+            Preemption("a", "pod-0", Now.AddHours(-6)),
+            Preemption("drill-1", "pod-0", Now.AddHours(-4)) with { Drill = true, Cause = "PreemptionDrill" },
+            Preemption("drill-2", "pod-0", Now.AddHours(-2)) with { Drill = true, Cause = "PreemptionDrill" },
+            Preemption("b", "pod-0", Now.AddHours(-3)),
+        ];
+
+        var result = CheckpointInterval.FromRecords(records, Now, IntervalPolicy.Default);
+
+        Assert.Equal(2, result.Preemptions);
+        Assert.Equal(TimeSpan.FromHours(3), result.Mtbf);
+    }
+
+    [Fact]
     public void FromRecords_PreemptionsButNoPeriodicCheckpoint_MtbfWithoutRecommendation()
     {
         List<FlushRecord> records = [Preemption("a", "pod-0", Now.AddHours(-6)), Preemption("b", "pod-0", Now.AddHours(-3))];
