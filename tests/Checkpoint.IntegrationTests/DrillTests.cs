@@ -31,8 +31,8 @@ public sealed class DrillTests
         Assert.Contains("a real preemption now would fit", drill.Output, StringComparison.Ordinal);
         await sidecar.Process.WaitForLineAsync($@"Checkpoint {Regex.Escape(id)} \(drill, step \d+\) committed");
 
-        // The trainer dumped the drill and carries on: it takes (and the sidecar commits) a periodic checkpoint after it.
-        await trainer.WaitForLineAsync($@"^checkpoint {Regex.Escape(id)} written at step \d+ \(pushed\)");
+        // The trainer dumped the drill (the C# SDK's DumpRequest.Drill tells it so) and carries on: it takes (and the sidecar commits) a periodic checkpoint after it.
+        await trainer.WaitForLineAsync($@"^checkpoint {Regex.Escape(id)} written at step \d+ \(drill\)");
         var next = await trainer.WaitForLineAsync(@"^checkpoint (\S+-periodic-\S+) written at step \d+ \(periodic\)", TimeSpan.FromSeconds(60));
         await sidecar.Process.WaitForLineAsync($@"Checkpoint {Regex.Escape(next.Groups[1].Value)} \(periodic, step \d+\) committed");
         Assert.False(trainer.HasExited, "a drill must not end the trainer");

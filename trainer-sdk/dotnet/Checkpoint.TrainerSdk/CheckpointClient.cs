@@ -342,7 +342,8 @@ public sealed partial class CheckpointClient : IAsyncDisposable
     {
         Volatile.Write(ref pendingDump, dump);
         string deadline = dump.Deadline is { } at ? $", deadline {at:O}" : string.Empty;
-        Log($"the sidecar asks for dump {dump.CheckpointId} ({dump.Reason}{deadline}) into {dump.StagingDirectory}");
+        string kind = dump.Drill ? "preemption drill, training goes on" : dump.Reason.ToString();
+        Log($"the sidecar asks for dump {dump.CheckpointId} ({kind}{deadline}) into {dump.StagingDirectory}");
 
         if (dump.Reason == CheckpointReason.Preemption)
         {

@@ -19,6 +19,14 @@ namespace Checkpoint.TrainerSdk;
 public sealed record DumpRequest(string CheckpointId, CheckpointReason Reason, DateTimeOffset? Deadline, string StagingDirectory)
 {
     /// <summary>
+    /// A preemption drill (<c>checkpoint-sidecar drill</c>), pushed with <see cref="CheckpointReason.Manual"/> and the
+    /// deadline a preemption now would get: write it at the next step boundary as a preemption dump, then carry on
+    /// training. An init property rather than a positional one, so that the constructor and deconstruction stay as
+    /// they were.
+    /// </summary>
+    public bool Drill { get; init; }
+
+    /// <summary>
     /// The conventional per-rank folder inside <see cref="StagingDirectory"/> (<c>rank-&lt;rank&gt;</c>); the same relative
     /// layout is found under <see cref="LatestCheckpoint.Directory"/> on resume.
     /// </summary>

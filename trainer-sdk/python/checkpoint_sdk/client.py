@@ -244,6 +244,9 @@ class CheckpointClient:
         # (step, deadline) of a job-wide preemption the ranks agreed on in should_checkpoint(), for checkpoint(step).
         self._agreed_preemption: Optional[tuple] = None
         self._last_reported_id: Optional[str] = None
+        # A preemption drill's checkpoint this rank reported, until its outcome is known: the sidecar refuses other
+        # checkpoints meanwhile (FAILED_PRECONDITION), which must not be read as the pod beginning to terminate.
+        self._drill_in_flight: Optional[str] = None
 
         # A collective under torch.distributed: before any connection, so that a rank that cannot reach its sidecar
         # does not leave the others waiting in it.
@@ -279,7 +282,8 @@ class CheckpointClient:
 
     @property
     def pending_dump(self) -> Optional[DumpRequest]:
-        """The dump the sidecar is waiting for (a preemption), or None; cleared once reported."""
+        """The dump the sidecar pushed and is waiting for (a preemption, or a drill: ``drill`` set), or None; cleared
+        once reported."""
         with self._lock:
             return self._pending
 
@@ -344,20 +348,28 @@ class CheckpointClient:
     def should_checkpoint(self, step: int) -> bool:
         """Whether to write a checkpoint at this step boundary; call it at every step, on every rank.
 
-        True when a preemption dump is pending (or this process got SIGTERM), or when a periodic checkpoint is due
-        (``checkpoint_every``). Under torch.distributed the ranks agree through a collective (one all_reduce MAX of
-        the pending flag and the negated deadline), so every rank answers the same, no rank dumps a different step,
-        and every rank learns the earliest deadline any rank's pod announced: a rank whose pod is not being preempted
-        then takes the job-wide preemption checkpoint in ``checkpoint(step)`` with that deadline.
+        True when a preemption dump is pending (or this process got SIGTERM), when a preemption drill's dump is
+        pending (``checkpoint-sidecar drill``: written here, as a preemption's would be, and training goes on), or
+        when a periodic checkpoint is due (``checkpoint_every``). Under torch.distributed the ranks agree through a
+        collective (one all_reduce MAX of the pending flag, the negated deadline and the drill flag), so every rank
+        answers the same, no rank dumps a different step, and every rank learns the earliest deadline any rank's pod
+        announced: a rank whose pod is not being preempted then takes the job-wide preemption checkpoint in
+        ``checkpoint(step)`` with that deadline.
         """
         urgent = self.termination_requested
+        drill = self._pending_drill() is not None
         deadline: Optional[float] = None
         dist = _distributed()
         if dist is not None:
-            urgent, deadline = _collectives.agree_urgency(dist, urgent, self._local_deadline() if urgent else None)
+            urgent, deadline, drill = _collectives.agree_step_boundary(
+                dist, urgent, self._local_deadline() if urgent else None, drill)
         if urgent:
             with self._lock:
                 self._agreed_preemption = (step, deadline)
+            return True
+        if drill:
+            # A rank the push has not reached yet asks for a checkpoint of this step in checkpoint(step); the
+            # sidecar hands it the drill's dump.
             return True
         return (self.checkpoint_every > 0 and step > 0 and step % self.checkpoint_every == 0
                 and step != self._last_checkpoint_step)
@@ -366,10 +378,11 @@ class CheckpointClient:
                    reason: CheckpointReason = CheckpointReason.PERIODIC) -> "CheckpointWriter":
         """A context manager giving this rank's directory to write the checkpoint of ``step`` into.
 
-        The pending preemption dump when there is one, else a new ``reason`` checkpoint (PERIODIC or MANUAL).
-        When the block exits without an exception, the files under the directory are reported. A preemption then
-        waits for the outcome and (with ``handle_termination``) exits the process with ``preemption_exit_code``;
-        a periodic checkpoint returns at once while the sidecar persists it in the background.
+        The pending preemption dump when there is one, else the pending drill dump, else a new ``reason`` checkpoint
+        (PERIODIC or MANUAL). When the block exits without an exception, the files under the directory are reported.
+        A preemption then waits for the outcome and (with ``handle_termination``) exits the process with
+        ``preemption_exit_code``; a drill, periodic or manual checkpoint returns at once while the sidecar persists it
+        in the background (a drill is written as a preemption would be, but nothing exits: training goes on).
         """
         return CheckpointWriter(self, step, dict(metadata or {}), reason)
 
@@ -408,12 +421,23 @@ class CheckpointClient:
                                   ErrorCode.INVALID_ARGUMENT)
         request = pb.ReportDumpRequest(trainer_id=self.trainer_id, checkpoint_id=dump.checkpoint_id, step=step,
                                        files=list(files), metadata=dict(metadata or {}))
-        response = self._unary("ReportDump", "ReportDump", request)
+        try:
+            response = self._unary("ReportDump", "ReportDump", request)
+        except CheckpointError as error:
+            if dump.drill and error.code in (ErrorCode.NOT_FOUND, ErrorCode.FAILED_PRECONDITION):
+                # The drill ended without this rank (its deadline, or a real preemption superseded it): it is not
+                # pending any more, or every later step boundary would try to write it again.
+                with self._lock:
+                    if self._pending is not None and self._pending.checkpoint_id == dump.checkpoint_id:
+                        self._pending = None
+            raise
         with self._lock:
             if self._pending is not None and self._pending.checkpoint_id == dump.checkpoint_id:
                 self._pending = None
             self._last_checkpoint_step = step
             self._last_reported_id = dump.checkpoint_id
+            if dump.drill:
+                self._drill_in_flight = dump.checkpoint_id
         return response
 
     def wait_for_checkpoint(self, checkpoint_id: str, timeout: Optional[float] = None) -> CheckpointOutcome:
@@ -430,7 +454,8 @@ class CheckpointClient:
                metadata: Optional[Mapping[str, str]] = None) -> Optional[CheckpointOutcome]:
         """Reports a dump and returns when the training loop may go on (what the context manager does on exit).
 
-        Periodic/manual: returns None at once; the outcome is followed in the background (a failure is logged).
+        Periodic/manual (a drill too): returns None at once; the outcome is followed in the background (a failure is
+        logged). A drill's dump is MANUAL, so nothing here exits or arms the deadline watchdog.
         Preemption: waits for the outcome until the deadline; with ``handle_termination`` the process then exits
         with ``preemption_exit_code`` (also when the report or the wait fails: there is nothing left to do).
         """
@@ -662,7 +687,8 @@ class CheckpointClient:
             handlers = list(self._handlers)
             self._changed.notify_all()
         deadline = f", deadline {dump.deadline.isoformat()}" if dump.deadline else ""
-        self._log(f"the sidecar asks for dump {dump.checkpoint_id} ({dump.reason.value}{deadline}) into {dump.staging_dir}")
+        kind = "preemption drill, training goes on" if dump.drill else dump.reason.value
+        self._log(f"the sidecar asks for dump {dump.checkpoint_id} ({kind}{deadline}) into {dump.staging_dir}")
         if dump.reason == CheckpointReason.PREEMPTION and self.handle_termination:
             self._arm_watchdog(dump.deadline.timestamp() if dump.deadline else self._default_deadline())
         for handler in handlers:
@@ -673,11 +699,16 @@ class CheckpointClient:
 
     def _follow(self, checkpoint_id: str) -> None:
         try:
-            outcome = self.wait_for_checkpoint(checkpoint_id)
-        except CheckpointError as error:
-            if not self._closed.is_set():
-                self._log(f"could not learn the outcome of checkpoint {checkpoint_id}: {error}")
-            return
+            try:
+                outcome = self.wait_for_checkpoint(checkpoint_id)
+            except CheckpointError as error:
+                if not self._closed.is_set():
+                    self._log(f"could not learn the outcome of checkpoint {checkpoint_id}: {error}")
+                return
+        finally:
+            with self._lock:
+                if self._drill_in_flight == checkpoint_id:
+                    self._drill_in_flight = None
         if outcome.status == CheckpointStatus.FAILED:
             self._log(f"checkpoint {checkpoint_id} failed: {outcome.error}")
 
@@ -696,13 +727,18 @@ class CheckpointClient:
         # periodic checkpoint is begun then (it would only be abandoned).
         urgent = self.termination_requested or agreed is not None
         if not urgent:
+            # A pushed drill dump is written at this step boundary, as a preemption's would be; a rank the push has
+            # not reached yet gets the drill's dump from begin_checkpoint (the sidecar hands it out meanwhile).
+            dump = self._pending_drill()
             try:
-                dump = self.begin_checkpoint(step, reason)
+                if dump is None:
+                    dump = self.begin_checkpoint(step, reason)
             except CheckpointError as error:
                 # FAILED_PRECONDITION: the pod began terminating since should_checkpoint(); the preemption dump
-                # replaces this one. Any other failure is raised, but only after the collective below, so that
-                # the other ranks are not left waiting in it.
-                if error.code == ErrorCode.FAILED_PRECONDITION and (
+                # replaces this one -- unless a drill this rank already wrote is still being persisted (the sidecar
+                # refuses other checkpoints until it ends). Any other failure is raised, but only after the collective
+                # below, so that the other ranks are not left waiting in it.
+                if error.code == ErrorCode.FAILED_PRECONDITION and not self._drill_refused() and (
                         dist is not None or self.termination_requested or self._wait_preemption_briefly()):
                     urgent = True
                 else:
@@ -718,6 +754,26 @@ class CheckpointClient:
             raise failure
         assert dump is not None
         return dump
+
+    def _pending_drill(self) -> Optional[DumpRequest]:
+        """The preemption drill's dump the sidecar pushed, while it waits for this rank's files; else None."""
+        with self._lock:
+            pending = self._pending
+            if pending is None or not pending.drill or pending.reason == CheckpointReason.PREEMPTION:
+                return None
+            if pending.deadline is not None and pending.deadline.timestamp() <= time.time():
+                # The sidecar failed the drill at its deadline (this rank was in a long step): nothing to write.
+                self._pending = None
+                self._log(f"preemption drill {pending.checkpoint_id} ended at its deadline before this rank's step "
+                          f"boundary; not writing it")
+                return None
+            return pending
+
+    def _drill_refused(self) -> bool:
+        """A checkpoint was refused because this rank's drill checkpoint is still being persisted, not because the pod
+        terminates."""
+        with self._lock:
+            return self._drill_in_flight is not None and not self.termination_requested
 
     def _preemption_dump(self, step: int, deadline: Optional[float], distributed: bool) -> DumpRequest:
         """This rank's part of the preemption checkpoint of ``step``.

@@ -68,20 +68,25 @@ def _timestamp(message, name: str) -> Optional[_dt.datetime]:
 
 @dataclass(frozen=True)
 class DumpRequest:
-    """Where and why to write a checkpoint: pushed by the sidecar (preemption) or answered to begin_checkpoint."""
+    """Where and why to write a checkpoint: pushed by the sidecar (a preemption or a preemption drill) or answered to
+    begin_checkpoint."""
 
     checkpoint_id: str
     reason: CheckpointReason
     #: Absolute wall-clock time by which the checkpoint must be committed; None for periodic checkpoints.
     deadline: Optional[_dt.datetime]
     staging_dir: Path
+    #: A preemption drill (``checkpoint-sidecar drill``): reason MANUAL with the deadline a preemption now would get.
+    #: The SDK writes it at the next step boundary, as it would a preemption dump, and training goes on.
+    drill: bool = False
 
     def rank_dir(self, rank: int) -> Path:
         return self.staging_dir / rank_dir_name(rank)
 
     @classmethod
     def _from_proto(cls, m) -> "DumpRequest":
-        return cls(m.checkpoint_id, CheckpointReason._from_proto(m.reason), _timestamp(m, "deadline"), Path(m.staging_dir))
+        return cls(m.checkpoint_id, CheckpointReason._from_proto(m.reason), _timestamp(m, "deadline"), Path(m.staging_dir),
+                   m.drill)
 
 
 @dataclass(frozen=True)

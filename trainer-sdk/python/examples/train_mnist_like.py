@@ -7,7 +7,7 @@ that was not. The data draws on the torch, numpy and python ``random`` generator
 the resume is bit-exact only if every RNG state is restored.
 
 Stdout (read by tests; a contract): ``starting fresh`` or ``resumed from checkpoint <id> at step <n>``,
-``step <n> loss <x>`` every 10 steps, ``checkpoint <id> written at step <n> (periodic|preemption)``,
+``step <n> loss <x>`` every 10 steps, ``checkpoint <id> written at step <n> (periodic|preemption|drill)``,
 ``finished at step <n> params-sha256 <hex>`` (model and optimizer state). Exit codes: 0 finished,
 1 preempted (the SDK's preemption exit code), 2 bad command line, 3 sidecar unreachable or checkpoint unreadable.
 
@@ -125,10 +125,10 @@ def main(argv) -> int:
                     with checkpoint as directory:
                         # Under DDP rank 0 alone writes the (replicated) model and optimizer; resume broadcasts them.
                         save_training_state(directory, train_model, optimizer, step)
-                        reason = checkpoint.dump.reason
-                        print(f"checkpoint {checkpoint.checkpoint_id} written at step {step} ({reason.value})",
-                              flush=True)
+                        kind = "drill" if checkpoint.dump.drill else checkpoint.dump.reason.value
+                        print(f"checkpoint {checkpoint.checkpoint_id} written at step {step} ({kind})", flush=True)
                     # A preemption never gets here: the SDK exits with the preemption exit code once committed.
+                    # A drill (checkpoint-sidecar drill) does: it is written like a preemption, then training goes on.
                 except (CheckpointError, OSError) as error:
                     if checkpoint.dump is not None and checkpoint.dump.reason == CheckpointReason.PREEMPTION:
                         print(f"train_mnist_like: preemption checkpoint failed: {error}", file=sys.stderr, flush=True)

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from checkpoint_sdk import CheckpointOutcome, CheckpointReason, CheckpointStatus, LatestCheckpoint
+from checkpoint_sdk import CheckpointOutcome, CheckpointReason, CheckpointStatus, DumpRequest, LatestCheckpoint
 from checkpoint_sdk._proto.checkpoint.v1 import checkpoint_pb2 as pb
 
 
@@ -31,3 +31,11 @@ def test_latest_checkpoint_carries_the_world_size():
     assert latest.world_size == 4
     assert latest.rank_dir(3) == Path("/nfs/job/step-000000123/pod-1/rank-3")
     assert LatestCheckpoint._from_proto(pb.CheckpointInfo(checkpoint_id="old")).world_size == 0
+
+
+def test_dump_request_says_whether_it_is_a_drill():
+    drill = DumpRequest._from_proto(pb.DumpRequest(checkpoint_id="c1", reason=pb.CHECKPOINT_REASON_MANUAL,
+                                                   staging_dir="/s/c1", drill=True))
+    assert drill.drill and drill.reason == CheckpointReason.MANUAL
+    assert not DumpRequest._from_proto(pb.DumpRequest(checkpoint_id="c2", reason=pb.CHECKPOINT_REASON_PREEMPTION,
+                                                      staging_dir="/s/c2")).drill

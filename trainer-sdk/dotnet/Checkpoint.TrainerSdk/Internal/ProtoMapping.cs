@@ -10,7 +10,10 @@ internal static class ProtoMapping
         dump.CheckpointId,
         ToReason(dump.Reason),
         dump.Deadline?.ToDateTimeOffset(),
-        dump.StagingDir);
+        dump.StagingDir)
+    {
+        Drill = dump.Drill,
+    };
 
     public static CheckpointReason ToReason(Proto.CheckpointReason reason) => reason switch
     {

@@ -84,7 +84,7 @@ internal static class Program
             if (client.PendingDump is { } pushed)
             {
                 // Pushed but not a preemption (a preemption drill): write it at once, then carry on training.
-                await SubmitAsync(client, pushed, model, arguments, "pushed");
+                await SubmitAsync(client, pushed, model, arguments, pushed.Drill ? "drill" : "pushed");
             }
 
             double loss = model.TrainStep();
