@@ -46,7 +46,7 @@ public sealed class LiveJobWideTests
         await using var pod1 = await StartPodAsync(dirs1, shared.Storage, "train-1");
 
         await using var prometheus = await PrometheusServer.StartAsync(
-            [Target(pod0, "train-0"), Target(pod1, "train-1")], [DeployPaths.RulesFile]);
+            [Target(pod0, "train-0"), Target(pod1, "train-1")], [DeployPaths.RulesFile, DeployPaths.RecordingRulesFile]);
 
         // Both pods scraped at least twice before anything happens, so rate() and increase() see the
         // counters and histograms rise from zero. The job-wide series exist from the start.
@@ -67,6 +67,16 @@ public sealed class LiveJobWideTests
         Assert.True(
             waited.Timings!.CommitWait > TimeSpan.FromSeconds(1) && waited.Timings.CommitWait > sealedLast.Timings!.CommitWait,
             $"train-0 waited {waited.Timings.CommitWait}, train-1 {sealedLast.Timings!.CommitWait}");
+
+        // The recording rules on the same series: both pods know step 10 as the newest commit, and the
+        // job's training at risk is the time since it (at most the time since train-0 dumped).
+        var committedAt = DateTimeOffset.UtcNow;
+        await UntilScalarAsync(prometheus, "count(checkpoint_newest_commit_step == 10)", v => v == 2, "both pods' newest commit, step 10, scraped");
+        await UntilScalarAsync(prometheus, "count(pod:checkpoint_training_at_risk_seconds)", v => v == 2, "the per-pod recording rule evaluated");
+        var atRisk = await ResultAsync(prometheus, "job:checkpoint_training_at_risk_seconds:min");
+        var jobAtRisk = Assert.Single(atRisk);
+        Assert.Equal("train", jobAtRisk.Labels["job_name"]!.GetValue<string>());
+        Assert.InRange(jobAtRisk.Value, 0, (DateTimeOffset.UtcNow - committedAt).TotalSeconds + Bound.TotalSeconds);
 
         // Step 20: only train-0 dumps; after the commit timeout its checkpoint fails with rank 1 missing.
         var failed = await TrainerFiles.CheckpointAsync(rank0, 20, 0, ("model.bin", 1 << 20)).WaitAsync(Bound);
@@ -120,7 +130,8 @@ public sealed class LiveJobWideTests
 
         var rules = (await prometheus.GetAsync("api/v1/rules"))["data"]!["groups"]!.AsArray().SelectMany(g => g!["rules"]!.AsArray()).ToList();
         Assert.All(rules, r => Assert.True(r!["health"]!.GetValue<string>() == "ok", r.ToJsonString()));
-        var firingOrPending = rules.Where(r => r!["state"]!.GetValue<string>() != "inactive").Select(r => r!["name"]!.GetValue<string>()).ToList();
+        Assert.Contains(rules, r => r!["type"]!.GetValue<string>() == "recording");
+        var firingOrPending = rules.Where(r => r!["type"]!.GetValue<string>() == "alerting" && r["state"]!.GetValue<string>() != "inactive").Select(r => r!["name"]!.GetValue<string>()).ToList();
         Assert.Equal(["CheckpointJobIncomplete"], firingOrPending);
     }
 

@@ -10,7 +10,7 @@ namespace Checkpoint.Deploy.Tests;
 /// </summary>
 public sealed class RecordingRuleTests
 {
-    private static string RulesFile => Path.Combine(DeployPaths.Observability, "rules", "checkpoint-recording.yaml");
+    private static string RulesFile => DeployPaths.RecordingRulesFile;
 
     private static string TestFile => Path.Combine(DeployPaths.Observability, "rules", "checkpoint-recording.test.yaml");
 

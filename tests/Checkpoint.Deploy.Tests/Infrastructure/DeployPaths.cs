@@ -9,6 +9,8 @@ internal static class DeployPaths
 
     public static string RulesFile => Path.Combine(Observability, "rules", "checkpoint-alerts.yaml");
 
+    public static string RecordingRulesFile => Path.Combine(Observability, "rules", "checkpoint-recording.yaml");
+
     public static string RulesTestFile => Path.Combine(Observability, "rules", "checkpoint-alerts.test.yaml");
 
     public static string PrometheusRuleFile => Path.Combine(Observability, "prometheusrule.yaml");
