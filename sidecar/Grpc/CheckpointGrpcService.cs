@@ -1,5 +1,6 @@
 using Checkpoint.Protos.V1;
 using Checkpoint.Sidecar.Flush;
+using Checkpoint.Sidecar.Interval;
 using Checkpoint.Sidecar.Resume;
 using Google.Protobuf.WellKnownTypes;
 using Grpc.Core;
@@ -12,7 +13,8 @@ namespace Checkpoint.Sidecar.Grpc;
 /// <see cref="FlushCoordinator"/> and <see cref="ResumeLocator"/>.
 /// </summary>
 internal sealed class CheckpointGrpcService(
-    FlushCoordinator coordinator, ResumeLocator resume, FlushPlanner planner, IHostApplicationLifetime lifetime)
+    FlushCoordinator coordinator, ResumeLocator resume, FlushPlanner planner, CheckpointIntervalAdvisor interval,
+    IHostApplicationLifetime lifetime)
     : CheckpointService.CheckpointServiceBase
 {
     public override async Task Attach(AttachRequest request, IServerStreamWriter<SidecarCommand> responseStream, ServerCallContext context)
@@ -22,10 +24,13 @@ internal sealed class CheckpointGrpcService(
         using var ended = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, lifetime.ApplicationStopping);
         try
         {
-            await responseStream.WriteAsync(new SidecarCommand
+            var attached = new Attached { TrainerId = trainer.Id, GracePeriod = Duration.FromTimeSpan(planner.GracePeriod) };
+            if (interval.Current is { } recommended)
             {
-                Attached = new Attached { TrainerId = trainer.Id, GracePeriod = Duration.FromTimeSpan(planner.GracePeriod) },
-            }, ended.Token).ConfigureAwait(false);
+                attached.RecommendedInterval = Duration.FromTimeSpan(recommended);
+            }
+
+            await responseStream.WriteAsync(new SidecarCommand { Attached = attached }, ended.Token).ConfigureAwait(false);
 
             await foreach (var command in trainer.Commands.Reader.ReadAllAsync(ended.Token).ConfigureAwait(false))
             {
@@ -89,6 +94,12 @@ internal sealed class CheckpointGrpcService(
         if (outcome.Timings is { } timings)
         {
             message.Timings = ToMessage(timings);
+        }
+
+        // The newest the sidecar knows, not the one of that checkpoint: a trainer following it takes the latest.
+        if (interval.Current is { } recommended)
+        {
+            message.RecommendedInterval = Duration.FromTimeSpan(recommended);
         }
 
         return message;

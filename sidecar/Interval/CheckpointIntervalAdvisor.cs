@@ -43,6 +43,12 @@ internal sealed class CheckpointIntervalAdvisor(
     private string? _readError;
     private TimeSpan? _loggedRecommendation;
 
+    /// <summary>Ticks of the newest recommendation, or -1: read on gRPC threads while this service's loop writes it.</summary>
+    private long _currentTicks = -1;
+
+    /// <summary>The newest recommended interval, null while not known; told to trainers (Attached, CheckpointOutcome).</summary>
+    public TimeSpan? Current => Interlocked.Read(ref _currentTicks) is var ticks and >= 0 ? TimeSpan.FromTicks(ticks) : null;
+
     public Task PreemptionStartedAsync(PreemptionStarted started, CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task FlushEndedAsync(FlushReport report, CancellationToken cancellationToken)
@@ -89,6 +95,7 @@ internal sealed class CheckpointIntervalAdvisor(
 
         var recommendation = CheckpointInterval.FromRecords(known, time.GetUtcNow(), _policy);
         metrics.SetIntervalRecommendation(recommendation);
+        Interlocked.Exchange(ref _currentTicks, recommendation.Recommended is { } value ? value.Ticks : -1);
         if (recommendation is { Recommended: { } recommended, PeriodicCost: { } cost, Mtbf: { } mtbf } && IsNews(recommended))
         {
             // Once per value worth telling, not once per refresh: the MTBF, and so the interval, grow every second.

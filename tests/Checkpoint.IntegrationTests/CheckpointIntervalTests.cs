@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using Checkpoint.TrainerSdk;
 
 namespace Checkpoint.IntegrationTests;
 
@@ -44,6 +45,32 @@ public sealed class CheckpointIntervalTests
         Assert.Equal(1800, Value(metrics, "checkpoint_observed_periodic_interval_seconds"), 3);
         Assert.Equal(2, Value(metrics, "checkpoint_observed_preemptions"));
 
+        // The trainer is told it too (what an SDK's checkpoint_every="auto" follows): on attaching, and with each outcome.
+        await using var client = await sidecar.ConnectAsync();
+        Assert.InRange(client.RecommendedInterval!.Value.TotalSeconds, 1138.4, 1138.4 + 2);
+        var dump = await client.BeginCheckpointAsync(10, CheckpointReason.Periodic);
+        await client.CompleteDumpAsync(dump, 10, TrainerFiles.Write(dump, 0, ("model.bin", 4096)), null);
+        var outcome = await client.WaitForCheckpointAsync(dump.CheckpointId);
+        Assert.Equal(CheckpointStatus.Committed, outcome.Status);
+        // This pod's own checkpoint is one cheap cost sample of nine: the median, and so the interval, stays.
+        Assert.InRange(outcome.RecommendedInterval!.Value.TotalSeconds, 1138.4, 1138.4 + 2);
+    }
+
+    [Fact]
+    public async Task NoRecords_TrainerIsToldNoRecommendation()
+    {
+        using var dirs = new TestDirectories();
+        await using var sidecar = await SidecarProcess.StartAsync(dirs);
+        await using var client = await sidecar.ConnectAsync();
+        Assert.Null(client.RecommendedInterval);
+
+        var dump = await client.BeginCheckpointAsync(10, CheckpointReason.Periodic);
+        await client.CompleteDumpAsync(dump, 10, TrainerFiles.Write(dump, 0, ("model.bin", 4096)), null);
+        var outcome = await client.WaitForCheckpointAsync(dump.CheckpointId);
+
+        Assert.Equal(CheckpointStatus.Committed, outcome.Status);
+        Assert.Null(outcome.RecommendedInterval);
+        Assert.Null(client.RecommendedInterval);
     }
 
     /// <summary>Writes a record as the sidecar's FlushRecordStore does: the published JSON format, named by end time and id.</summary>

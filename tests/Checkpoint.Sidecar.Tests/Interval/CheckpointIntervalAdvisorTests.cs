@@ -57,6 +57,7 @@ public sealed class CheckpointIntervalAdvisorTests : IDisposable
         _records.Write(CheckpointIntervalTests.Periodic("p2", "pod-1", Now.AddHours(-11), notify: 1, dump: 29));
         _records.Write(CheckpointIntervalTests.Preemption("pre1", "pod-1", Now.AddHours(-8)));
         Assert.Null(_advisor.Update().Mtbf);
+        Assert.Null(_advisor.Current);
 
         // This pod's preemption flush 4 h ago, told to the advisor but not (yet) on the storage.
         var at = Now.AddHours(-4);
@@ -73,12 +74,15 @@ public sealed class CheckpointIntervalAdvisorTests : IDisposable
         Assert.Equal(3600, Single(samples, "checkpoint_observed_periodic_interval_seconds"), 6);
         // sqrt(2 * 30 * 21600) = 1138.42 s.
         Assert.Equal(1138.42, Single(samples, "checkpoint_recommended_interval_seconds"), 2);
+        // What trainers are told (Attached, CheckpointOutcome) is the exported value.
+        Assert.Equal(1138.42, _advisor.Current!.Value.TotalSeconds, 2);
 
         // Every record removed from the storage and this pod's only one: the MTBF is no longer known, and disappears.
         Directory.Delete(Path.Combine(_temp.Path, "storage", "ns", "job", "flush-records"), recursive: true);
         _advisor.Update();
         samples = await MetricsText.CollectAsync(_registry);
         Assert.DoesNotContain(samples, s => s.Name is "checkpoint_observed_mtbf_seconds" or "checkpoint_recommended_interval_seconds");
+        Assert.Null(_advisor.Current);
     }
 
     private static double Single(IReadOnlyList<MetricSample> samples, string name) => Assert.Single(samples, s => s.Name == name).Value;

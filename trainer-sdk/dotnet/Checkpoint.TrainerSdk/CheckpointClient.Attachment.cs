@@ -35,6 +35,23 @@ public sealed partial class CheckpointClient
     /// <summary>The grace period the sidecar plans preemption flushes against.</summary>
     public TimeSpan GracePeriod => Volatile.Read(ref attachment)?.GracePeriod ?? TimeSpan.Zero;
 
+    // Ticks of the sidecar's newest recommendation, or -1 while it has none: written by the attach and outcome paths.
+    private long recommendedIntervalTicks = -1;
+
+    /// <summary>
+    /// The job's recommended checkpoint interval (Young/Daly, from the measured checkpoint cost and the job's preemptions),
+    /// as the sidecar last told it: on attaching and with every <see cref="CheckpointOutcome"/>. <see langword="null"/> while
+    /// the sidecar does not know one yet (too few checkpoints or preemptions seen). The SDK does not schedule checkpoints
+    /// itself: a training loop that follows it converts it into steps from its own step time, and keeps a fixed interval
+    /// while it is <see langword="null"/> (the sidecar learns the checkpoint cost from those checkpoints).
+    /// </summary>
+    public TimeSpan? RecommendedInterval =>
+        Interlocked.Read(ref recommendedIntervalTicks) is var ticks and >= 0 ? TimeSpan.FromTicks(ticks) : null;
+
+    // The sidecar's latest word wins, an unset one too (a restarted sidecar that has not read the records yet).
+    private void NoteRecommendedInterval(Google.Protobuf.WellKnownTypes.Duration? recommended) =>
+        Interlocked.Exchange(ref recommendedIntervalTicks, recommended is null ? -1 : Math.Max(0, recommended.ToTimeSpan().Ticks));
+
     /// <summary>
     /// Whether the attachment to the sidecar is alive. It turns false when the sidecar goes away; with
     /// <see cref="CheckpointClientOptions.Reattach"/> set it turns true again once the client has reattached.
@@ -121,6 +138,7 @@ public sealed partial class CheckpointClient
             }
 
             var confirmed = call.ResponseStream.Current.Attached;
+            NoteRecommendedInterval(confirmed.RecommendedInterval);
             return new Attachment(confirmed.TrainerId, ProtoMapping.ToTimeSpan(confirmed.GracePeriod), call);
         }
         catch

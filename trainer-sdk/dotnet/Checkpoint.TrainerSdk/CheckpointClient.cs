@@ -303,6 +303,7 @@ public sealed partial class CheckpointClient : IAsyncDisposable
             "WaitForCheckpoint",
             token => sidecar.WaitForCheckpointAsync(new Proto.WaitForCheckpointRequest { CheckpointId = checkpointId }, cancellationToken: token),
             cancellationToken).ConfigureAwait(false);
+        NoteRecommendedInterval(outcome.RecommendedInterval);
         return ProtoMapping.ToOutcome(outcome);
     }
 

@@ -36,6 +36,12 @@ public sealed record CheckpointOutcome(
     /// deadline), in the order the sidecar named them; empty otherwise, and always for a single-pod job.
     /// </summary>
     public IReadOnlyList<int> MissingRanks { get; init; } = [];
+
+    /// <summary>
+    /// The job's recommended checkpoint interval as the sidecar knew it when answering (the newest, not that checkpoint's);
+    /// <see langword="null"/> while not known. <see cref="CheckpointClient.RecommendedInterval"/> keeps the latest.
+    /// </summary>
+    public TimeSpan? RecommendedInterval { get; init; }
 }
 
 /// <summary>Where the time of one checkpoint flush went, measured by the sidecar.</summary>

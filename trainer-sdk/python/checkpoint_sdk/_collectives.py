@@ -110,16 +110,18 @@ def agree_urgency(dist, urgent: bool, deadline: Optional[float]) -> Tuple[bool, 
     return decode_urgency(_all_reduce_max(dist, encode_urgency(urgent, deadline)))
 
 
-def agree_step_boundary(dist, urgent: bool, deadline: Optional[float], drill: bool
-                        ) -> Tuple[bool, Optional[float], bool]:
-    """:func:`agree_urgency` plus "any rank has a preemption drill's dump pending", in the same all_reduce(MAX).
+def agree_step_boundary(dist, urgent: bool, deadline: Optional[float], drill: bool, due: bool = False
+                        ) -> Tuple[bool, Optional[float], bool, bool]:
+    """:func:`agree_urgency` plus "any rank has a preemption drill's dump pending" and "a periodic checkpoint is due on
+    any rank", in the same all_reduce(MAX).
 
-    The drill's push reaches the ranks at slightly different times; agreeing here makes every rank write it at the
-    same step (a checkpoint's ranks must report one step) without a second collective per step.
+    The drill's push reaches the ranks at slightly different times, and with ``checkpoint_every="auto"`` each rank
+    converts the recommended interval into steps with its own measured step time; agreeing here makes every rank write
+    the same step (a checkpoint's ranks must report one step) without a second collective per step.
     """
-    values = _all_reduce_max(dist, encode_urgency(urgent, deadline) + [1 if drill else 0])
+    values = _all_reduce_max(dist, encode_urgency(urgent, deadline) + [1 if drill else 0, 1 if due else 0])
     agreed_urgent, agreed_deadline = decode_urgency(values[:2])
-    return agreed_urgent, agreed_deadline, bool(values[2])
+    return agreed_urgent, agreed_deadline, bool(values[2]), bool(values[3])
 
 
 # ---------------------------------------------------------------------------------------------- world id

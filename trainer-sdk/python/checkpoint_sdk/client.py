@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Mapping, Optional, TextIO, Union
 import grpc
 
 from . import _collectives, _signals
+from ._interval import AUTO, StepClock
 from ._proto.checkpoint.v1 import checkpoint_pb2 as pb
 from ._proto.checkpoint.v1 import checkpoint_pb2_grpc as pb_grpc
 from .errors import CheckpointError, ErrorCode, translate, unreachable
@@ -156,7 +157,14 @@ class CheckpointClient:
       never combined. With a process group the ranks agree on it at construction (a collective: create the client
       on every rank): the given one (or ``CHECKPOINT_WORLD_ID``) when every rank that was given one agrees, else 16
       random hex characters drawn by rank 0. Without one: ``CHECKPOINT_WORLD_ID``, else none.
-    - ``checkpoint_every``: periodic checkpoint every N steps (0: none).
+    - ``checkpoint_every``: periodic checkpoint every N steps (0: none), or ``"auto"``: follow the interval the sidecar
+      recommends (Young/Daly, from the job's measured checkpoint cost and preemption rate; ``recommended_interval``),
+      converted into steps from this process's measured step time (the median of recent steps between
+      ``should_checkpoint`` calls) and never shorter than one checkpoint's measured stall. Under torch.distributed a
+      checkpoint is due when it is due on any rank (carried in the step collective), so the ranks checkpoint together.
+    - ``auto_fallback_every``: with ``checkpoint_every="auto"``, every N steps while no recommendation is known (the
+      sidecar learns the checkpoint cost from these checkpoints and needs a few preemptions of the job to know its
+      rate). Required with ``"auto"``.
     - ``handle_termination``: own SIGTERM (main thread only) and the process exit during a preemption.
     - ``preemption_exit_code``: exit code after a preemption (default 1: "run me again").
     - ``socket_wait_timeout``: seconds to wait for the sidecar's socket to appear and accept a connection, since a
@@ -175,7 +183,8 @@ class CheckpointClient:
         world_size: Optional[int] = None,
         world_id: Optional[str] = None,
         description: Optional[str] = None,
-        checkpoint_every: int = 0,
+        checkpoint_every: Union[int, str] = 0,
+        auto_fallback_every: int = 0,
         handle_termination: bool = True,
         preemption_exit_code: int = 1,
         connect_timeout: float = 10.0,
@@ -187,8 +196,13 @@ class CheckpointClient:
         exit_process: Optional[Callable[[int], None]] = None,
         log: Optional[TextIO] = None,
     ) -> None:
-        if checkpoint_every < 0:
-            raise ValueError("checkpoint_every must be 0 (off) or positive")
+        if checkpoint_every == AUTO:
+            if isinstance(auto_fallback_every, bool) or not isinstance(auto_fallback_every, int) or auto_fallback_every <= 0:
+                raise ValueError('checkpoint_every="auto" needs auto_fallback_every=N (steps, positive): the interval '
+                                 'used until the sidecar knows a recommendation, which it learns from those checkpoints')
+        elif isinstance(checkpoint_every, str) or isinstance(checkpoint_every, bool) or checkpoint_every < 0:
+            raise ValueError(f'checkpoint_every must be 0 (off), a positive number of steps or "auto", '
+                             f'not {checkpoint_every!r}')
         if connect_timeout <= 0 or rpc_timeout <= 0 or wait_timeout <= 0:
             raise ValueError("timeouts must be positive")
         if socket_wait_timeout is not None and not 0 <= socket_wait_timeout < float("inf"):
@@ -203,7 +217,8 @@ class CheckpointClient:
                              f"check RANK and WORLD_SIZE, or initialise torch.distributed before creating the client")
         self.description = description or (
             f"python {sys.version.split()[0]} pid {os.getpid()} on {socket.gethostname()} rank {self.rank}")
-        self.checkpoint_every = int(checkpoint_every)
+        self.checkpoint_every: Union[int, str] = AUTO if checkpoint_every == AUTO else int(checkpoint_every)
+        self.auto_fallback_every = int(auto_fallback_every)
         self.handle_termination = handle_termination
         self.preemption_exit_code = int(preemption_exit_code)
         self.connect_timeout = float(connect_timeout)
@@ -247,6 +262,11 @@ class CheckpointClient:
         # A preemption drill's checkpoint this rank reported, until its outcome is known: the sidecar refuses other
         # checkpoints meanwhile (FAILED_PRECONDITION), which must not be read as the pod beginning to terminate.
         self._drill_in_flight: Optional[str] = None
+        # checkpoint_every="auto": the sidecar's newest recommendation (seconds; None while it knows none), this
+        # process's step time and checkpoint stall, and the step interval last logged.
+        self._recommended: Optional[float] = None
+        self._step_clock = StepClock()
+        self._logged_auto_steps: Optional[int] = None
 
         # A collective under torch.distributed: before any connection, so that a rank that cannot reach its sidecar
         # does not leave the others waiting in it.
@@ -275,6 +295,20 @@ class CheckpointClient:
     def grace_period(self) -> float:
         """The grace period (seconds) the sidecar plans preemption flushes against."""
         return self._grace_period
+
+    @property
+    def recommended_interval(self) -> Optional[float]:
+        """The job's recommended checkpoint interval (seconds) as the sidecar last told it (on attaching and with each
+        checkpoint outcome), or None while it knows none."""
+        with self._lock:
+            return self._recommended
+
+    @property
+    def auto_interval_steps(self) -> Optional[int]:
+        """With ``checkpoint_every="auto"``: the steps between checkpoints the recommendation comes to at the measured
+        step time, or None while either is unknown (``auto_fallback_every`` applies then)."""
+        with self._lock:
+            return self._step_clock.steps_for(self._recommended)
 
     @property
     def attached(self) -> bool:
@@ -351,18 +385,20 @@ class CheckpointClient:
         True when a preemption dump is pending (or this process got SIGTERM), when a preemption drill's dump is
         pending (``checkpoint-sidecar drill``: written here, as a preemption's would be, and training goes on), or
         when a periodic checkpoint is due (``checkpoint_every``). Under torch.distributed the ranks agree through a
-        collective (one all_reduce MAX of the pending flag, the negated deadline and the drill flag), so every rank
+        collective (one all_reduce MAX of the pending flag, the negated deadline, the drill flag and the periodic
+        checkpoint being due, which with ``"auto"`` depends on each rank's measured step time), so every rank
         answers the same, no rank dumps a different step, and every rank learns the earliest deadline any rank's pod
         announced: a rank whose pod is not being preempted then takes the job-wide preemption checkpoint in
         ``checkpoint(step)`` with that deadline.
         """
         urgent = self.termination_requested
         drill = self._pending_drill() is not None
+        due = self._periodic_due(step)
         deadline: Optional[float] = None
         dist = _distributed()
         if dist is not None:
-            urgent, deadline, drill = _collectives.agree_step_boundary(
-                dist, urgent, self._local_deadline() if urgent else None, drill)
+            urgent, deadline, drill, due = _collectives.agree_step_boundary(
+                dist, urgent, self._local_deadline() if urgent else None, drill, due)
         if urgent:
             with self._lock:
                 self._agreed_preemption = (step, deadline)
@@ -371,8 +407,29 @@ class CheckpointClient:
             # A rank the push has not reached yet asks for a checkpoint of this step in checkpoint(step); the
             # sidecar hands it the drill's dump.
             return True
-        return (self.checkpoint_every > 0 and step > 0 and step % self.checkpoint_every == 0
-                and step != self._last_checkpoint_step)
+        return due
+
+    def _periodic_due(self, step: int) -> bool:
+        """Whether this rank's periodic schedule asks for a checkpoint at ``step`` (before the ranks agree)."""
+        with self._lock:
+            last = self._last_checkpoint_step
+            if self.checkpoint_every != AUTO:
+                every = int(self.checkpoint_every)
+                return every > 0 and step > 0 and step % every == 0 and step != last
+            self._step_clock.boundary(step)
+            steps = self._step_clock.steps_for(self._recommended)
+            recommended = self._recommended
+        if step <= 0 or step == last:
+            return False
+        if steps is None:
+            return step % self.auto_fallback_every == 0
+        if self._logged_auto_steps is None or abs(steps - self._logged_auto_steps) > 0.2 * self._logged_auto_steps:
+            # Once per change worth telling, not per step: the measured step time wobbles.
+            self._logged_auto_steps = steps
+            self._log(f"checkpoint_every=auto: the sidecar recommends a checkpoint every {recommended:.1f} s; at "
+                      f"{self._step_clock.step_seconds:.4g} s per step that is every {steps} steps")
+        since = step - (last if last is not None and last <= step else 0)
+        return since >= steps
 
     def checkpoint(self, step: int, metadata: Optional[Mapping[str, str]] = None,
                    reason: CheckpointReason = CheckpointReason.PERIODIC) -> "CheckpointWriter":
@@ -445,7 +502,10 @@ class CheckpointClient:
         timeout = self.wait_timeout if timeout is None else max(0.1, timeout)
         response = self._unary("WaitForCheckpoint", "WaitForCheckpoint",
                                pb.WaitForCheckpointRequest(checkpoint_id=checkpoint_id), timeout=timeout)
-        return CheckpointOutcome._from_proto(response)
+        outcome = CheckpointOutcome._from_proto(response)
+        with self._lock:
+            self._recommended = outcome.recommended_interval  # the sidecar's newest word, "none known" too
+        return outcome
 
     def status(self) -> SidecarStatus:
         return SidecarStatus._from_proto(self._unary("GetStatus", "GetStatus", pb.GetStatusRequest()))
@@ -598,6 +658,8 @@ class CheckpointClient:
             self._trainer_id = attached.trainer_id  # type: ignore[attr-defined]
             g = attached.grace_period  # type: ignore[attr-defined]
             self._grace_period = g.seconds + g.nanos / 1e9
+            r = attached.recommended_interval  # type: ignore[attr-defined]
+            self._recommended = r.seconds + r.nanos / 1e9 if attached.HasField("recommended_interval") else None  # type: ignore[attr-defined]
         if old is not None:
             old.close()
         self._detached.clear()
@@ -964,18 +1026,28 @@ class CheckpointWriter:
         self.directory: Optional[Path] = None
         self.files: List[str] = []
         self.outcome: Optional[CheckpointOutcome] = None
+        self._started = 0.0
 
     @property
     def checkpoint_id(self) -> str:
         return self.dump.checkpoint_id if self.dump else ""
 
     def __enter__(self) -> Path:
+        self._started = time.monotonic()
         self.dump = self.client._dump_for(self.step, self.reason)
         self.directory = self.dump.rank_dir(self.client.rank)
         self.directory.mkdir(parents=True, exist_ok=True)
         return self.directory
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            return self._finish(exc_type)
+        finally:
+            # What the block held the training loop for: checkpoint_every="auto" never checkpoints more often.
+            with self.client._lock:
+                self.client._step_clock.checkpoint_taken(time.monotonic() - self._started)
+
+    def _finish(self, exc_type) -> bool:
         assert self.dump is not None and self.directory is not None
         if exc_type is not None:
             self.client._log(f"checkpoint {self.dump.checkpoint_id} at step {self.step} not reported: "

@@ -124,12 +124,16 @@ class CheckpointOutcome:
     timings: Optional[FlushTimings] = None
     #: Ranks of the world that had no sealed shard when a job-wide checkpoint failed (sorted); empty otherwise.
     missing_ranks: Tuple[int, ...] = ()
+    #: The job's recommended checkpoint interval (seconds) as the sidecar knew it when answering (the newest, not that
+    #: checkpoint's); None while not known.
+    recommended_interval: Optional[float] = None
 
     @classmethod
     def _from_proto(cls, m) -> "CheckpointOutcome":
         return cls(m.checkpoint_id, CheckpointStatus._from_proto(m.status), m.directory, m.step, m.error or None,
                    FlushTimings._from_proto(m.timings) if m.HasField("timings") else None,
-                   tuple(sorted(m.missing_ranks)))
+                   tuple(sorted(m.missing_ranks)),
+                   _duration(m.recommended_interval) if m.HasField("recommended_interval") else None)
 
 
 @dataclass(frozen=True)

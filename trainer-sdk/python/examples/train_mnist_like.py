@@ -39,17 +39,29 @@ from checkpoint_sdk.torch_state import load_training_state, save_training_state,
 EXIT_FAILURE = 3
 
 
+def every(value: str):
+    if value == "auto":
+        return value
+    steps = int(value)
+    if steps < 0:
+        raise argparse.ArgumentTypeError("a number of steps (0: none) or auto")
+    return steps
+
+
 def parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--checkpoint-every", type=int, default=50, help="0: no periodic checkpoints")
+    parser.add_argument("--checkpoint-every", type=every, default=50,
+                        help="steps between periodic checkpoints (0: none), or auto: the sidecar's recommendation")
+    parser.add_argument("--auto-fallback-every", type=int, default=0,
+                        help="with --checkpoint-every auto: steps between checkpoints while no recommendation is known")
     parser.add_argument("--step-delay-ms", type=int, default=0, help="sleep after each step (to be preempted mid-run)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--socket", default=None, help="sidecar socket (default: CHECKPOINT_SOCKET_PATH)")
     args = parser.parse_args(argv)
-    if args.steps < 0 or args.checkpoint_every < 0 or args.step_delay_ms < 0 or args.batch_size <= 0:
-        parser.error("--steps, --checkpoint-every and --step-delay-ms must be >= 0, --batch-size > 0")
+    if args.steps < 0 or args.step_delay_ms < 0 or args.batch_size <= 0:
+        parser.error("--steps and --step-delay-ms must be >= 0, --batch-size > 0")
     return args
 
 
@@ -99,6 +111,7 @@ def main(argv) -> int:
 
     try:
         client = CheckpointClient(socket_path=args.socket, rank=rank, checkpoint_every=args.checkpoint_every,
+                                  auto_fallback_every=args.auto_fallback_every,
                                   description=f"train_mnist_like rank {rank} pid {os.getpid()}")
     except CheckpointError as error:
         print(f"train_mnist_like: {error}", file=sys.stderr, flush=True)

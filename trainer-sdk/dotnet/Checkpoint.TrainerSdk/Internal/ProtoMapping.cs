@@ -46,6 +46,7 @@ internal static class ProtoMapping
         outcome.Timings is null ? null : ToTimings(outcome.Timings))
     {
         MissingRanks = [.. outcome.MissingRanks],
+        RecommendedInterval = outcome.RecommendedInterval?.ToTimeSpan(),
     };
 
     public static LatestCheckpoint ToLatest(Proto.CheckpointInfo info) => new(

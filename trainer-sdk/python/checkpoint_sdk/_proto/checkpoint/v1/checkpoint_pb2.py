@@ -15,7 +15,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63heckpoint/v1/checkpoint.proto\x12\rcheckpoint.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"X\n\rAttachRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nworld_size\x18\x03 \x01(\x05\x12\x10\n\x08world_id\x18\x04 \x01(\t\"t\n\x0eSidecarCommand\x12+\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x17.checkpoint.v1.AttachedH\x00\x12*\n\x04\x64ump\x18\x02 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequestH\x00\x42\t\n\x07\x63ommand\"O\n\x08\x41ttached\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa7\x01\n\x0b\x44umpRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12,\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bstaging_dir\x18\x04 \x01(\t\x12\r\n\x05\x64rill\x18\x05 \x01(\x08\"\x99\x01\n\x16\x42\x65ginCheckpointRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12/\n\x06reason\x18\x03 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x17\x42\x65ginCheckpointResponse\x12(\n\x04\x64ump\x18\x01 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequest\"\xce\x01\n\x11ReportDumpRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\r\n\x05\x66iles\x18\x04 \x03(\t\x12@\n\x08metadata\x18\x05 \x03(\x0b\x32..checkpoint.v1.ReportDumpRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x12ReportDumpResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x16\n\x0eranks_reported\x18\x02 \x01(\x05\x12\x16\n\x0eranks_expected\x18\x03 \x01(\x05\"1\n\x18WaitForCheckpointRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\"\xd0\x01\n\x11\x43heckpointOutcome\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointStatus\x12\x11\n\tdirectory\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12,\n\x07timings\x18\x06 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\x12\x15\n\rmissing_ranks\x18\x07 \x03(\x05\"`\n\x18NotifyTerminationRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x30\n\x06source\x18\x02 \x01(\x0e\x32 .checkpoint.v1.TerminationSource\"`\n\x19NotifyTerminationResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x1aGetLatestCheckpointRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\"P\n\x1bGetLatestCheckpointResponse\x12\x31\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1d.checkpoint.v1.CheckpointInfo\"\xbf\x02\n\x0e\x43heckpointInfo\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x11\n\tdirectory\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12/\n\x06reason\x18\x04 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x08metadata\x18\x06 \x03(\x0b\x32+.checkpoint.v1.CheckpointInfo.MetadataEntry\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\x12\x12\n\nworld_size\x18\x08 \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x13\n\x11StartDrillRequest\"\xee\x01\n\x12StartDrillResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x30\n\x0ctriggered_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0cgrace_period\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rsafety_margin\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x12\n\x10GetStatusRequest\"\xde\x01\n\x11GetStatusResponse\x12/\n\x0cgrace_period\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08trainers\x18\x02 \x03(\x0b\x32\x1a.checkpoint.v1.TrainerInfo\x12\x13\n\x0bterminating\x18\x03 \x01(\x08\x12$\n\x1clast_committed_checkpoint_id\x18\x04 \x01(\t\x12/\n\nlast_flush\x18\x05 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\"H\n\x0bTrainerInfo\x12\x16\n\ntrainer_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xd8\x03\n\x0c\x46lushTimings\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12)\n\x06notify\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x64ump\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x63opy\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06verify\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05total\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62udget\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x62udget_used_ratio\x18\n \x01(\x01\x12\r\n\x05\x62ytes\x18\x0b \x01(\x03\x12.\n\x0b\x63ommit_wait\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration*\x95\x01\n\x10\x43heckpointReason\x12!\n\x1d\x43HECKPOINT_REASON_UNSPECIFIED\x10\x00\x12 \n\x1c\x43HECKPOINT_REASON_PREEMPTION\x10\x01\x12\x1e\n\x1a\x43HECKPOINT_REASON_PERIODIC\x10\x02\x12\x1c\n\x18\x43HECKPOINT_REASON_MANUAL\x10\x03*\x96\x01\n\x10\x43heckpointStatus\x12!\n\x1d\x43HECKPOINT_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43HECKPOINT_STATUS_COMMITTED\x10\x01\x12\x1c\n\x18\x43HECKPOINT_STATUS_FAILED\x10\x02\x12 \n\x1c\x43HECKPOINT_STATUS_SUPERSEDED\x10\x03*\x83\x01\n\x11TerminationSource\x12\"\n\x1eTERMINATION_SOURCE_UNSPECIFIED\x10\x00\x12%\n!TERMINATION_SOURCE_TRAINER_SIGNAL\x10\x01\x12#\n\x1fTERMINATION_SOURCE_PRESTOP_HOOK\x10\x02\x32\xea\x05\n\x11\x43heckpointService\x12G\n\x06\x41ttach\x12\x1c.checkpoint.v1.AttachRequest\x1a\x1d.checkpoint.v1.SidecarCommand0\x01\x12`\n\x0f\x42\x65ginCheckpoint\x12%.checkpoint.v1.BeginCheckpointRequest\x1a&.checkpoint.v1.BeginCheckpointResponse\x12Q\n\nReportDump\x12 .checkpoint.v1.ReportDumpRequest\x1a!.checkpoint.v1.ReportDumpResponse\x12^\n\x11WaitForCheckpoint\x12\'.checkpoint.v1.WaitForCheckpointRequest\x1a .checkpoint.v1.CheckpointOutcome\x12\x66\n\x11NotifyTermination\x12\'.checkpoint.v1.NotifyTerminationRequest\x1a(.checkpoint.v1.NotifyTerminationResponse\x12l\n\x13GetLatestCheckpoint\x12).checkpoint.v1.GetLatestCheckpointRequest\x1a*.checkpoint.v1.GetLatestCheckpointResponse\x12N\n\tGetStatus\x12\x1f.checkpoint.v1.GetStatusRequest\x1a .checkpoint.v1.GetStatusResponse\x12Q\n\nStartDrill\x12 .checkpoint.v1.StartDrillRequest\x1a!.checkpoint.v1.StartDrillResponseB\x17\xaa\x02\x14\x43heckpoint.Protos.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63heckpoint/v1/checkpoint.proto\x12\rcheckpoint.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"X\n\rAttachRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x12\n\nworld_size\x18\x03 \x01(\x05\x12\x10\n\x08world_id\x18\x04 \x01(\t\"t\n\x0eSidecarCommand\x12+\n\x08\x61ttached\x18\x01 \x01(\x0b\x32\x17.checkpoint.v1.AttachedH\x00\x12*\n\x04\x64ump\x18\x02 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequestH\x00\x42\t\n\x07\x63ommand\"\x88\x01\n\x08\x41ttached\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12/\n\x0cgrace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x37\n\x14recommended_interval\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa7\x01\n\x0b\x44umpRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12,\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bstaging_dir\x18\x04 \x01(\t\x12\r\n\x05\x64rill\x18\x05 \x01(\x08\"\x99\x01\n\x16\x42\x65ginCheckpointRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x03\x12/\n\x06reason\x18\x03 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12,\n\x08\x64\x65\x61\x64line\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"C\n\x17\x42\x65ginCheckpointResponse\x12(\n\x04\x64ump\x18\x01 \x01(\x0b\x32\x1a.checkpoint.v1.DumpRequest\"\xce\x01\n\x11ReportDumpRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12\r\n\x05\x66iles\x18\x04 \x03(\t\x12@\n\x08metadata\x18\x05 \x03(\x0b\x32..checkpoint.v1.ReportDumpRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"[\n\x12ReportDumpResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x16\n\x0eranks_reported\x18\x02 \x01(\x05\x12\x16\n\x0eranks_expected\x18\x03 \x01(\x05\"1\n\x18WaitForCheckpointRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\"\x89\x02\n\x11\x43heckpointOutcome\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06status\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointStatus\x12\x11\n\tdirectory\x18\x03 \x01(\t\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\r\n\x05\x65rror\x18\x05 \x01(\t\x12,\n\x07timings\x18\x06 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\x12\x15\n\rmissing_ranks\x18\x07 \x03(\x05\x12\x37\n\x14recommended_interval\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"`\n\x18NotifyTerminationRequest\x12\x12\n\ntrainer_id\x18\x01 \x01(\t\x12\x30\n\x06source\x18\x02 \x01(\x0e\x32 .checkpoint.v1.TerminationSource\"`\n\x19NotifyTerminationResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12,\n\x08\x64\x65\x61\x64line\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x1aGetLatestCheckpointRequest\x12\x0c\n\x04rank\x18\x01 \x01(\x05\"P\n\x1bGetLatestCheckpointResponse\x12\x31\n\ncheckpoint\x18\x01 \x01(\x0b\x32\x1d.checkpoint.v1.CheckpointInfo\"\xbf\x02\n\x0e\x43heckpointInfo\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x11\n\tdirectory\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\x03\x12/\n\x06reason\x18\x04 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12+\n\x07\x63reated\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12=\n\x08metadata\x18\x06 \x03(\x0b\x32+.checkpoint.v1.CheckpointInfo.MetadataEntry\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x03\x12\x12\n\nworld_size\x18\x08 \x01(\x05\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x13\n\x11StartDrillRequest\"\xee\x01\n\x12StartDrillResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x30\n\x0ctriggered_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0cgrace_period\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x30\n\rsafety_margin\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x12\n\x10GetStatusRequest\"\xde\x01\n\x11GetStatusResponse\x12/\n\x0cgrace_period\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12,\n\x08trainers\x18\x02 \x03(\x0b\x32\x1a.checkpoint.v1.TrainerInfo\x12\x13\n\x0bterminating\x18\x03 \x01(\x08\x12$\n\x1clast_committed_checkpoint_id\x18\x04 \x01(\t\x12/\n\nlast_flush\x18\x05 \x01(\x0b\x32\x1b.checkpoint.v1.FlushTimings\"H\n\x0bTrainerInfo\x12\x16\n\ntrainer_id\x18\x01 \x01(\tB\x02\x18\x01\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"\xd8\x03\n\x0c\x46lushTimings\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12/\n\x06reason\x18\x02 \x01(\x0e\x32\x1f.checkpoint.v1.CheckpointReason\x12)\n\x06notify\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x64ump\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04\x63opy\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06verify\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x63ommit\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12(\n\x05total\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12)\n\x06\x62udget\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x62udget_used_ratio\x18\n \x01(\x01\x12\r\n\x05\x62ytes\x18\x0b \x01(\x03\x12.\n\x0b\x63ommit_wait\x18\x0c \x01(\x0b\x32\x19.google.protobuf.Duration*\x95\x01\n\x10\x43heckpointReason\x12!\n\x1d\x43HECKPOINT_REASON_UNSPECIFIED\x10\x00\x12 \n\x1c\x43HECKPOINT_REASON_PREEMPTION\x10\x01\x12\x1e\n\x1a\x43HECKPOINT_REASON_PERIODIC\x10\x02\x12\x1c\n\x18\x43HECKPOINT_REASON_MANUAL\x10\x03*\x96\x01\n\x10\x43heckpointStatus\x12!\n\x1d\x43HECKPOINT_STATUS_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x43HECKPOINT_STATUS_COMMITTED\x10\x01\x12\x1c\n\x18\x43HECKPOINT_STATUS_FAILED\x10\x02\x12 \n\x1c\x43HECKPOINT_STATUS_SUPERSEDED\x10\x03*\x83\x01\n\x11TerminationSource\x12\"\n\x1eTERMINATION_SOURCE_UNSPECIFIED\x10\x00\x12%\n!TERMINATION_SOURCE_TRAINER_SIGNAL\x10\x01\x12#\n\x1fTERMINATION_SOURCE_PRESTOP_HOOK\x10\x02\x32\xea\x05\n\x11\x43heckpointService\x12G\n\x06\x41ttach\x12\x1c.checkpoint.v1.AttachRequest\x1a\x1d.checkpoint.v1.SidecarCommand0\x01\x12`\n\x0f\x42\x65ginCheckpoint\x12%.checkpoint.v1.BeginCheckpointRequest\x1a&.checkpoint.v1.BeginCheckpointResponse\x12Q\n\nReportDump\x12 .checkpoint.v1.ReportDumpRequest\x1a!.checkpoint.v1.ReportDumpResponse\x12^\n\x11WaitForCheckpoint\x12\'.checkpoint.v1.WaitForCheckpointRequest\x1a .checkpoint.v1.CheckpointOutcome\x12\x66\n\x11NotifyTermination\x12\'.checkpoint.v1.NotifyTerminationRequest\x1a(.checkpoint.v1.NotifyTerminationResponse\x12l\n\x13GetLatestCheckpoint\x12).checkpoint.v1.GetLatestCheckpointRequest\x1a*.checkpoint.v1.GetLatestCheckpointResponse\x12N\n\tGetStatus\x12\x1f.checkpoint.v1.GetStatusRequest\x1a .checkpoint.v1.GetStatusResponse\x12Q\n\nStartDrill\x12 .checkpoint.v1.StartDrillRequest\x1a!.checkpoint.v1.StartDrillResponseB\x17\xaa\x02\x14\x43heckpoint.Protos.V1b\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'checkpoint.v1.checkpoint_pb2', globals())
@@ -29,58 +29,58 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _CHECKPOINTINFO_METADATAENTRY._serialized_options = b'8\001'
   _TRAINERINFO.fields_by_name['trainer_id']._options = None
   _TRAINERINFO.fields_by_name['trainer_id']._serialized_options = b'\030\001'
-  _CHECKPOINTREASON._serialized_start=3063
-  _CHECKPOINTREASON._serialized_end=3212
-  _CHECKPOINTSTATUS._serialized_start=3215
-  _CHECKPOINTSTATUS._serialized_end=3365
-  _TERMINATIONSOURCE._serialized_start=3368
-  _TERMINATIONSOURCE._serialized_end=3499
+  _CHECKPOINTREASON._serialized_start=3178
+  _CHECKPOINTREASON._serialized_end=3327
+  _CHECKPOINTSTATUS._serialized_start=3330
+  _CHECKPOINTSTATUS._serialized_end=3480
+  _TERMINATIONSOURCE._serialized_start=3483
+  _TERMINATIONSOURCE._serialized_end=3614
   _ATTACHREQUEST._serialized_start=114
   _ATTACHREQUEST._serialized_end=202
   _SIDECARCOMMAND._serialized_start=204
   _SIDECARCOMMAND._serialized_end=320
-  _ATTACHED._serialized_start=322
-  _ATTACHED._serialized_end=401
-  _DUMPREQUEST._serialized_start=404
-  _DUMPREQUEST._serialized_end=571
-  _BEGINCHECKPOINTREQUEST._serialized_start=574
-  _BEGINCHECKPOINTREQUEST._serialized_end=727
-  _BEGINCHECKPOINTRESPONSE._serialized_start=729
-  _BEGINCHECKPOINTRESPONSE._serialized_end=796
-  _REPORTDUMPREQUEST._serialized_start=799
-  _REPORTDUMPREQUEST._serialized_end=1005
-  _REPORTDUMPREQUEST_METADATAENTRY._serialized_start=958
-  _REPORTDUMPREQUEST_METADATAENTRY._serialized_end=1005
-  _REPORTDUMPRESPONSE._serialized_start=1007
-  _REPORTDUMPRESPONSE._serialized_end=1098
-  _WAITFORCHECKPOINTREQUEST._serialized_start=1100
-  _WAITFORCHECKPOINTREQUEST._serialized_end=1149
-  _CHECKPOINTOUTCOME._serialized_start=1152
-  _CHECKPOINTOUTCOME._serialized_end=1360
-  _NOTIFYTERMINATIONREQUEST._serialized_start=1362
-  _NOTIFYTERMINATIONREQUEST._serialized_end=1458
-  _NOTIFYTERMINATIONRESPONSE._serialized_start=1460
-  _NOTIFYTERMINATIONRESPONSE._serialized_end=1556
-  _GETLATESTCHECKPOINTREQUEST._serialized_start=1558
-  _GETLATESTCHECKPOINTREQUEST._serialized_end=1600
-  _GETLATESTCHECKPOINTRESPONSE._serialized_start=1602
-  _GETLATESTCHECKPOINTRESPONSE._serialized_end=1682
-  _CHECKPOINTINFO._serialized_start=1685
-  _CHECKPOINTINFO._serialized_end=2004
-  _CHECKPOINTINFO_METADATAENTRY._serialized_start=958
-  _CHECKPOINTINFO_METADATAENTRY._serialized_end=1005
-  _STARTDRILLREQUEST._serialized_start=2006
-  _STARTDRILLREQUEST._serialized_end=2025
-  _STARTDRILLRESPONSE._serialized_start=2028
-  _STARTDRILLRESPONSE._serialized_end=2266
-  _GETSTATUSREQUEST._serialized_start=2268
-  _GETSTATUSREQUEST._serialized_end=2286
-  _GETSTATUSRESPONSE._serialized_start=2289
-  _GETSTATUSRESPONSE._serialized_end=2511
-  _TRAINERINFO._serialized_start=2513
-  _TRAINERINFO._serialized_end=2585
-  _FLUSHTIMINGS._serialized_start=2588
-  _FLUSHTIMINGS._serialized_end=3060
-  _CHECKPOINTSERVICE._serialized_start=3502
-  _CHECKPOINTSERVICE._serialized_end=4248
+  _ATTACHED._serialized_start=323
+  _ATTACHED._serialized_end=459
+  _DUMPREQUEST._serialized_start=462
+  _DUMPREQUEST._serialized_end=629
+  _BEGINCHECKPOINTREQUEST._serialized_start=632
+  _BEGINCHECKPOINTREQUEST._serialized_end=785
+  _BEGINCHECKPOINTRESPONSE._serialized_start=787
+  _BEGINCHECKPOINTRESPONSE._serialized_end=854
+  _REPORTDUMPREQUEST._serialized_start=857
+  _REPORTDUMPREQUEST._serialized_end=1063
+  _REPORTDUMPREQUEST_METADATAENTRY._serialized_start=1016
+  _REPORTDUMPREQUEST_METADATAENTRY._serialized_end=1063
+  _REPORTDUMPRESPONSE._serialized_start=1065
+  _REPORTDUMPRESPONSE._serialized_end=1156
+  _WAITFORCHECKPOINTREQUEST._serialized_start=1158
+  _WAITFORCHECKPOINTREQUEST._serialized_end=1207
+  _CHECKPOINTOUTCOME._serialized_start=1210
+  _CHECKPOINTOUTCOME._serialized_end=1475
+  _NOTIFYTERMINATIONREQUEST._serialized_start=1477
+  _NOTIFYTERMINATIONREQUEST._serialized_end=1573
+  _NOTIFYTERMINATIONRESPONSE._serialized_start=1575
+  _NOTIFYTERMINATIONRESPONSE._serialized_end=1671
+  _GETLATESTCHECKPOINTREQUEST._serialized_start=1673
+  _GETLATESTCHECKPOINTREQUEST._serialized_end=1715
+  _GETLATESTCHECKPOINTRESPONSE._serialized_start=1717
+  _GETLATESTCHECKPOINTRESPONSE._serialized_end=1797
+  _CHECKPOINTINFO._serialized_start=1800
+  _CHECKPOINTINFO._serialized_end=2119
+  _CHECKPOINTINFO_METADATAENTRY._serialized_start=1016
+  _CHECKPOINTINFO_METADATAENTRY._serialized_end=1063
+  _STARTDRILLREQUEST._serialized_start=2121
+  _STARTDRILLREQUEST._serialized_end=2140
+  _STARTDRILLRESPONSE._serialized_start=2143
+  _STARTDRILLRESPONSE._serialized_end=2381
+  _GETSTATUSREQUEST._serialized_start=2383
+  _GETSTATUSREQUEST._serialized_end=2401
+  _GETSTATUSRESPONSE._serialized_start=2404
+  _GETSTATUSRESPONSE._serialized_end=2626
+  _TRAINERINFO._serialized_start=2628
+  _TRAINERINFO._serialized_end=2700
+  _FLUSHTIMINGS._serialized_start=2703
+  _FLUSHTIMINGS._serialized_end=3175
+  _CHECKPOINTSERVICE._serialized_start=3617
+  _CHECKPOINTSERVICE._serialized_end=4363
 # @@protoc_insertion_point(module_scope)

@@ -32,12 +32,14 @@ class AttachRequest(_message.Message):
     def __init__(self, rank: _Optional[int] = ..., description: _Optional[str] = ..., world_size: _Optional[int] = ..., world_id: _Optional[str] = ...) -> None: ...
 
 class Attached(_message.Message):
-    __slots__ = ["grace_period", "trainer_id"]
+    __slots__ = ["grace_period", "recommended_interval", "trainer_id"]
     GRACE_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDED_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     TRAINER_ID_FIELD_NUMBER: _ClassVar[int]
     grace_period: _duration_pb2.Duration
+    recommended_interval: _duration_pb2.Duration
     trainer_id: str
-    def __init__(self, trainer_id: _Optional[str] = ..., grace_period: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    def __init__(self, trainer_id: _Optional[str] = ..., grace_period: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., recommended_interval: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class BeginCheckpointRequest(_message.Message):
     __slots__ = ["deadline", "reason", "step", "trainer_id"]
@@ -85,11 +87,12 @@ class CheckpointInfo(_message.Message):
     def __init__(self, checkpoint_id: _Optional[str] = ..., directory: _Optional[str] = ..., step: _Optional[int] = ..., reason: _Optional[_Union[CheckpointReason, str]] = ..., created: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., total_bytes: _Optional[int] = ..., world_size: _Optional[int] = ...) -> None: ...
 
 class CheckpointOutcome(_message.Message):
-    __slots__ = ["checkpoint_id", "directory", "error", "missing_ranks", "status", "step", "timings"]
+    __slots__ = ["checkpoint_id", "directory", "error", "missing_ranks", "recommended_interval", "status", "step", "timings"]
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     DIRECTORY_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     MISSING_RANKS_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDED_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     STEP_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
@@ -97,10 +100,11 @@ class CheckpointOutcome(_message.Message):
     directory: str
     error: str
     missing_ranks: _containers.RepeatedScalarFieldContainer[int]
+    recommended_interval: _duration_pb2.Duration
     status: CheckpointStatus
     step: int
     timings: FlushTimings
-    def __init__(self, checkpoint_id: _Optional[str] = ..., status: _Optional[_Union[CheckpointStatus, str]] = ..., directory: _Optional[str] = ..., step: _Optional[int] = ..., error: _Optional[str] = ..., timings: _Optional[_Union[FlushTimings, _Mapping]] = ..., missing_ranks: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(self, checkpoint_id: _Optional[str] = ..., status: _Optional[_Union[CheckpointStatus, str]] = ..., directory: _Optional[str] = ..., step: _Optional[int] = ..., error: _Optional[str] = ..., timings: _Optional[_Union[FlushTimings, _Mapping]] = ..., missing_ranks: _Optional[_Iterable[int]] = ..., recommended_interval: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class DumpRequest(_message.Message):
     __slots__ = ["checkpoint_id", "deadline", "drill", "reason", "staging_dir"]
