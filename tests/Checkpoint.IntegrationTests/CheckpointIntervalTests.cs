@@ -1,6 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
+using Checkpoint.IntegrationTests.Infrastructure;
 using Checkpoint.TrainerSdk;
 
 namespace Checkpoint.IntegrationTests;
@@ -39,11 +39,11 @@ public sealed class CheckpointIntervalTests
 
         var metrics = await sidecar.ScrapeMetricsAsync();
         // The span runs from the oldest record to now, which moves on by the seconds this test takes.
-        Assert.InRange(Value(metrics, "checkpoint_observed_mtbf_seconds"), 21600, 21600 + 60);
-        Assert.InRange(Value(metrics, "checkpoint_recommended_interval_seconds"), 1138.4, 1138.4 + 2);
-        Assert.Equal(30, Value(metrics, "checkpoint_periodic_cost_seconds"), 6);
-        Assert.Equal(1800, Value(metrics, "checkpoint_observed_periodic_interval_seconds"), 3);
-        Assert.Equal(2, Value(metrics, "checkpoint_observed_preemptions"));
+        Assert.InRange(MetricsExposition.Value(metrics, "checkpoint_observed_mtbf_seconds"), 21600, 21600 + 60);
+        Assert.InRange(MetricsExposition.Value(metrics, "checkpoint_recommended_interval_seconds"), 1138.4, 1138.4 + 2);
+        Assert.Equal(30, MetricsExposition.Value(metrics, "checkpoint_periodic_cost_seconds"), 6);
+        Assert.Equal(1800, MetricsExposition.Value(metrics, "checkpoint_observed_periodic_interval_seconds"), 3);
+        Assert.Equal(2, MetricsExposition.Value(metrics, "checkpoint_observed_preemptions"));
 
         // The trainer is told it too (what an SDK's checkpoint_every="auto" follows): on attaching, and with each outcome.
         await using var client = await sidecar.ConnectAsync();
@@ -105,12 +105,5 @@ public sealed class CheckpointIntervalTests
         };
         var name = $"{endedAt.UtcDateTime:yyyyMMdd'T'HHmmssfff'Z'}-{id}.json";
         File.WriteAllText(Path.Combine(directory, name), record.ToJsonString());
-    }
-
-    private static double Value(string exposition, string series)
-    {
-        var match = Regex.Match(exposition, "^" + Regex.Escape(series) + @" (\S+)$", RegexOptions.Multiline);
-        Assert.True(match.Success, $"series {series} not found in:\n{exposition}");
-        return double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
     }
 }

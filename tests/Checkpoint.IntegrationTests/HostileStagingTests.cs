@@ -129,7 +129,7 @@ public sealed class HostileStagingTests
             $@"Checkpoint (\S+) \(preemption\) failed \(storage_error\): could not create the staging directory '{Regex.Escape(staging.MountPoint)}/\S+': {Regex.Escape(cause)}");
         var checkpointId = failed.Groups[1].Value;
         var metrics = await sidecar.ScrapeMetricsAsync();
-        Assert.Equal(1, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_flush_failures_total{cause=\"storage_error\"}"));
+        Assert.Equal(1, MetricsExposition.Value(metrics, "checkpoint_flush_failures_total{cause=\"storage_error\"}"));
         await client.DisposeAsync();
         Assert.Equal(1, await sidecar.Process.WaitForExitAsync());
         await sidecar.Process.WaitForLineAsync("Stopping after the preemption flush: Failed");

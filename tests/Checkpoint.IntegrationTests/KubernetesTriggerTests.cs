@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Text.RegularExpressions;
 using Checkpoint.IntegrationTests.Infrastructure;
 using Checkpoint.TrainerSdk;
 using k8s.Models;
@@ -23,7 +21,7 @@ public sealed class KubernetesTriggerTests
         await using var sidecar = await StartAsync(dirs, api);
 
         await sidecar.Process.WaitForLineAsync("Grace period 45 s read from pod default/" + PodName);
-        Assert.Equal("45", Metric(await sidecar.ScrapeMetricsAsync(), "checkpoint_grace_period_seconds"));
+        Assert.Equal("45", MetricsExposition.Text(await sidecar.ScrapeMetricsAsync(), "checkpoint_grace_period_seconds"));
     }
 
     [Fact]
@@ -72,7 +70,7 @@ public sealed class KubernetesTriggerTests
         Assert.Matches(@"total [\d.]+ s of 40 s grace \(budget ratio [\d.]+\)", committed.Message);
 
         var metrics = await sidecar.ScrapeMetricsAsync();
-        Assert.Equal("1", Metric(metrics, "checkpoint_preemptions_total{cause=\"PreemptionByScheduler\"}"));
+        Assert.Equal("1", MetricsExposition.Text(metrics, "checkpoint_preemptions_total{cause=\"PreemptionByScheduler\"}"));
 
         // The SIGTERM that follows joins the finished flush: no second checkpoint, a clean exit.
         sidecar.Process.Signal(Posix.SigTerm);
@@ -133,14 +131,4 @@ public sealed class KubernetesTriggerTests
             ["POD_NAME"] = PodName,
             ["POD_NAMESPACE"] = "default",
         });
-
-    internal static string Metric(string exposition, string series)
-    {
-        var match = Regex.Match(exposition, "^" + Regex.Escape(series) + @" (\S+)$", RegexOptions.Multiline);
-        Assert.True(match.Success, $"series {series} not found in:\n{exposition}");
-        return match.Groups[1].Value;
-    }
-
-    internal static double MetricValue(string exposition, string series) =>
-        double.Parse(Metric(exposition, series), CultureInfo.InvariantCulture);
 }

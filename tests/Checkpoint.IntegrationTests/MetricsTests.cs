@@ -1,5 +1,3 @@
-using System.Globalization;
-using System.Text.RegularExpressions;
 using Checkpoint.IntegrationTests.Infrastructure;
 using Checkpoint.TrainerSdk;
 
@@ -19,15 +17,15 @@ public sealed class MetricsTests
         var timings = Assert.IsType<CheckpointTimings>(outcome.Timings);
 
         var metrics = await sidecar.ScrapeMetricsAsync();
-        var grace = Value(metrics, "checkpoint_grace_period_seconds");
+        var grace = MetricsExposition.Value(metrics, "checkpoint_grace_period_seconds");
         Assert.Equal(30, grace);
-        Assert.Equal(timings.Total.TotalSeconds / grace, Value(metrics, "checkpoint_last_flush_budget_used_ratio"), 6);
-        Assert.Equal(1, Value(metrics, "checkpoint_flushes_total{reason=\"periodic\",outcome=\"committed\"}"));
-        Assert.Equal(77, Value(metrics, "checkpoint_last_committed_step"));
-        Assert.Equal(3 << 20, Value(metrics, "checkpoint_flushed_bytes_total{reason=\"periodic\"}"));
-        Assert.Equal(1, Value(metrics, "checkpoint_trainers_attached"));
-        Assert.Equal(timings.Copy.TotalSeconds, Value(metrics, "checkpoint_last_flush_phase_seconds{phase=\"copy\",reason=\"periodic\"}"), 6);
-        Assert.Equal(1, Value(metrics, "checkpoint_flush_phase_duration_seconds_count{phase=\"total\",reason=\"periodic\"}"));
+        Assert.Equal(timings.Total.TotalSeconds / grace, MetricsExposition.Value(metrics, "checkpoint_last_flush_budget_used_ratio"), 6);
+        Assert.Equal(1, MetricsExposition.Value(metrics, "checkpoint_flushes_total{reason=\"periodic\",outcome=\"committed\"}"));
+        Assert.Equal(77, MetricsExposition.Value(metrics, "checkpoint_last_committed_step"));
+        Assert.Equal(3 << 20, MetricsExposition.Value(metrics, "checkpoint_flushed_bytes_total{reason=\"periodic\"}"));
+        Assert.Equal(1, MetricsExposition.Value(metrics, "checkpoint_trainers_attached"));
+        Assert.Equal(timings.Copy.TotalSeconds, MetricsExposition.Value(metrics, "checkpoint_last_flush_phase_seconds{phase=\"copy\",reason=\"periodic\"}"), 6);
+        Assert.Equal(1, MetricsExposition.Value(metrics, "checkpoint_flush_phase_duration_seconds_count{phase=\"total\",reason=\"periodic\"}"));
     }
 
     [Fact]
@@ -38,12 +36,5 @@ public sealed class MetricsTests
         using var http = new HttpClient();
         Assert.Equal("ready\n", await http.GetStringAsync(new Uri($"http://127.0.0.1:{sidecar.MetricsPort}/readyz")));
         Assert.Equal("ok\n", await http.GetStringAsync(new Uri($"http://127.0.0.1:{sidecar.MetricsPort}/healthz")));
-    }
-
-    private static double Value(string exposition, string series)
-    {
-        var match = Regex.Match(exposition, "^" + Regex.Escape(series) + @" (\S+)$", RegexOptions.Multiline);
-        Assert.True(match.Success, $"series {series} not found in:\n{exposition}");
-        return double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
     }
 }

@@ -44,11 +44,11 @@ public sealed class PodCostTests
         Assert.All(patch.Sent.Keys, k => Assert.StartsWith(Prefix, k, StringComparison.Ordinal));
 
         var metrics = await sidecar.ScrapeMetricsAsync();
-        Assert.Equal(7, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_newest_commit_step"));
-        Assert.Equal(committed.ToUnixTimeSeconds(), Math.Floor(KubernetesTriggerTests.MetricValue(metrics, "checkpoint_newest_commit_timestamp_seconds")));
-        Assert.Equal(predicted, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_predicted_flush_seconds"), tolerance: 0.001);
+        Assert.Equal(7, MetricsExposition.Value(metrics, "checkpoint_newest_commit_step"));
+        Assert.Equal(committed.ToUnixTimeSeconds(), Math.Floor(MetricsExposition.Value(metrics, "checkpoint_newest_commit_timestamp_seconds")));
+        Assert.Equal(predicted, MetricsExposition.Value(metrics, "checkpoint_predicted_flush_seconds"), tolerance: 0.001);
         Assert.Equal(
-            KubernetesTriggerTests.MetricValue(metrics, "checkpoint_recommended_grace_period_seconds"),
+            MetricsExposition.Value(metrics, "checkpoint_recommended_grace_period_seconds"),
             Number(annotations[Prefix + "recommended-grace-period-seconds"]));
     }
 
@@ -105,7 +105,7 @@ public sealed class PodCostTests
         await api.WaitForRefusedWritesAsync(4);
 
         var metrics = await sidecar.ScrapeMetricsAsync();
-        Assert.True(KubernetesTriggerTests.MetricValue(metrics, $"checkpoint_kubernetes_api_failures_total{{operation=\"annotate\",kind=\"{kind}\"}}") >= 3);
+        Assert.True(MetricsExposition.Value(metrics, $"checkpoint_kubernetes_api_failures_total{{operation=\"annotate\",kind=\"{kind}\"}}") >= 3);
         Assert.Equal(1, sidecar.Process.Lines.Count(l => l.Contains("Could not annotate pod", StringComparison.Ordinal)));
         Assert.Empty(api.Patches);
 

@@ -31,13 +31,13 @@ public sealed class ReportingTests
         var timings = Assert.IsType<CheckpointTimings>(outcome.Timings);
         await using var next = await SidecarProcess.StartAsync(dirs);
         var metrics = await next.ScrapeMetricsAsync();
-        Assert.Equal(timings.Total.TotalSeconds / 30, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_last_flush_budget_used_ratio"), 6);
+        Assert.Equal(timings.Total.TotalSeconds / 30, MetricsExposition.Value(metrics, "checkpoint_last_flush_budget_used_ratio"), 6);
         Assert.Equal(timings.Copy.TotalSeconds,
-            KubernetesTriggerTests.MetricValue(metrics, "checkpoint_last_flush_phase_seconds{phase=\"copy\",reason=\"preemption\"}"), 6);
-        Assert.Equal("0", KubernetesTriggerTests.Metric(metrics, "checkpoint_last_flush_deadline_missed"));
+            MetricsExposition.Value(metrics, "checkpoint_last_flush_phase_seconds{phase=\"copy\",reason=\"preemption\"}"), 6);
+        Assert.Equal("0", MetricsExposition.Text(metrics, "checkpoint_last_flush_deadline_missed"));
         // The previous pod's throughput predicts this pod's flush before any preemption.
-        Assert.InRange(KubernetesTriggerTests.MetricValue(metrics, "checkpoint_predicted_flush_seconds"), 1e-6, 30);
-        Assert.InRange(KubernetesTriggerTests.MetricValue(metrics, "checkpoint_recommended_grace_period_seconds"), 1, 60);
+        Assert.InRange(MetricsExposition.Value(metrics, "checkpoint_predicted_flush_seconds"), 1e-6, 30);
+        Assert.InRange(MetricsExposition.Value(metrics, "checkpoint_recommended_grace_period_seconds"), 1, 60);
     }
 
     [Fact]
@@ -81,8 +81,8 @@ public sealed class ReportingTests
 
         await sidecar.Process.WaitForLineAsync("grace period of 0 s leaves no time for a flush");
         var metrics = await sidecar.ScrapeMetricsAsync();
-        Assert.Equal(double.PositiveInfinity, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_predicted_flush_budget_ratio"));
-        Assert.Equal("0", KubernetesTriggerTests.Metric(metrics, "checkpoint_grace_period_seconds"));
+        Assert.Equal(double.PositiveInfinity, MetricsExposition.Value(metrics, "checkpoint_predicted_flush_budget_ratio"));
+        Assert.Equal("0", MetricsExposition.Text(metrics, "checkpoint_grace_period_seconds"));
     }
 
     [Fact]
@@ -95,11 +95,11 @@ public sealed class ReportingTests
         Assert.Equal(CheckpointStatus.Committed, outcome.Status);
 
         var metrics = await sidecar.ScrapeMetricsAsync();
-        var predicted = KubernetesTriggerTests.MetricValue(metrics, "checkpoint_predicted_flush_seconds");
+        var predicted = MetricsExposition.Value(metrics, "checkpoint_predicted_flush_seconds");
         Assert.InRange(predicted, 1e-6, 30);
-        Assert.Equal(predicted / 30, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_predicted_flush_budget_ratio"), 6);
+        Assert.Equal(predicted / 30, MetricsExposition.Value(metrics, "checkpoint_predicted_flush_budget_ratio"), 6);
         Assert.Equal(
             Math.Ceiling(predicted / 0.8 + 1),
-            KubernetesTriggerTests.MetricValue(metrics, "checkpoint_recommended_grace_period_seconds"));
+            MetricsExposition.Value(metrics, "checkpoint_recommended_grace_period_seconds"));
     }
 }

@@ -55,9 +55,9 @@ public sealed class StalledStorageTests
         Assert.True(toldAfter < TimeSpan.FromSeconds(GraceSeconds), $"the trainer learned the outcome {toldAfter.TotalSeconds:F1} s after SIGTERM, past the grace period");
 
         var metrics = await sidecar.ScrapeMetricsAsync();
-        Assert.Equal(1, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_deadline_misses_total"));
-        Assert.Equal(1, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_flushes_total{reason=\"preemption\",outcome=\"failed\"}"));
-        Assert.Equal(1, KubernetesTriggerTests.MetricValue(metrics, "checkpoint_last_flush_deadline_missed"));
+        Assert.Equal(1, MetricsExposition.Value(metrics, "checkpoint_deadline_misses_total"));
+        Assert.Equal(1, MetricsExposition.Value(metrics, "checkpoint_flushes_total{reason=\"preemption\",outcome=\"failed\"}"));
+        Assert.Equal(1, MetricsExposition.Value(metrics, "checkpoint_last_flush_deadline_missed"));
 
         // The trainer exits once it knows; the sidecar must follow before SIGKILL, storage still hung.
         await client.DisposeAsync();
