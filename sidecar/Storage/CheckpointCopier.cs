@@ -19,9 +19,15 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
     /// </summary>
     /// <returns>The manifest entries, in the order given, and when the last file was on storage.</returns>
     /// <exception cref="VerificationFailedException">A file whose bytes on storage differ from what was copied.</exception>
+    public Task<CopyResult> CopyAndVerifyAsync(
+        IReadOnlyList<StagedFile> files, string partialDirectory, Action<long>? onBytes, CancellationToken cancellationToken) =>
+        CopyAndVerifyAsync(files, partialDirectory, policy: null, onBytes, cancellationToken);
+
+    /// <param name="policy">Pace and read-back budget; null: full speed, every file read back when this copier was made to.</param>
     public async Task<CopyResult> CopyAndVerifyAsync(
-        IReadOnlyList<StagedFile> files, string partialDirectory, Action<long>? onBytes, CancellationToken cancellationToken)
+        IReadOnlyList<StagedFile> files, string partialDirectory, CopyPolicy? policy, Action<long>? onBytes, CancellationToken cancellationToken)
     {
+        policy ??= CopyPolicy.FullSpeed(readBack);
         var entries = new ManifestFile[files.Count];
         var lastCopied = DateTimeOffset.MinValue;
         var gate = new object();
@@ -36,7 +42,7 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
                 lastCopied = now > lastCopied ? now : lastCopied;
             }
 
-            if (readBack)
+            if (policy.ReadBack.ShouldReadBack(entry, bytesStillToCopy: 0))
             {
                 VerifyFile(entry, partialDirectory, onBytes: null, cancellationToken);
             }

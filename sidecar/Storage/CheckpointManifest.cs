@@ -70,7 +70,18 @@ public sealed record CheckpointManifest
 
 /// <param name="Path">Relative to the checkpoint directory, '/'-separated.</param>
 /// <param name="Xxh128">XXH128 of the content, 32 lowercase hex digits, as `xxhsum -H2` prints it.</param>
-public sealed record ManifestFile(string Path, long Size, string Xxh128);
+/// <param name="Verification">
+/// How the flush verified the file before the commit: <see cref="ReadBack"/> or <see cref="WriteHash"/>;
+/// absent in manifests written before it was recorded.
+/// </param>
+public sealed record ManifestFile(string Path, long Size, string Xxh128, string? Verification = null)
+{
+    /// <summary>Re-read from storage with the client cache bypassed, and its hash compared.</summary>
+    public const string ReadBack = "read-back";
+
+    /// <summary>Hashed while written and fsynced; not read back (resume verifies it).</summary>
+    public const string WriteHash = "write-hash";
+}
 
 public sealed record ManifestRank(int Rank, long Step, IReadOnlyDictionary<string, string> Metadata);
 

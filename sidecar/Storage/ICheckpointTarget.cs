@@ -46,7 +46,9 @@ internal interface ICheckpointTarget
 }
 
 /// <summary>One pod's part of a checkpoint: its ranks' reported files at one step of one world.</summary>
-internal sealed record ShardRequest(long Step, JobWorld World, string Reason, IReadOnlyList<StagedFile> Files, IReadOnlyList<ManifestRank> Ranks);
+/// <param name="Copy">How the files are moved; null: full speed, read back as CHECKPOINT_VERIFY says.</param>
+internal sealed record ShardRequest(
+    long Step, JobWorld World, string Reason, IReadOnlyList<StagedFile> Files, IReadOnlyList<ManifestRank> Ranks, CopyPolicy? Copy = null);
 
 /// <summary>Files on storage and verified, not yet sealed: invisible to every other pod.</summary>
 internal sealed record WrittenShard(ShardName Name, ShardRequest Request, IReadOnlyList<ManifestFile> Files, DateTimeOffset LastCopied);

@@ -56,7 +56,7 @@ internal sealed class SharedDirectoryTarget(
             throw StorageErrors.Failed(doing, e);
         }
 
-        var copy = await copier.CopyAndVerifyAsync(request.Files, dataDirectory, onBytes, cancellationToken).ConfigureAwait(false);
+        var copy = await copier.CopyAndVerifyAsync(request.Files, dataDirectory, request.Copy, onBytes, cancellationToken).ConfigureAwait(false);
         NativeFile.FsyncDirectory(dataDirectory);
         return new WrittenShard(name, request, copy.Files, copy.LastCopied);
     }
