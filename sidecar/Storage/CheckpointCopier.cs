@@ -1,15 +1,19 @@
-using System.Buffers;
-using System.IO.Hashing;
+using Microsoft.Win32.SafeHandles;
 
 namespace Checkpoint.Sidecar.Storage;
 
 /// <summary>
 /// Moves a checkpoint's bytes from staging into its <c>.partial</c> directory on storage, hashing
-/// while copying, and reads each file back to verify it. Several files are in flight at once; each file is
-/// copied with large sequential reads and writes (not File.Copy, whose fsync and errors we could
-/// not control).
+/// while copying, and reads each file back to verify it. The copy workers (dedicated threads, see
+/// <see cref="RangeWorkers"/>) take the largest file first and write its chunks at their offsets all
+/// at once, then spill into the next files, so one big file is as fast as many small ones. Storage is
+/// written and read back with O_DIRECT from aligned buffers: no byte passes through the page cache
+/// (one user-space copy fewer, no cache to drop, and the read-back reads what storage holds); a file
+/// system that refuses O_DIRECT (at open or at the first write or read) gets the buffered path for
+/// that file, with the cache dropped after fsync as before.
 /// </summary>
-/// <param name="readBack">Re-read every file from storage with the client cache dropped (CHECKPOINT_VERIFY=read-back); else the hash taken while writing and the fsync are trusted.</param>
+/// <param name="parallelism">Copy workers; each holds one chunk buffer (see <see cref="RangeWorkers.ChunkSizeFor"/>).</param>
+/// <param name="readBack">Re-read every file from storage (CHECKPOINT_VERIFY=read-back); else the hash taken while writing and the fsync are trusted.</param>
 public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvider time, bool readBack = true)
 {
     /// <summary>
@@ -27,28 +31,12 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
     public async Task<CopyResult> CopyAndVerifyAsync(
         IReadOnlyList<StagedFile> files, string partialDirectory, CopyPolicy? policy, Action<long>? onBytes, CancellationToken cancellationToken)
     {
-        policy ??= CopyPolicy.FullSpeed(readBack);
-        var entries = new ManifestFile[files.Count];
-        var lastCopied = DateTimeOffset.MinValue;
-        var gate = new object();
-        // Largest first: with several files in flight, the file that finishes last is then a small one.
-        var largestFirst = Enumerable.Range(0, files.Count).OrderByDescending(i => files[i].Size).ToList();
-        await ForEachFileAsync(largestFirst, index =>
-        {
-            var entry = CopyFile(files[index], partialDirectory, onBytes, cancellationToken);
-            lock (gate)
-            {
-                var now = time.GetUtcNow();
-                lastCopied = now > lastCopied ? now : lastCopied;
-            }
-
-            if (policy.ReadBack.ShouldReadBack(entry, bytesStillToCopy: 0))
-            {
-                VerifyFile(entry, partialDirectory, onBytes: null, cancellationToken);
-            }
-
-            entries[index] = entry;
-        }, cancellationToken).ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
+        var flush = new Flush(policy ?? CopyPolicy.FullSpeed(readBack), onBytes, time, files.Sum(f => f.Size), files.Count);
+        // Largest first: its chunks keep every worker busy, and the file that finishes last is a small one.
+        var jobs = Enumerable.Range(0, files.Count).OrderByDescending(i => files[i].Size)
+            .Select(i => (RangeJob)new CopyJob(files[i], i, Path.Combine(partialDirectory, files[i].RelativePath), flush)).ToList();
+        await new RangeWorkers(jobs, parallelism, bufferSize, flush.Policy.Pace, cancellationToken).RunAsync().ConfigureAwait(false);
 
         // Directories created for nested files must be durable too, or a crash can lose their entries.
         foreach (var directory in files.Select(f => Path.GetDirectoryName(Path.Combine(partialDirectory, f.RelativePath))!)
@@ -57,117 +45,264 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
             NativeFile.FsyncDirectory(directory);
         }
 
-        return new CopyResult(entries, lastCopied == DateTimeOffset.MinValue ? time.GetUtcNow() : lastCopied);
+        return new CopyResult(flush.Entries, flush.LastCopied == DateTimeOffset.MinValue ? time.GetUtcNow() : flush.LastCopied);
     }
 
-    /// <summary>Re-reads every file from storage with the cache dropped and compares its hash.</summary>
+    /// <summary>Re-reads every file from storage, bypassing the cache, and compares its hash.</summary>
     /// <exception cref="VerificationFailedException">The first file whose bytes differ.</exception>
-    public Task VerifyAsync(IReadOnlyList<ManifestFile> entries, string directory, Action<long>? onBytes, CancellationToken cancellationToken) =>
-        ForEachFileAsync(Enumerable.Range(0, entries.Count).ToList(), index => VerifyFile(entries[index], directory, onBytes, cancellationToken), cancellationToken);
-
-    private void VerifyFile(ManifestFile entry, string directory, Action<long>? onBytes, CancellationToken cancellationToken)
+    public Task VerifyAsync(IReadOnlyList<ManifestFile> entries, string directory, Action<long>? onBytes, CancellationToken cancellationToken)
     {
-        var path = Path.Combine(directory, entry.Path);
-        string actual;
-        try
+        var jobs = entries.OrderByDescending(e => e.Size).Select(entry =>
         {
-            actual = FileHasher.HashFromStorage(path, bufferSize, onBytes, cancellationToken);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            var path = Path.Combine(directory, entry.Path);
+            return (RangeJob)new StorageHashJob(
+                entry.Size, () => File.OpenHandle(path, FileMode.Open, FileAccess.Read, FileShare.Read), ownsHandle: true, path, entry.Path, entry.Xxh128, onBytes);
+        }).ToList();
+        return new RangeWorkers(jobs, parallelism, bufferSize, CopyPace.FullSpeed(), cancellationToken).RunAsync();
+    }
+
+    /// <summary>What the workers of one flush share.</summary>
+    private sealed class Flush(CopyPolicy policy, Action<long>? onBytes, TimeProvider time, long totalBytes, int fileCount)
+    {
+        private readonly object _gate = new();
+        private long _written;
+
+        public CopyPolicy Policy => policy;
+
+        public Action<long>? OnBytes => onBytes;
+
+        public ManifestFile[] Entries { get; } = new ManifestFile[fileCount];
+
+        public DateTimeOffset LastCopied { get; private set; } = DateTimeOffset.MinValue;
+
+        public long StillToCopy => totalBytes - Interlocked.Read(ref _written);
+
+        public void Written(int bytes)
         {
-            throw StorageErrors.Failed($"reading {UserText.Quote(entry.Path)} back from the checkpoint storage", e);
+            Interlocked.Add(ref _written, bytes);
+            onBytes?.Invoke(bytes);
         }
 
-        if (!string.Equals(actual, entry.Xxh128, StringComparison.Ordinal))
+        public void Copied()
         {
-            throw new VerificationFailedException(entry.Path, entry.Xxh128, actual);
+            lock (_gate)
+            {
+                var now = time.GetUtcNow();
+                LastCopied = now > LastCopied ? now : LastCopied;
+            }
         }
     }
 
-    private ManifestFile CopyFile(StagedFile file, string partialDirectory, Action<long>? onBytes, CancellationToken cancellationToken)
+    /// <summary>One file: copied chunk by chunk, fsynced, then (when the budget says so) read back.</summary>
+    private sealed class CopyJob : RangeJob
     {
-        var destination = Path.Combine(partialDirectory, file.RelativePath);
-        var quoted = UserText.Quote(file.RelativePath);
-        var reading = $"reading {quoted} from the staging directory";
-        var writing = $"writing {quoted} to the checkpoint storage";
-        // What the failure message says was being done if the next call throws.
-        var doing = reading;
-        try
+        private const int EInval = 22;
+        private readonly StagedFile _file;
+        private readonly int _index;
+        private readonly string _destination;
+        private readonly Flush _flush;
+        private readonly string _quoted;
+        private readonly string _reading;
+        private readonly string _writing;
+        private SafeFileHandle? _source;
+        private SafeFileHandle? _target;
+        private FileStatus _before;
+        private volatile bool _direct;
+        private volatile bool _padded;
+        private ManifestFile? _entry;
+        private StorageHashJob? _readBack;
+
+        public CopyJob(StagedFile file, int index, string destination, Flush flush)
+            : base(file.Size)
         {
-            // Not File.OpenHandle(SourcePath): the trainer could have swapped the file, or a directory
-            // above it, for a symlink since it was validated, and the sidecar can read things the trainer
-            // must not get into a checkpoint.
-            using var source = NativeFile.OpenFileBeneath(file.Staging.Handle, file.RelativePath);
-            var before = NativeFile.Status(source, file.SourcePath);
-            doing = writing;
-            Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
-            using var target = File.OpenHandle(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None);
-            NativeFile.Preallocate(target, file.Size, destination);
-            var hash = new XxHash128();
-            var buffer = ArrayPool<byte>.Shared.Rent(bufferSize);
-            long offset = 0;
+            (_file, _index, _destination, _flush) = (file, index, destination, flush);
+            _quoted = UserText.Quote(file.RelativePath);
+            _reading = $"reading {_quoted} from the staging directory";
+            _writing = $"writing {_quoted} to the checkpoint storage";
+        }
+
+        public override void Open()
+        {
+            if (_readBack is not null)
+            {
+                _readBack.Open();
+                return;
+            }
+
+            var doing = _reading;
             try
             {
-                while (true)
-                {
-                    doing = reading;
-                    var read = RandomAccess.Read(source, buffer.AsSpan(0, bufferSize), offset);
-                    if (read == 0)
-                    {
-                        break;
-                    }
+                // Not File.OpenHandle(SourcePath): the trainer could have swapped the file, or a directory
+                // above it, for a symlink since it was validated, and the sidecar can read things the trainer
+                // must not get into a checkpoint.
+                _source = NativeFile.OpenFileBeneath(_file.Staging.Handle, _file.RelativePath);
+                _before = NativeFile.Status(_source, _file.SourcePath);
+                doing = _writing;
+                Directory.CreateDirectory(Path.GetDirectoryName(_destination)!);
+                _target = File.OpenHandle(_destination, FileMode.CreateNew, FileAccess.Write, FileShare.None);
+                NativeFile.Preallocate(_target, _file.Size, _destination);
+                _direct = NativeFile.TrySetDirect(_target, direct: true, _destination);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw StorageErrors.Failed(doing, e);
+            }
+        }
 
-                    cancellationToken.ThrowIfCancellationRequested();
-                    var chunk = buffer.AsSpan(0, read);
-                    hash.Append(chunk);
-                    doing = writing;
-                    RandomAccess.Write(target, chunk, offset);
-                    offset += read;
-                    onBytes?.Invoke(read);
+        public override void Transfer(long offset, Span<byte> buffer, int length)
+        {
+            if (_readBack is not null)
+            {
+                _readBack.Transfer(offset, buffer, length);
+                return;
+            }
+
+            var doing = _reading;
+            try
+            {
+                var read = NativeFile.ReadFully(_source!, buffer[..length], offset, out var errno);
+                if (read < 0)
+                {
+                    throw NativeFile.Error("pread", _file.SourcePath, errno);
+                }
+
+                if (read < length)
+                {
+                    throw Changed($"reported {_file.Size} bytes, read {offset + read}");
+                }
+
+                doing = _writing;
+                Write(offset, buffer, length);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                throw StorageErrors.Failed(doing, e);
+            }
+
+            _flush.Written(length);
+        }
+
+        public override bool Finish()
+        {
+            if (_readBack is not null)
+            {
+                _readBack.Complete(Hash);
+                _flush.Entries[_index] = _entry! with { Verification = ManifestFile.ReadBack };
+                return false;
+            }
+
+            var doing = _reading;
+            try
+            {
+                // A file that grew since it was validated has bytes past its reported size.
+                Span<byte> probe = stackalloc byte[1];
+                var beyond = NativeFile.ReadFully(_source!, probe, _file.Size, out var errno);
+                if (beyond != 0)
+                {
+                    throw beyond < 0 ? NativeFile.Error("pread", _file.SourcePath, errno) : Changed($"reported {_file.Size} bytes, found more");
+                }
+
+                // A rewrite in place keeps the size, and the hash would be the hash of the torn bytes, so
+                // read-back verification and resume checks would pass: only the file's own status tells.
+                if (NativeFile.Status(_source!, _file.SourcePath) != _before)
+                {
+                    throw new StorageException($"{_quoted} changed while it was copied (written to or its attributes changed); "
+                        + "a trainer must not touch a reported file until its checkpoint has ended");
+                }
+
+                doing = _writing;
+                if (_padded)
+                {
+                    // The last block was written whole (O_DIRECT writes whole blocks); cut the zeros past the end.
+                    NativeFile.Truncate(_target!, _file.Size, _destination);
+                }
+
+                NativeFile.Fsync(_target!, _destination);
+                if (!_direct)
+                {
+                    // Written pages are clean after fsync; dropping them frees the pod's memory and makes the
+                    // later read-back come from storage.
+                    FileHasher.DropCacheQuietly(_target!, _destination);
                 }
             }
-            finally
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                ArrayPool<byte>.Shared.Return(buffer);
+                throw StorageErrors.Failed(doing, e);
             }
 
-            if (offset != file.Size)
+            CloseCopy();
+            _entry = new ManifestFile(_file.RelativePath, _file.Size, FileHasher.ToHex(Hash));
+            _flush.Copied();
+            if (!_flush.Policy.ReadBack.ShouldReadBack(_entry, _flush.StillToCopy))
             {
-                throw new StorageException($"{quoted} changed while it was copied: reported {file.Size} bytes, read {offset}; "
-                    + "a trainer must not touch a reported file until its checkpoint has ended");
+                _flush.Entries[_index] = _entry with { Verification = ManifestFile.WriteHash };
+                return false;
             }
 
-            // A rewrite in place keeps the size, and the hash would be the hash of the torn bytes, so
-            // read-back verification and resume checks would pass: only the file's own status tells.
-            doing = reading;
-            if (NativeFile.Status(source, file.SourcePath) != before)
-            {
-                throw new StorageException($"{quoted} changed while it was copied (written to or its attributes changed); "
-                    + "a trainer must not touch a reported file until its checkpoint has ended");
-            }
-
-            doing = writing;
-            NativeFile.Fsync(target, destination);
-            // Written pages are clean after fsync; dropping them now frees the pod's memory and makes the
-            // later read-back come from storage.
-            FileHasher.DropCacheQuietly(target, destination);
-            return new ManifestFile(file.RelativePath, offset, FileHasher.ToHex(hash));
+            _readBack = new StorageHashJob(
+                _file.Size, () => File.OpenHandle(_destination, FileMode.Open, FileAccess.Read, FileShare.Read), ownsHandle: true,
+                _destination, _file.RelativePath, _entry.Xxh128, onBytes: null);
+            return true;
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+
+        public override void Close()
         {
-            throw StorageErrors.Failed(doing, e);
+            CloseCopy();
+            _readBack?.Close();
+        }
+
+        private void Write(long offset, Span<byte> buffer, int length)
+        {
+            if (_direct)
+            {
+                // Only the last chunk can end off a block boundary. Written whole and truncated after,
+                // rather than through a second, buffered handle: every byte stays out of the page cache
+                // and no second open of the file by path is needed; the padding exists only in .partial.
+                var whole = (int)AlignedBuffer.RoundUp(length);
+                if (whole != length)
+                {
+                    buffer[length..whole].Clear();
+                    _padded = true;
+                }
+
+                var errno = NativeFile.WriteFully(_target!, buffer[..whole], offset);
+                if (errno == 0)
+                {
+                    return;
+                }
+
+                // Some file systems (FUSE among them) accept O_DIRECT at open and refuse the first write.
+                if (errno != EInval)
+                {
+                    throw NativeFile.Error("pwrite", _destination, errno);
+                }
+
+                lock (Lock)
+                {
+                    if (_direct)
+                    {
+                        NativeFile.TrySetDirect(_target!, direct: false, _destination);
+                        _direct = false;
+                    }
+                }
+            }
+
+            var error = NativeFile.WriteFully(_target!, buffer[..length], offset);
+            if (error != 0)
+            {
+                throw NativeFile.Error("pwrite", _destination, error);
+            }
+        }
+
+        private StorageException Changed(string how) =>
+            new($"{_quoted} changed while it was copied: {how}; a trainer must not touch a reported file until its checkpoint has ended");
+
+        private void CloseCopy()
+        {
+            _source?.Dispose();
+            _target?.Dispose();
         }
     }
-
-    private Task ForEachFileAsync(IReadOnlyList<int> indexes, Action<int> body, CancellationToken cancellationToken) =>
-        Parallel.ForEachAsync(
-            indexes,
-            new ParallelOptions { MaxDegreeOfParallelism = parallelism, CancellationToken = cancellationToken },
-            (index, _) =>
-            {
-                body(index);
-                return ValueTask.CompletedTask;
-            });
 }
 
 /// <param name="Files">Manifest entries, in the order the files were given.</param>

@@ -53,6 +53,12 @@ internal static partial class NativeFile
     private const int EFBig = 27;
     private const int ENoSpc = 28;
     private const int EDQuot = 122;
+    private const int EInval = 22;
+    private const int FGetFl = 3;
+    private const int FSetFl = 4;
+
+    /// <summary>O_DIRECT differs by architecture: 040000 on x86-64, 0200000 on arm64.</summary>
+    private static readonly int ODirect = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x10000 : 0x4000;
 
     public static void Fsync(SafeFileHandle handle, string pathForErrors)
     {
@@ -337,6 +343,108 @@ internal static partial class NativeFile
         }
     }
 
+    /// <summary>
+    /// Turns O_DIRECT on or off for an open file (fcntl F_SETFL): reads and writes then bypass the
+    /// page cache, so written bytes are not copied into it and a read returns what storage holds
+    /// (on NFS: what the server holds). Not a durability guarantee; fsync is still needed.
+    /// </summary>
+    /// <returns>False when the file system refuses direct I/O (EINVAL); the file is then unchanged.</returns>
+    public static bool TrySetDirect(SafeFileHandle handle, bool direct, string pathForErrors)
+    {
+        var flags = fcntl(handle, FGetFl, 0);
+        if (flags < 0)
+        {
+            throw ErrorFor("fcntl(F_GETFL)", pathForErrors);
+        }
+
+        var wanted = direct ? flags | ODirect : flags & ~ODirect;
+        if (wanted == flags)
+        {
+            return true;
+        }
+
+        if (fcntl(handle, FSetFl, wanted) == 0)
+        {
+            return true;
+        }
+
+        var errno = Marshal.GetLastPInvokeError();
+        return errno == EInval ? false : throw ErrorFor("fcntl(F_SETFL)", pathForErrors, errno);
+    }
+
+    /// <summary>pread until <paramref name="buffer"/> is full or the file ends.</summary>
+    /// <returns>The bytes read, or -1 with <paramref name="errno"/> set (the caller decides whether EINVAL means "no direct I/O here").</returns>
+    public static unsafe int ReadFully(SafeFileHandle handle, Span<byte> buffer, long offset, out int errno)
+    {
+        var total = 0;
+        fixed (byte* start = buffer)
+        {
+            while (total < buffer.Length)
+            {
+                var read = pread(handle, start + total, (nuint)(buffer.Length - total), offset + total);
+                if (read < 0)
+                {
+                    errno = Marshal.GetLastPInvokeError();
+                    if (errno == EIntr)
+                    {
+                        continue;
+                    }
+
+                    return -1;
+                }
+
+                if (read == 0)
+                {
+                    break;
+                }
+
+                total += (int)read;
+            }
+        }
+
+        errno = 0;
+        return total;
+    }
+
+    /// <summary>pwrite all of <paramref name="buffer"/>.</summary>
+    /// <returns>0, or the errno of the write that failed.</returns>
+    public static unsafe int WriteFully(SafeFileHandle handle, ReadOnlySpan<byte> buffer, long offset)
+    {
+        var total = 0;
+        fixed (byte* start = buffer)
+        {
+            while (total < buffer.Length)
+            {
+                var written = pwrite(handle, start + total, (nuint)(buffer.Length - total), offset + total);
+                if (written < 0)
+                {
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == EIntr)
+                    {
+                        continue;
+                    }
+
+                    return errno;
+                }
+
+                total += (int)written;
+            }
+        }
+
+        return 0;
+    }
+
+    public static void Truncate(SafeFileHandle handle, long size, string pathForErrors)
+    {
+        if (ftruncate(handle, size) != 0)
+        {
+            throw ErrorFor("ftruncate", pathForErrors);
+        }
+    }
+
+    /// <summary>An IOException for a failed call, its errno in HResult (where StorageErrors finds it).</summary>
+    public static IOException Error(string call, string path, int errno) => ErrorFor(call, path, errno);
+
     public static FileKind GetKind(string path)
     {
         Span<byte> statx = stackalloc byte[256];
@@ -412,6 +520,19 @@ internal static partial class NativeFile
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int fsync(SafeFileHandle fd);
+
+    // Variadic in C; an int third argument is passed as a normal one on x86-64 and arm64 Linux.
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fcntl(SafeFileHandle fd, int command, int argument);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial nint pread(SafeFileHandle fd, byte* buffer, nuint count, long offset);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial nint pwrite(SafeFileHandle fd, byte* buffer, nuint count, long offset);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int ftruncate(SafeFileHandle fd, long length);
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int link(string existing, string newPath);
