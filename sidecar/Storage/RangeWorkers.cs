@@ -73,12 +73,14 @@ internal sealed class RangeWorkers
         _jobs = jobs;
         _pace = pace;
         _cancellationToken = cancellationToken;
-        Workers = Math.Max(1, workers);
-        ChunkSize = ChunkSizeFor(bufferSize, Workers);
+        ChunkSize = ChunkSizeFor(bufferSize, Math.Max(1, workers));
         foreach (var job in jobs)
         {
             job.BeginPhase(ChunkSize);
         }
+
+        // No more threads (and buffers) than there are chunks: hashing one small file starts one.
+        Workers = (int)Math.Clamp(jobs.Sum(j => (long)j.ChunkCount), 1, Math.Max(1, workers));
     }
 
     public int Workers { get; }
@@ -182,6 +184,12 @@ internal sealed class RangeWorkers
     {
         lock (job.Lock)
         {
+            // After a failure (perhaps this job's own open) nothing more is opened.
+            if (Volatile.Read(ref _failure) is not null)
+            {
+                return false;
+            }
+
             if (!job.Opened)
             {
                 job.Open();
