@@ -29,25 +29,32 @@ public sealed class CheckpointCopier(int parallelism, int bufferSize, TimeProvid
     {
         policy ??= CopyPolicy.FullSpeed(readBack);
         var entries = new ManifestFile[files.Count];
+        var stillToCopy = files.Sum(f => f.Size);
+        var counting = new Action<long>(n =>
+        {
+            Interlocked.Add(ref stillToCopy, -n);
+            onBytes?.Invoke(n);
+        });
         var lastCopied = DateTimeOffset.MinValue;
         var gate = new object();
         // Largest first: with several files in flight, the file that finishes last is then a small one.
         var largestFirst = Enumerable.Range(0, files.Count).OrderByDescending(i => files[i].Size).ToList();
         await ForEachFileAsync(largestFirst, index =>
         {
-            var entry = CopyFile(files[index], partialDirectory, onBytes, cancellationToken);
+            var entry = CopyFile(files[index], partialDirectory, counting, cancellationToken);
             lock (gate)
             {
                 var now = time.GetUtcNow();
                 lastCopied = now > lastCopied ? now : lastCopied;
             }
 
-            if (policy.ReadBack.ShouldReadBack(entry, bytesStillToCopy: 0))
+            var verified = policy.ReadBack.ShouldReadBack(entry, Interlocked.Read(ref stillToCopy));
+            if (verified)
             {
                 VerifyFile(entry, partialDirectory, onBytes: null, cancellationToken);
             }
 
-            entries[index] = entry;
+            entries[index] = entry with { Verification = verified ? ManifestFile.ReadBack : ManifestFile.WriteHash };
         }, cancellationToken).ConfigureAwait(false);
 
         // Directories created for nested files must be durable too, or a crash can lose their entries.

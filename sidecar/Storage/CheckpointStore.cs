@@ -312,7 +312,8 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
             }
 
             onProgress?.Invoke();
-            var problem = ValidateFile(directory, directoryPath, relative, file, verifyHashes ? bufferSize : null, onProgress, cancellationToken);
+            var hash = verifyHashes || !WasReadBack(file);
+            var problem = ValidateFile(directory, directoryPath, relative, file, hash ? bufferSize : null, onProgress, cancellationToken);
             if (problem is not null)
             {
                 return problem;
@@ -321,6 +322,14 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
 
         return null;
     }
+
+    /// <summary>
+    /// Whether the flush read the file back from storage. A file committed on its write-side hash
+    /// (a deadline too close, or CHECKPOINT_VERIFY=write-hash) is hashed on resume even when
+    /// CHECKPOINT_VERIFY_ON_RESUME is off: nobody has yet read its bytes from the server. A manifest
+    /// older than the field says nothing, and is checked as before (size only).
+    /// </summary>
+    private static bool WasReadBack(ManifestFile file) => file.Verification is null or ManifestFile.ReadBack;
 
     /// <param name="hashBufferSize">null: size only.</param>
     /// <returns>Why the file does not match its manifest entry, or null when it does.</returns>
