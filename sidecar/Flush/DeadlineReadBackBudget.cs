@@ -135,6 +135,6 @@ public sealed class DeadlineReadBackBudget : IReadBackBudget
 
 internal static partial class ReadBackBudgetLog
 {
-    [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "Checkpoint {CheckpointId}: {Files} file(s), {Bytes} bytes, committed on their write-side hash and fsync without a read-back, which would not have fitted before the deadline ({ReadBack} file(s) read back; {SecondsLeft:F1} s left); resume hashes them")]
+    [LoggerMessage(EventId = 290, Level = LogLevel.Warning, Message = "Checkpoint {CheckpointId}: {Files} file(s), {Bytes} bytes, committed on their write-side hash and fsync without a read-back, which would not have fitted before the deadline ({ReadBack} file(s) read back; {SecondsLeft:F1} s left); resume hashes them")]
     public static partial void Degraded(ILogger logger, string checkpointId, int files, long bytes, int readBack, double secondsLeft);
 }
