@@ -60,13 +60,18 @@ public sealed class SidecarOptions
 
     /// <summary>
     /// How a copied file is verified: <c>read-back</c> (default) drops the client cache and re-reads
-    /// every byte from the server; <c>write-hash</c> trusts the hash taken while writing and the fsync
-    /// (faster, and blind to corruption between client and server).
+    /// every byte from the server, except in a flush with a deadline (preemption, drill) where a
+    /// file's read-back would not fit before it: that file is committed on its write-side hash and
+    /// resume hashes it. <c>read-back-always</c> never skips a read-back, even at the cost of the
+    /// deadline; <c>write-hash</c> trusts the hash taken while writing and the fsync (faster, and blind
+    /// to corruption between client and server).
     /// </summary>
     [ConfigurationKeyName("CHECKPOINT_VERIFY")]
     public string Verify { get; set; } = VerifyReadBack;
 
     public const string VerifyReadBack = "read-back";
+
+    public const string VerifyReadBackAlways = "read-back-always";
 
     public const string VerifyWriteHash = "write-hash";
 
@@ -137,7 +142,7 @@ public sealed class SidecarOptions
 
     public TimeSpan JobCommitTimeout => TimeSpan.FromSeconds(JobCommitTimeoutSeconds);
 
-    public bool ReadBack => Verify == VerifyReadBack;
+    public bool ReadBack => Verify != VerifyWriteHash;
 
     /// <summary>Zero: wait for the first trainer for ever.</summary>
     public TimeSpan FirstTrainerTimeout => TimeSpan.FromSeconds(

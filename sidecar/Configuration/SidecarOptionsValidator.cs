@@ -82,9 +82,11 @@ public sealed partial class SidecarOptionsValidator : IValidateOptions<SidecarOp
             errors.Add($"CHECKPOINT_FIRST_TRAINER_TIMEOUT_SECONDS: {firstTrainer} must be between 0 (wait for ever) and {MaxFirstTrainerTimeoutSeconds} seconds.");
         }
 
-        if (options.Verify is not (SidecarOptions.VerifyReadBack or SidecarOptions.VerifyWriteHash))
+        if (options.Verify is not (SidecarOptions.VerifyReadBack or SidecarOptions.VerifyReadBackAlways or SidecarOptions.VerifyWriteHash))
         {
-            errors.Add($"CHECKPOINT_VERIFY: {UserText.Quote(options.Verify)} must be '{SidecarOptions.VerifyReadBack}' (re-read every byte from storage) "
+            errors.Add($"CHECKPOINT_VERIFY: {UserText.Quote(options.Verify)} must be '{SidecarOptions.VerifyReadBack}' (re-read every byte from storage "
+                + "unless a preemption's deadline leaves no time), "
+                + $"'{SidecarOptions.VerifyReadBackAlways}' (re-read every byte, deadline or not) "
                 + $"or '{SidecarOptions.VerifyWriteHash}' (trust the hash taken while writing, and the fsync).");
         }
 

@@ -43,6 +43,7 @@ public enum TerminationSource
 }
 
 /// <summary>Each phase of one flush, measured against the grace period.</summary>
+/// <param name="ReadBackBytes">Of <paramref name="Bytes"/>, those read back before the commit (the rest: write-hash); null when not known (an older flush record).</param>
 public sealed record FlushTimings(
     string CheckpointId,
     CheckpointReason Reason,
@@ -54,7 +55,8 @@ public sealed record FlushTimings(
     TimeSpan Total,
     TimeSpan Budget,
     long Bytes,
-    TimeSpan CommitWait = default)
+    TimeSpan CommitWait = default,
+    long? ReadBackBytes = null)
 {
     /// <summary>total / G; above 1 the flush could not have finished before SIGKILL.</summary>
     public double BudgetUsedRatio => Budget > TimeSpan.Zero ? Total / Budget : double.PositiveInfinity;

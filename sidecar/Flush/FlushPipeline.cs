@@ -63,10 +63,14 @@ internal sealed class FlushPipeline(
             cancellationToken.ThrowIfCancellationRequested();
             // Trainers that gave no world size are a single-pod job: their ranks (0..n-1, checked above) are the world.
             var world = session.World.Size > 0 ? session.World : new JobWorld(session.Reports.Count, "");
+            // A deadline (preemption, drill) may leave no time to read every file back: the budget decides file by file.
+            var readBack = DeadlineReadBackBudget.For(options.Value, session.Deadline, planner, totalBytes, time);
             var request = new ShardRequest(step, world, session.Reason.ToLabel(), files,
-                session.Reports.OrderBy(r => r.Rank).Select(r => new ManifestRank(r.Rank, r.Step, r.Metadata)).ToList());
+                session.Reports.OrderBy(r => r.Rank).Select(r => new ManifestRank(r.Rank, r.Step, r.Metadata)).ToList(),
+                Copy: new CopyPolicy(CopyPace.FullSpeed(), readBack));
             var shard = await target.WriteAsync(request, n => Interlocked.Add(ref session.BytesPersisted, n), cancellationToken).ConfigureAwait(false);
             written = shard.Name;
+            (readBack as DeadlineReadBackBudget)?.LogIfDegraded(logger, session.Id);
             // Verification overlaps the copy; the verify phase is what remains after the last file is on storage.
             var copied = shard.LastCopied;
             var verified = time.GetUtcNow();
@@ -142,7 +146,8 @@ internal sealed class FlushPipeline(
                         target.Discard(sealedShard.Shard.Name, sealedShard.Shard.Manifest.Step);
                     }
 
-                    var timings = Timings(session, sealedShard.Started, sealedShard.Copied, sealedShard.Verified, time.GetUtcNow(), sealedAt, sealedShard.Bytes);
+                    var timings = Timings(session, sealedShard.Started, sealedShard.Copied, sealedShard.Verified, time.GetUtcNow(), sealedAt, sealedShard.Bytes)
+                        with { ReadBackBytes = ReadBackBytes(sealedShard.Shard.Manifest.Files) };
                     if (committed.PublishedHere && committed.Manifest.Shards.Count > 1)
                     {
                         FlushLog.JobCommitPublished(logger, committed.Manifest.Id, committed.Manifest.Shards.Count, committed.Manifest.WorldSize);
@@ -243,6 +248,10 @@ internal sealed class FlushPipeline(
             Bytes: totalBytes,
             CommitWait: committed - sealedAt);
     }
+
+    /// <summary>What the checkpoint's files say was read back; a file without the field (an older copier) was, as before.</summary>
+    private static long ReadBackBytes(IReadOnlyList<ManifestFile> files) =>
+        files.Where(f => f.Verification is null or ManifestFile.ReadBack).Sum(f => f.Size);
 
     private void Discard(ShardName? written, long step)
     {

@@ -37,7 +37,7 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
     /// <summary>Remembers a committed flush (this pod's, or the previous pod's from its record) for prediction.</summary>
     public void RecordFlush(FlushTimings timings)
     {
-        RecordThroughput(timings.Bytes, timings.Copy, timings.Verify);
+        RecordThroughput(timings.Bytes, timings.Copy, timings.Verify, timings.ReadBackBytes);
         lock (_gate)
         {
             _last = timings;
@@ -99,7 +99,12 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
     private const double NeverSeconds = 1000 * 365 * 86400.0;
 
     /// <summary>Folds a finished flush into the throughput estimate (the newest flush counts most).</summary>
-    public void RecordThroughput(long bytes, TimeSpan copy, TimeSpan verify)
+    /// <param name="readBackBytes">
+    /// The bytes read back before the commit; null: all of them (flushes measured before it was
+    /// recorded). A flush that read back only part, or nothing, says little about read-back
+    /// throughput: its short verify phase would make the next deadline look easy.
+    /// </param>
+    public void RecordThroughput(long bytes, TimeSpan copy, TimeSpan verify, long? readBackBytes = null)
     {
         if (bytes <= 0 || copy <= TimeSpan.Zero)
         {
@@ -109,9 +114,25 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
         lock (_gate)
         {
             _copyBytesPerSecond = Blend(_copyBytesPerSecond, bytes / copy.TotalSeconds);
-            if (verify > TimeSpan.Zero)
+            var readBack = readBackBytes ?? bytes;
+            if (verify > TimeSpan.Zero && readBack > 0)
             {
-                _verifyBytesPerSecond = Blend(_verifyBytesPerSecond, bytes / verify.TotalSeconds);
+                _verifyBytesPerSecond = Blend(_verifyBytesPerSecond, readBack / verify.TotalSeconds);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The measured throughputs (bytes per second, blended over flushes), each null until measured:
+    /// what a preemption flush weighs its read-backs against the deadline with.
+    /// </summary>
+    public (double? Copy, double? ReadBack) Throughputs
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return (_copyBytesPerSecond > 0 ? _copyBytesPerSecond : null, _verifyBytesPerSecond > 0 ? _verifyBytesPerSecond : null);
             }
         }
     }

@@ -22,6 +22,7 @@ public sealed class CheckpointMetrics
     private readonly Counter _deadlineMisses;
     private readonly Counter _failures;
     private readonly Counter _verifyFailures;
+    private readonly Counter _verifiedBytes;
     private readonly Counter _flushes;
     private readonly Gauge _lastCommittedTimestamp;
     private readonly Gauge _lastCommittedStep;
@@ -78,6 +79,11 @@ public sealed class CheckpointMetrics
             "checkpoint_flush_failures_total", "Flushes that failed, by cause.", "cause");
         _verifyFailures = factory.CreateCounter(
             "checkpoint_verify_failures_total", "Checkpoints whose bytes did not match their hashes, when flushed or when resumed from.", "stage");
+        _verifiedBytes = factory.CreateCounter(
+            "checkpoint_verified_bytes_total",
+            "Bytes of committed checkpoints by how they were verified before the commit: read back from storage (read-back), "
+            + "or on the hash taken while writing and the fsync (write-hash: CHECKPOINT_VERIFY=write-hash, or a deadline too close for a read-back).",
+            "mode");
         _flushes = factory.CreateCounter(
             "checkpoint_flushes_total", "Flushes that ended, by reason and outcome (committed, failed, superseded).", "reason", "outcome");
         _lastCommittedTimestamp = factory.CreateGauge(
@@ -177,6 +183,8 @@ public sealed class CheckpointMetrics
 
         _verifyFailures.WithLabels("flush");
         _verifyFailures.WithLabels("resume");
+        _verifiedBytes.WithLabels("read-back");
+        _verifiedBytes.WithLabels("write-hash");
     }
 
     public void SetGracePeriod(TimeSpan gracePeriod) => _gracePeriod.Set(gracePeriod.TotalSeconds);
@@ -196,6 +204,12 @@ public sealed class CheckpointMetrics
         }
 
         _flushedBytes.WithLabels(reason).Inc(timings.Bytes);
+        if (timings.ReadBackBytes is { } readBack)
+        {
+            _verifiedBytes.WithLabels("read-back").Inc(readBack);
+            _verifiedBytes.WithLabels("write-hash").Inc(Math.Max(0, timings.Bytes - readBack));
+        }
+
         _throughput.Set(timings.ThroughputBytesPerSecond);
         _budgetUsedRatio.Set(timings.BudgetUsedRatio);
         _flushes.WithLabels(reason, "committed").Inc();

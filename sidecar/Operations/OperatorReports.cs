@@ -194,6 +194,11 @@ internal static class OperatorReports
         }
 
         var shardList = jobManifest?.Shards ?? shards ?? [];
+        if (Verification(jobManifest?.Shards.SelectMany(s => s.Files) ?? manifest?.Files ?? shardList.SelectMany(s => s.Files)) is { } verification)
+        {
+            output.WriteLine($"  verified before the commit: {verification}");
+        }
+
         if (shardList.Count > 0)
         {
             output.WriteLine();
@@ -316,6 +321,23 @@ internal static class OperatorReports
         }
 
         return Success;
+    }
+
+    /// <summary>How the flush checked the files: read back, or on the write-side hash only (resume hashes those); null for manifests without it.</summary>
+    private static string? Verification(IEnumerable<ManifestFile> files)
+    {
+        var known = files.Where(f => f.Verification is not null).ToList();
+        if (known.Count == 0)
+        {
+            return null;
+        }
+
+        var readBack = known.Where(f => f.Verification == ManifestFile.ReadBack).ToList();
+        var writeHash = known.Where(f => f.Verification == ManifestFile.WriteHash).ToList();
+        var text = $"{readBack.Count} file(s), {OperatorText.Bytes(readBack.Sum(f => f.Size))}, read back; "
+            + $"{writeHash.Count} file(s), {OperatorText.Bytes(writeHash.Sum(f => f.Size))}, on the write-side hash and fsync only (resume hashes them)";
+        var other = known.Count - readBack.Count - writeHash.Count;
+        return other > 0 ? text + $"; {other} file(s) by a check this sidecar does not know" : text;
     }
 
     private static string Timings(ManifestTimings t) =>

@@ -37,7 +37,7 @@ internal sealed class FlushRecordReporter(FlushRecordStore records, IOptions<Sid
             MissingRanks = outcome.MissingRanks.Count > 0 ? outcome.MissingRanks : null,
             Timings = t is null ? null : new FlushRecordTimings(
                 t.Notify.TotalSeconds, t.Dump.TotalSeconds, t.Copy.TotalSeconds, t.Verify.TotalSeconds, t.Commit.TotalSeconds,
-                t.Total.TotalSeconds, t.BudgetUsedRatio, t.Bytes, t.CommitWait.TotalSeconds),
+                t.Total.TotalSeconds, t.BudgetUsedRatio, t.Bytes, t.CommitWait.TotalSeconds, t.ReadBackBytes),
             Drill = report.Drill ? true : null,
         };
     }
@@ -53,6 +53,7 @@ internal sealed class FlushRecordReporter(FlushRecordStore records, IOptions<Sid
         return new FlushTimings(record.CheckpointId, reason,
             TimeSpan.FromSeconds(t.NotifySeconds), TimeSpan.FromSeconds(t.DumpSeconds), TimeSpan.FromSeconds(t.CopySeconds),
             TimeSpan.FromSeconds(t.VerifySeconds), TimeSpan.FromSeconds(t.CommitSeconds), TimeSpan.FromSeconds(t.TotalSeconds),
-            TimeSpan.FromSeconds(record.GracePeriodSeconds), t.Bytes, TimeSpan.FromSeconds(t.CommitWaitSeconds));
+            TimeSpan.FromSeconds(record.GracePeriodSeconds), t.Bytes, TimeSpan.FromSeconds(t.CommitWaitSeconds),
+            t.ReadBackBytes is { } readBack && readBack >= 0 && readBack <= t.Bytes ? readBack : null);
     }
 }

@@ -72,9 +72,13 @@ public sealed record CheckpointManifest
 /// <param name="Xxh128">XXH128 of the content, 32 lowercase hex digits, as `xxhsum -H2` prints it.</param>
 /// <param name="Verification">
 /// How the flush verified the file before the commit: <see cref="ReadBack"/> or <see cref="WriteHash"/>;
-/// absent in manifests written before it was recorded.
+/// absent in manifests written before it was recorded. Left out of the JSON when null, so a manifest
+/// without it reads and writes byte for byte as before; sidecars that predate it skip the member
+/// (System.Text.Json ignores unknown members unless told otherwise).
 /// </param>
-public sealed record ManifestFile(string Path, long Size, string Xxh128, string? Verification = null)
+public sealed record ManifestFile(
+    string Path, long Size, string Xxh128,
+    [property: JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] string? Verification = null)
 {
     /// <summary>Re-read from storage with the client cache bypassed, and its hash compared.</summary>
     public const string ReadBack = "read-back";

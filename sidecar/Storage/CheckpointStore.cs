@@ -112,6 +112,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
     /// goes wrong while checking one (a FIFO, a symlink, a null in the manifest, an I/O error) makes
     /// it not valid, and the next is tried.
     /// </summary>
+    /// <param name="verifyHashes">Hash every file (CHECKPOINT_VERIFY_ON_RESUME); else only those the flush did not read back.</param>
     /// <param name="onInvalid">Told of each checkpoint rejected, and why.</param>
     /// <param name="onProgress">Called as the search moves on (a candidate, a file, a buffer hashed), so a caller can tell a slow search from a stuck one.</param>
     public CommittedCheckpoint? FindLatestValid(
@@ -123,6 +124,9 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
             return null;
         }
 
+        // Without hashes on resume, the files nobody has read back from storage are still hashed.
+        Func<ManifestFile, bool> hash = verifyHashes ? HashAll : f => !WasReadBack(f);
+
         // Job-wide steps first, newest first: the truth is the newest step whose manifest and shards
         // verify, whatever LATEST says. A step without a manifest is in progress or failed: not a
         // checkpoint, and not worth a warning. Checkpoints of format 1 predate every step.
@@ -130,7 +134,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         {
             cancellationToken.ThrowIfCancellationRequested();
             onProgress?.Invoke();
-            if (TryValidate(name, () => ValidateStep(jobDirectory, name, step, verifyHashes, bufferSize, onProgress, cancellationToken), onInvalid) is { } found)
+            if (TryValidate(name, () => ValidateStep(jobDirectory, name, step, hash, bufferSize, onProgress, cancellationToken), onInvalid) is { } found)
             {
                 return found;
             }
@@ -148,7 +152,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
         {
             cancellationToken.ThrowIfCancellationRequested();
             onProgress?.Invoke();
-            if (TryValidate(id, () => Validate(jobDirectory, id, verifyHashes, bufferSize, onProgress, cancellationToken), onInvalid) is { } found)
+            if (TryValidate(id, () => Validate(jobDirectory, id, hash, bufferSize, onProgress, cancellationToken), onInvalid) is { } found)
             {
                 return found;
             }
@@ -193,10 +197,15 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
     internal Validation Check(string name, bool verifyHashes, int bufferSize, CancellationToken cancellationToken)
     {
         using var jobDirectory = NativeFile.OpenDirectory(layout.JobDirectory);
+        Func<ManifestFile, bool> hash = verifyHashes ? HashAll : HashNone;
         return Attempt(() => CheckpointLayout.ParseStepName(name) is { } step
-            ? ValidateStep(jobDirectory, name, step, verifyHashes, bufferSize, onProgress: null, cancellationToken)
-            : Validate(jobDirectory, name, verifyHashes, bufferSize, onProgress: null, cancellationToken));
+            ? ValidateStep(jobDirectory, name, step, hash, bufferSize, onProgress: null, cancellationToken)
+            : Validate(jobDirectory, name, hash, bufferSize, onProgress: null, cancellationToken));
     }
+
+    private static readonly Func<ManifestFile, bool> HashAll = _ => true;
+
+    private static readonly Func<ManifestFile, bool> HashNone = _ => false;
 
     /// <summary>What checking one candidate found: a checkpoint, a problem, or neither (a step still in progress).</summary>
     internal readonly record struct Validation(CommittedCheckpoint? Checkpoint, string? Problem)
@@ -209,7 +218,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
     /// <summary>A job-wide step: its manifest covers the world exactly once, and every shard's files check out.</summary>
     /// <exception cref="IOException">An entry of the step cannot be read as what it must be.</exception>
     private Validation ValidateStep(
-        SafeFileHandle jobDirectory, string name, long step, bool verifyHashes, int bufferSize, Action? onProgress, CancellationToken cancellationToken)
+        SafeFileHandle jobDirectory, string name, long step, Func<ManifestFile, bool> hash, int bufferSize, Action? onProgress, CancellationToken cancellationToken)
     {
         using var directory = StorageFile.OpenDirectory(jobDirectory, name);
         if (NativeFile.StatusAt(directory, CheckpointLayout.ManifestFileName, layout.StepDirectory(step)) is null)
@@ -241,7 +250,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
             }
 
             using var shardDirectory = StorageFile.OpenDirectory(directory, shard.Directory);
-            if (ValidateFiles(shardDirectory, Path.Combine(stepDirectory, shard.Directory), shard.Files, verifyHashes, bufferSize, onProgress, cancellationToken) is { } fileProblem)
+            if (ValidateFiles(shardDirectory, Path.Combine(stepDirectory, shard.Directory), shard.Files, hash, bufferSize, onProgress, cancellationToken) is { } fileProblem)
             {
                 return Validation.Invalid($"shard {UserText.Quote(shard.Shard)}: {fileProblem}");
             }
@@ -258,7 +267,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
     /// <returns>Why the checkpoint is not valid, or null when it is.</returns>
     /// <exception cref="IOException">An entry of the checkpoint cannot be read as what it must be.</exception>
     private Validation Validate(
-        SafeFileHandle jobDirectory, string id, bool verifyHashes, int bufferSize, Action? onProgress, CancellationToken cancellationToken)
+        SafeFileHandle jobDirectory, string id, Func<ManifestFile, bool> hash, int bufferSize, Action? onProgress, CancellationToken cancellationToken)
     {
         if (!CheckpointLayout.IsCommittedName(id))
         {
@@ -288,7 +297,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
             return Validation.Invalid($"manifest names checkpoint {UserText.Quote(manifest.Id)}");
         }
 
-        var problem = ValidateFiles(directory, layout.CommittedDirectory(id), manifest.Files, verifyHashes, bufferSize, onProgress, cancellationToken);
+        var problem = ValidateFiles(directory, layout.CommittedDirectory(id), manifest.Files, hash, bufferSize, onProgress, cancellationToken);
         return problem is null
             ? new Validation(CommittedCheckpoint.FromFormat1(layout.CommittedDirectory(id), manifest), null)
             : Validation.Invalid(problem);
@@ -296,7 +305,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
 
     /// <returns>Why a file does not match its manifest entry, or null when all do.</returns>
     private static string? ValidateFiles(
-        SafeFileHandle directory, string directoryPath, IReadOnlyList<ManifestFile> files, bool verifyHashes, int bufferSize, Action? onProgress,
+        SafeFileHandle directory, string directoryPath, IReadOnlyList<ManifestFile> files, Func<ManifestFile, bool> hash, int bufferSize, Action? onProgress,
         CancellationToken cancellationToken)
     {
         foreach (var file in files)
@@ -312,7 +321,7 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
             }
 
             onProgress?.Invoke();
-            var problem = ValidateFile(directory, directoryPath, relative, file, verifyHashes ? bufferSize : null, onProgress, cancellationToken);
+            var problem = ValidateFile(directory, directoryPath, relative, file, hash(file) ? bufferSize : null, onProgress, cancellationToken);
             if (problem is not null)
             {
                 return problem;
@@ -321,6 +330,14 @@ public sealed class CheckpointStore(CheckpointLayout layout, ILogger<CheckpointS
 
         return null;
     }
+
+    /// <summary>
+    /// Whether the flush read the file back from storage. A file committed on its write-side hash
+    /// (a deadline too close, or CHECKPOINT_VERIFY=write-hash) is hashed on resume even when
+    /// CHECKPOINT_VERIFY_ON_RESUME is off: nobody has yet read its bytes from the server. A manifest
+    /// older than the field says nothing, and is checked as before (size only).
+    /// </summary>
+    private static bool WasReadBack(ManifestFile file) => file.Verification is null or ManifestFile.ReadBack;
 
     /// <param name="hashBufferSize">null: size only.</param>
     /// <returns>Why the file does not match its manifest entry, or null when it does.</returns>

@@ -164,9 +164,10 @@ public sealed record FlushRecord
 }
 
 /// <param name="CommitWaitSeconds">Part of the commit: from this pod's seal to the job-wide commit (absent in records of earlier sidecars).</param>
+/// <param name="ReadBackBytes">Of <paramref name="Bytes"/>, those read back before the commit (absent in records of earlier sidecars: all of them).</param>
 public sealed record FlushRecordTimings(
     double NotifySeconds, double DumpSeconds, double CopySeconds, double VerifySeconds, double CommitSeconds,
-    double TotalSeconds, double BudgetUsedRatio, long Bytes, double CommitWaitSeconds = 0);
+    double TotalSeconds, double BudgetUsedRatio, long Bytes, double CommitWaitSeconds = 0, long? ReadBackBytes = null);
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, WriteIndented = true,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]

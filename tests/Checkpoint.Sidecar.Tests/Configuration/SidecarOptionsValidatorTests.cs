@@ -170,7 +170,21 @@ public sealed class SidecarOptionsValidatorTests : IDisposable
     {
         var failure = AssertFailsWith("CHECKPOINT_VERIFY", o => o.Verify = mode);
         Assert.Contains("'read-back'", failure, StringComparison.Ordinal);
+        Assert.Contains("'read-back-always'", failure, StringComparison.Ordinal);
         Assert.Contains("'write-hash'", failure, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(SidecarOptions.VerifyReadBack, true)]
+    [InlineData(SidecarOptions.VerifyReadBackAlways, true)]
+    [InlineData(SidecarOptions.VerifyWriteHash, false)]
+    public void Validate_VerifyModes_PassAndSayWhetherFilesAreReadBack(string mode, bool readBack)
+    {
+        var options = ValidOptions();
+        options.Verify = mode;
+
+        Assert.True(_validator.Validate(null, options).Succeeded);
+        Assert.Equal(readBack, options.ReadBack);
     }
 
     [Theory]

@@ -23,6 +23,27 @@ public sealed class CheckpointMetricsTests
 
         Assert.Equal(0, samples.Value("checkpoint_verify_failures_total", ("stage", "flush")));
         Assert.Equal(0, samples.Value("checkpoint_verify_failures_total", ("stage", "resume")));
+        Assert.Equal(0, samples.Value("checkpoint_verified_bytes_total", ("mode", "read-back")));
+        Assert.Equal(0, samples.Value("checkpoint_verified_bytes_total", ("mode", "write-hash")));
+    }
+
+    [Theory]
+    [InlineData(8_000_000L, 8_000_000, 0)]
+    [InlineData(3_000_000L, 3_000_000, 5_000_000)]
+    [InlineData(0L, 0, 8_000_000)]
+    [InlineData(null, 0, 0)]
+    public async Task RecordCommitted_ReadBackBytes_CountsVerifiedBytesByMode(long? readBackBytes, double readBack, double writeHash)
+    {
+        var timings = new FlushTimings(
+            "20261129T024500123Z-preemption", CheckpointReason.Preemption,
+            TimeSpan.Zero, TimeSpan.Zero, TimeSpan.FromSeconds(1), TimeSpan.Zero, TimeSpan.Zero, TimeSpan.FromSeconds(1),
+            TimeSpan.FromSeconds(30), Bytes: 8_000_000, ReadBackBytes: readBackBytes);
+
+        _metrics.RecordCommitted(timings, step: 1, committedAt: DateTimeOffset.UnixEpoch);
+
+        var samples = await MetricsText.CollectAsync(_registry);
+        Assert.Equal(readBack, samples.Value("checkpoint_verified_bytes_total", ("mode", "read-back")));
+        Assert.Equal(writeHash, samples.Value("checkpoint_verified_bytes_total", ("mode", "write-hash")));
     }
 
     [Fact]

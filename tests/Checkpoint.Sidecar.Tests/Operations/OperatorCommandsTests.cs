@@ -184,6 +184,23 @@ public sealed class OperatorCommandsTests : IDisposable
         Assert.Equal(3, record.GetProperty("timings").GetProperty("totalSeconds").GetDouble());
     }
 
+    [Theory]
+    [InlineData(true, "1 file(s), 4.9 KiB, read back; 0 file(s)")]
+    [InlineData(false, "0 file(s), 0 B, read back; 1 file(s), 4.9 KiB, on the write-side hash and fsync only (resume hashes them)")]
+    public async Task Inspect_CommittedStep_SaysHowItsFilesWereVerified(bool readBack, string expected)
+    {
+        var manifest = await _checkpoints.CommitSinglePodAsync(step: 5, seed: 5, readBack: readBack);
+
+        var (code, output, _) = await RunAsync("inspect", "5");
+
+        Assert.Equal(0, code);
+        Assert.Contains("  verified before the commit: " + expected, output, StringComparison.Ordinal);
+        (code, output, _) = await RunAsync("inspect", "5", "--json");
+        using var report = JsonDocument.Parse(output);
+        Assert.Equal(manifest.Shards[0].Files[0].Verification,
+            report.RootElement.GetProperty("jobManifest").GetProperty("shards")[0].GetProperty("files")[0].GetProperty("verification").GetString());
+    }
+
     [Fact]
     public async Task Inspect_Format1Checkpoint_ShowsItsManifest()
     {

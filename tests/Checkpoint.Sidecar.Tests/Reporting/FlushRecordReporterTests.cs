@@ -37,6 +37,24 @@ public sealed class FlushRecordReporterTests
         Assert.Equal(TimeSpan.FromSeconds(2.75), FlushRecordReporter.ToTimings(record)!.CommitWait);
     }
 
+    [Theory]
+    [InlineData(1024L, 1024L)]
+    [InlineData(null, null)]
+    [InlineData(-1L, null)]
+    [InlineData(1L << 30, null)]
+    public void ToRecord_ReadBackBytes_TheNextSidecarReadsThemBackWhenPlausible(long? written, long? readBack)
+    {
+        var timings = new FlushTimings("id-1", CheckpointReason.Preemption, TimeSpan.Zero, TimeSpan.Zero,
+            TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(0.5), TimeSpan.Zero, TimeSpan.FromSeconds(3), TimeSpan.FromSeconds(30), 1 << 20,
+            ReadBackBytes: written);
+        var outcome = new CheckpointOutcome("id-1", CheckpointStatus.Committed, "/storage/step-000000005/pod-a_0a1b2c3d", 5, null, null, timings);
+
+        var record = FlushRecordReporter.ToRecord(Report(outcome), "pod-a");
+
+        Assert.Equal(written, record.Timings!.ReadBackBytes);
+        Assert.Equal(readBack, FlushRecordReporter.ToTimings(record)!.ReadBackBytes);
+    }
+
     private static FlushReport Report(CheckpointOutcome outcome) =>
         new(outcome, CheckpointReason.Preemption, "Signal", TimeSpan.FromSeconds(30), Triggered, Triggered.AddSeconds(7));
 }

@@ -16,8 +16,9 @@ internal sealed class JobWideCheckpoints(TempDirectory temp, CheckpointLayout la
     public static readonly DateTimeOffset Now = new(2026, 11, 30, 12, 0, 0, TimeSpan.Zero);
     public static readonly ManifestTimings SomeTimings = new(30, 0.1, 0.2, 0.3, 0.4);
 
-    public SharedDirectoryTarget Target(string pod) =>
-        new(layout, new CheckpointCopier(2, BufferSize, TimeProvider.System), pod, NullLogger<SharedDirectoryTarget>.Instance);
+    /// <param name="readBack">False: files are committed on their write-side hash (CHECKPOINT_VERIFY=write-hash, or a deadline too close).</param>
+    public SharedDirectoryTarget Target(string pod, bool readBack = true) =>
+        new(layout, new CheckpointCopier(2, BufferSize, TimeProvider.System, readBack), pod, NullLogger<SharedDirectoryTarget>.Instance);
 
     /// <summary>One pod's shard of <paramref name="rank"/> at <paramref name="step"/>, sealed but not published.</summary>
     public async Task<SealedShard> SealAsync(SharedDirectoryTarget target, long step, JobWorld world, int rank, int seed)
@@ -33,9 +34,9 @@ internal sealed class JobWideCheckpoints(TempDirectory temp, CheckpointLayout la
 
     /// <summary>A step committed by one pod holding the whole world of one rank.</summary>
     /// <returns>The committed job manifest.</returns>
-    public async Task<JobManifest> CommitSinglePodAsync(long step, int seed, string pod = "pod-a")
+    public async Task<JobManifest> CommitSinglePodAsync(long step, int seed, string pod = "pod-a", bool readBack = true)
     {
-        var target = Target(pod);
+        var target = Target(pod, readBack);
         var shard = await SealAsync(target, step, new JobWorld(1, "run1"), rank: 0, seed);
         return Assert.IsType<PublishResult.Committed>(target.TryPublish(shard, Now)).Manifest;
     }
