@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using Checkpoint.TrainerSdk;
+
+namespace Checkpoint.Benchmarks;
+
+/// <summary>What one timed contender took: wall seconds, and the CPU seconds (user + system) it spent doing it.</summary>
+internal readonly record struct Measurement(double Seconds, double CpuSeconds);
+
+/// <summary>
+/// A published sidecar with one SDK client attached, flushing staged files. The files are hard-linked into
+/// the checkpoint's staging directory before the clock starts: the same inode, so the same page-cache state
+/// the caller prepared (warm or cold), and no copy. The sidecar unlinks its staging after the flush; the
+/// originals stay for the next contender.
+/// </summary>
+internal sealed class SidecarTarget : IAsyncDisposable
+{
+    private readonly RunningSidecar _sidecar;
+    private readonly CheckpointClient _client;
+    private readonly string _root;
+    private long _step;
+
+    private SidecarTarget(RunningSidecar sidecar, CheckpointClient client, string root)
+    {
+        _sidecar = sidecar;
+        _client = client;
+        _root = root;
+    }
+
+    public RunningSidecar Process => _sidecar;
+
+    /// <param name="verify">CHECKPOINT_VERIFY, or null for the sidecar's default.</param>
+    public static async Task<SidecarTarget> StartAsync(string binary, string root, string? verify)
+    {
+        var dirs = SidecarDirectories.Create(root);
+        var environment = verify is null ? null : new Dictionary<string, string> { ["CHECKPOINT_VERIFY"] = verify };
+        var sidecar = await RunningSidecar.StartAsync(binary, dirs, keep: 1, environment);
+        try
+        {
+            var client = await CheckpointClient.ConnectAsync(new CheckpointClientOptions
+            {
+                SocketPath = dirs.Socket,
+                HandleTermination = false,
+                Description = "benchmark",
+            });
+            return new SidecarTarget(sidecar, client, root);
+        }
+        catch
+        {
+            await sidecar.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Times CompleteDump to the committed outcome; CPU is the sidecar's /proc/pid/stat delta over the same span.</summary>
+    public async Task<(Measurement Measurement, CheckpointTimings? Timings)> FlushAsync(IReadOnlyList<string> files, CheckpointReason reason)
+    {
+        var step = ++_step;
+        var dump = await _client.BeginCheckpointAsync(step, reason);
+        var rank = Path.Combine(dump.StagingDirectory, "rank-0");
+        Directory.CreateDirectory(rank);
+        foreach (var file in files)
+        {
+            Native.HardLink(file, Path.Combine(rank, Path.GetFileName(file)));
+        }
+
+        var relative = files.Select(f => Path.Combine("rank-0", Path.GetFileName(f))).ToList();
+        var cpuBefore = _sidecar.CpuSeconds();
+        var clock = Stopwatch.StartNew();
+        await _client.CompleteDumpAsync(dump, step, relative, null);
+        var outcome = await _client.WaitForCheckpointAsync(dump.CheckpointId);
+        var elapsed = clock.Elapsed.TotalSeconds;
+        var cpu = _sidecar.CpuSeconds() - cpuBefore;
+        if (outcome.Status != CheckpointStatus.Committed)
+        {
+            throw new InvalidOperationException($"flush {dump.CheckpointId} did not commit: {outcome.Error}");
+        }
+
+        return (new Measurement(elapsed, cpu), outcome.Timings);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _client.DisposeAsync();
+        await _sidecar.DisposeAsync();
+        if (Directory.Exists(_root))
+        {
+            Directory.Delete(_root, recursive: true);
+        }
+    }
+}
