@@ -2,8 +2,11 @@ using System.Globalization;
 
 namespace Checkpoint.Benchmarks;
 
-/// <summary>A checkpoint's shape: how many files of how many MiB (a multiple of 4: the floors copy in 4 MiB blocks).</summary>
-internal sealed record Shape(int Files, int FileMiB)
+/// <summary>
+/// A checkpoint's shape: how many files of how many MiB (a multiple of 4: the floors copy in 4 MiB blocks),
+/// and optionally its own number of runs ("1x8192:2"), so the large shapes fit the time budget.
+/// </summary>
+internal sealed record Shape(int Files, int FileMiB, int? Runs = null)
 {
     public long TotalBytes => (long)Files * FileMiB << 20;
 
@@ -13,19 +16,30 @@ internal sealed record Shape(int Files, int FileMiB)
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Files}x{FileMiB}");
 
-    /// <summary>"8x256": 8 files of 256 MiB; null when malformed.</summary>
+    /// <summary>The same files, whatever the runs: what the peak-RSS shape is compared by.</summary>
+    public bool SameFiles(Shape other) => Files == other.Files && FileMiB == other.FileMiB;
+
+    /// <summary>"8x256": 8 files of 256 MiB; "1x8192:2": and 2 runs; null when malformed.</summary>
     public static Shape? Parse(string text)
     {
-        var parts = text.Split('x');
-        return parts.Length == 2
-            && int.TryParse(parts[0], NumberStyles.None, CultureInfo.InvariantCulture, out var files) && files > 0
-            && int.TryParse(parts[1], NumberStyles.None, CultureInfo.InvariantCulture, out var mib) && mib > 0 && mib % 4 == 0
-            ? new Shape(files, mib)
+        var (files, rest) = Split(text, 'x');
+        var (mib, runs) = Split(rest, ':');
+        return Positive(files) is { } f && Positive(mib) is { } m && m % 4 == 0
+            ? runs is null ? new Shape(f, m) : Positive(runs) is { } r ? new Shape(f, m, r) : null
             : null;
     }
+
+    private static (string Head, string? Tail) Split(string? text, char separator)
+    {
+        var at = text?.IndexOf(separator, StringComparison.Ordinal) ?? -1;
+        return at < 0 ? (text ?? "", null) : (text![..at], text[(at + 1)..]);
+    }
+
+    private static int? Positive(string? text) =>
+        int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var value) && value > 0 ? value : null;
 }
 
-/// <param name="Runs">Runs per shape; each run times every contender once, in an order rotated per run.</param>
+/// <param name="Runs">Runs per shape (unless the shape names its own); each run times every contender once, in an order rotated per run.</param>
 /// <param name="Shapes">The checkpoint shapes flushed.</param>
 /// <param name="EqualiseGiB">Anonymous memory touched and freed before each equalised contender (<see cref="MemoryEqualiser"/>).</param>
 /// <param name="FloorStreams">Concurrent dd streams of the floors (files split into ranges when there are fewer files).</param>
@@ -47,12 +61,12 @@ internal sealed record BenchmarkOptions(
     double IdleSeconds)
 {
     public const string Usage =
-        "options: --quick --runs N --shapes 1x2048,8x256,... --equalise-gib G --floor-streams N --starts N "
+        "options: --quick --runs N --shapes 1x2048,8x256,1x8192:2,... --equalise-gib G --floor-streams N --starts N "
         + "--small-flushes N --small-flush-mib N --peak-shape 1x8192 --training-shape 8x256 --training-rounds N --work DIR";
 
     public static BenchmarkOptions Default(string workDirectory) => new(
         3,
-        [new(1, 2048), new(8, 256), new(64, 32), new(1, 8192), new(8, 1024)],
+        [new(1, 2048), new(8, 256), new(64, 32), new(1, 8192, 2), new(8, 1024, 2)],
         workDirectory, 10, 4, 4, 100, 64, new(1, 8192), new(8, 256), 3, 4);
 
     /// <summary>A smoke run of every part in about two minutes: small sizes, one run.</summary>

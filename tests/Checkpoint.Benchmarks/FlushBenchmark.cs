@@ -54,9 +54,10 @@ internal sealed class FlushBenchmark(string sidecarBinary, string work, Benchmar
             var staged = CheckpointData.Write(Path.Combine(root, "staged"), shape, seed);
             await using var readBack = await SidecarTarget.StartAsync(sidecarBinary, Path.Combine(root, "sidecar-read-back"), "read-back");
             await using var writeHash = await SidecarTarget.StartAsync(sidecarBinary, Path.Combine(root, "sidecar-write-hash"), "write-hash");
-            for (var run = 0; run < options.Runs; run++)
+            var runCount = shape.Runs ?? options.Runs;
+            for (var run = 0; run < runCount; run++)
             {
-                var shift = run * ((Slots.Count + options.Runs - 1) / options.Runs);
+                var shift = run * ((Slots.Count + runCount - 1) / runCount);
                 var line = new List<string>();
                 foreach (var slot in Slots.Skip(shift % Slots.Count).Concat(Slots.Take(shift % Slots.Count)))
                 {
@@ -76,8 +77,8 @@ internal sealed class FlushBenchmark(string sidecarBinary, string work, Benchmar
 
                     var measurement = slot.Contender switch
                     {
-                        Contender.SidecarReadBack => (await readBack.FlushAsync(staged, CheckpointReason.Manual)).Measurement,
-                        Contender.SidecarWriteHash => (await writeHash.FlushAsync(staged, CheckpointReason.Manual)).Measurement,
+                        Contender.SidecarReadBack => await FlushAsync(readBack, staged, slot, "read-back"),
+                        Contender.SidecarWriteHash => await FlushAsync(writeHash, staged, slot, "write-hash"),
                         Contender.CopySync => await ShellContenders.RunAsync(ShellContenders.CopySync(Path.GetDirectoryName(staged[0])!, destination)),
                         Contender.WriteFloor => await ShellContenders.RunAsync(ShellContenders.Floor(staged, shape, destination, options.FloorStreams, readBack: false)),
                         Contender.ReadBackFloor => await ShellContenders.RunAsync(ShellContenders.Floor(staged, shape, destination, options.FloorStreams, readBack: true)),
@@ -102,6 +103,19 @@ internal sealed class FlushBenchmark(string sidecarBinary, string work, Benchmar
         }
 
         return new ShapeResult(shape, runs);
+    }
+
+    /// <summary>A manual flush (full speed, like a preemption's, without a deadline that could change the verification).</summary>
+    private static async Task<Measurement> FlushAsync(SidecarTarget sidecar, IReadOnlyList<string> staged, Slot slot, string expected)
+    {
+        var (measurement, outcome) = await sidecar.FlushAsync(staged, CheckpointReason.Manual);
+        var verifications = SidecarTarget.Verifications(outcome.Directory);
+        if (verifications.Keys.Any(k => k != expected && k != "unrecorded"))
+        {
+            Console.WriteLine($"  note: {Name(slot)} committed files verified as " + string.Join(", ", verifications.Select(v => $"{v.Key} {v.Value}")));
+        }
+
+        return measurement;
     }
 
     public static string Name(Slot slot) =>

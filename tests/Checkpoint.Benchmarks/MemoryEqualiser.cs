@@ -26,8 +26,8 @@ internal sealed class MemoryEqualiser(double gib)
 
     public double GiB { get; } = gib;
 
-    /// <summary>Seconds the last touch took: ~0.3 s/GiB when the pages were still host-backed, ~2 s/GiB when not.</summary>
-    public double LastTouchSeconds { get; private set; }
+    /// <summary>Seconds each touch took: little when the pages were still host-backed, ~2 s/GiB when not.</summary>
+    public List<double> Touches { get; } = [];
 
     public async Task EqualiseAsync()
     {
@@ -39,7 +39,7 @@ internal sealed class MemoryEqualiser(double gib)
         var bytes = (nuint)(GiB * (1L << 30));
         var clock = Stopwatch.StartNew();
         Touch(bytes);
-        LastTouchSeconds = clock.Elapsed.TotalSeconds;
+        Touches.Add(clock.Elapsed.TotalSeconds);
         await Task.Delay(Settle);
     }
 

@@ -52,10 +52,10 @@ public static class Program
             for (var i = 0; i < options.Shapes.Count; i++)
             {
                 var shape = options.Shapes[i];
-                var measurePeak = shape == options.PeakShape && peak is null;
+                var measurePeak = shape.SameFiles(options.PeakShape) && peak is null;
                 results.Add(await flushes.RunAsync(shape, seed: i + 1,
                     measurePeak ? async staged => peak = await MeasurePeakAsync(sidecarBinary, work, staged, equaliser) : null));
-                FlushReport.Table(results[^1], options.Runs);
+                FlushReport.Table(results[^1]);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  ({clock.Elapsed.TotalMinutes:F1} min so far)"));
             }
 
@@ -68,9 +68,14 @@ public static class Program
 
             var training = await TrainingSlowdown.RunAsync(sidecarBinary, work, options, equaliser);
             FlushReport.Training(training);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  ({clock.Elapsed.TotalMinutes:F1} min so far)"));
             var memory = await MeasureMemoryAsync(sidecarBinary, work, options, peak.Value);
             FlushReport.Memory(memory);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  ({clock.Elapsed.TotalMinutes:F1} min so far)"));
             FlushReport.Goals(results, training, memory);
+            Console.WriteLine();
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"memory equalisation: {equaliser.Touches.Count} touches of {options.EqualiseGiB:F2} GiB, median {FlushReport.Median(equaliser.Touches):F2} s (~2 s/GiB means the host had taken the pages back)"));
             Console.WriteLine();
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"total {clock.Elapsed.TotalMinutes:F1} min"));
             return 0;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json;
 using Checkpoint.TrainerSdk;
 
 namespace Checkpoint.Benchmarks;
@@ -52,7 +53,7 @@ internal sealed class SidecarTarget : IAsyncDisposable
     }
 
     /// <summary>Times CompleteDump to the committed outcome; CPU is the sidecar's /proc/pid/stat delta over the same span.</summary>
-    public async Task<(Measurement Measurement, CheckpointTimings? Timings)> FlushAsync(IReadOnlyList<string> files, CheckpointReason reason)
+    public async Task<(Measurement Measurement, CheckpointOutcome Outcome)> FlushAsync(IReadOnlyList<string> files, CheckpointReason reason)
     {
         var step = ++_step;
         var dump = await _client.BeginCheckpointAsync(step, reason);
@@ -75,7 +76,50 @@ internal sealed class SidecarTarget : IAsyncDisposable
             throw new InvalidOperationException($"flush {dump.CheckpointId} did not commit: {outcome.Error}");
         }
 
-        return (new Measurement(elapsed, cpu), outcome.Timings);
+        return (new Measurement(elapsed, cpu), outcome);
+    }
+
+    /// <summary>
+    /// How many of a committed checkpoint's files got each verification ("verification" of each file entry of
+    /// the step's sealed shards; "unrecorded" where absent, as before the copier recorded it): a read-back flush
+    /// that quietly committed on the write-side hash would otherwise be timed as a read-back.
+    /// </summary>
+    /// <param name="podDirectory">The outcome's directory: the pod's directory inside the step's.</param>
+    public static IReadOnlyDictionary<string, int> Verifications(string podDirectory)
+    {
+        var step = Path.GetDirectoryName(podDirectory)!;
+        var counts = new Dictionary<string, int>();
+        foreach (var json in Directory.EnumerateFiles(Path.Combine(step, "shards"), "*.json"))
+        {
+            using var document = JsonDocument.Parse(File.ReadAllBytes(json));
+            Count(document.RootElement, counts);
+        }
+
+        return counts;
+    }
+
+    private static void Count(JsonElement element, Dictionary<string, int> counts)
+    {
+        if (element.ValueKind == JsonValueKind.Object)
+        {
+            if (element.TryGetProperty("xxh128", out _))
+            {
+                var kind = element.TryGetProperty("verification", out var v) && v.ValueKind == JsonValueKind.String ? v.GetString()! : "unrecorded";
+                counts[kind] = counts.GetValueOrDefault(kind) + 1;
+            }
+
+            foreach (var property in element.EnumerateObject())
+            {
+                Count(property.Value, counts);
+            }
+        }
+        else if (element.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var item in element.EnumerateArray())
+            {
+                Count(item, counts);
+            }
+        }
     }
 
     public async ValueTask DisposeAsync()
