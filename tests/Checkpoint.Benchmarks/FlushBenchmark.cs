@@ -52,44 +52,47 @@ internal sealed class FlushBenchmark(string sidecarBinary, string work, Benchmar
         try
         {
             var staged = CheckpointData.Write(Path.Combine(root, "staged"), shape, seed);
-            await using var readBack = await SidecarTarget.StartAsync(sidecarBinary, Path.Combine(root, "sidecar-read-back"), "read-back");
-            await using var writeHash = await SidecarTarget.StartAsync(sidecarBinary, Path.Combine(root, "sidecar-write-hash"), "write-hash");
-            var runCount = shape.Runs ?? options.Runs;
-            for (var run = 0; run < runCount; run++)
+            // The two sidecars (and their last checkpoints) are gone before whileStaged runs: disk for the 8 GiB shapes.
+            await using (var readBack = await SidecarTarget.StartAsync(sidecarBinary, Path.Combine(root, "sidecar-read-back"), "read-back"))
+            await using (var writeHash = await SidecarTarget.StartAsync(sidecarBinary, Path.Combine(root, "sidecar-write-hash"), "write-hash"))
             {
-                var shift = run * ((Slots.Count + runCount - 1) / runCount);
-                var line = new List<string>();
-                foreach (var slot in Slots.Skip(shift % Slots.Count).Concat(Slots.Take(shift % Slots.Count)))
+                var runCount = shape.Runs ?? options.Runs;
+                for (var run = 0; run < runCount; run++)
                 {
-                    if (slot.Staging == Staging.Warm)
+                    var shift = run * ((Slots.Count + runCount - 1) / runCount);
+                    var line = new List<string>();
+                    foreach (var slot in Slots.Skip(shift % Slots.Count).Concat(Slots.Take(shift % Slots.Count)))
                     {
-                        CheckpointData.Warm(staged);
-                    }
-                    else
-                    {
-                        CheckpointData.Cool(staged);
+                        if (slot.Staging == Staging.Warm)
+                        {
+                            CheckpointData.Warm(staged);
+                        }
+                        else
+                        {
+                            CheckpointData.Cool(staged);
+                        }
+
+                        if (slot.Equalised)
+                        {
+                            await equaliser.EqualiseAsync();
+                        }
+
+                        var measurement = slot.Contender switch
+                        {
+                            Contender.SidecarReadBack => await FlushAsync(readBack, staged, slot, "read-back"),
+                            Contender.SidecarWriteHash => await FlushAsync(writeHash, staged, slot, "write-hash"),
+                            Contender.CopySync => await ShellContenders.RunAsync(ShellContenders.CopySync(Path.GetDirectoryName(staged[0])!, destination)),
+                            Contender.WriteFloor => await ShellContenders.RunAsync(ShellContenders.Floor(staged, shape, slot.Staging, destination, options.FloorStreams, readBack: false)),
+                            Contender.ReadBackFloor => await ShellContenders.RunAsync(ShellContenders.Floor(staged, shape, slot.Staging, destination, options.FloorStreams, readBack: true)),
+                            _ => throw new InvalidOperationException(slot.Contender.ToString()),
+                        };
+                        Delete(destination);
+                        runs[slot].Add(measurement);
+                        line.Add(string.Create(CultureInfo.InvariantCulture, $"{Name(slot)} {measurement.Seconds:F2}"));
                     }
 
-                    if (slot.Equalised)
-                    {
-                        await equaliser.EqualiseAsync();
-                    }
-
-                    var measurement = slot.Contender switch
-                    {
-                        Contender.SidecarReadBack => await FlushAsync(readBack, staged, slot, "read-back"),
-                        Contender.SidecarWriteHash => await FlushAsync(writeHash, staged, slot, "write-hash"),
-                        Contender.CopySync => await ShellContenders.RunAsync(ShellContenders.CopySync(Path.GetDirectoryName(staged[0])!, destination)),
-                        Contender.WriteFloor => await ShellContenders.RunAsync(ShellContenders.Floor(staged, shape, destination, options.FloorStreams, readBack: false)),
-                        Contender.ReadBackFloor => await ShellContenders.RunAsync(ShellContenders.Floor(staged, shape, destination, options.FloorStreams, readBack: true)),
-                        _ => throw new InvalidOperationException(slot.Contender.ToString()),
-                    };
-                    Delete(destination);
-                    runs[slot].Add(measurement);
-                    line.Add(string.Create(CultureInfo.InvariantCulture, $"{Name(slot)} {measurement.Seconds:F2}"));
+                    Console.WriteLine($"  {shape} run {run + 1}: " + string.Join(", ", line));
                 }
-
-                Console.WriteLine($"  {shape} run {run + 1}: " + string.Join(", ", line));
             }
 
             if (whileStaged is not null)

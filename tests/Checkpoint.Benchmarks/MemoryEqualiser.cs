@@ -48,11 +48,21 @@ internal sealed class MemoryEqualiser(double gib)
         var memory = (byte*)NativeMemory.Alloc(bytes);
         try
         {
-            // One write per page is what makes the kernel back it; the value does not matter.
-            for (nuint offset = 0; offset < bytes; offset += PageSize)
+            // One write per page is what makes the kernel back it; the value does not matter. The first touch
+            // is kernel CPU (~2 s/GiB when the host took the pages back): spread over every core, it costs
+            // the run less wall time, and nothing else is timed while it runs.
+            var parts = Environment.ProcessorCount;
+            var pagesPerPart = (bytes / PageSize + (nuint)parts - 1) / (nuint)parts;
+            var start = (nint)memory;
+            Parallel.For(0, parts, part =>
             {
-                memory[offset] = 1;
-            }
+                var first = (nuint)part * pagesPerPart * PageSize;
+                var end = Math.Min(bytes, first + pagesPerPart * PageSize);
+                for (var offset = first; offset < end; offset += PageSize)
+                {
+                    ((byte*)start)[offset] = 1;
+                }
+            });
         }
         finally
         {

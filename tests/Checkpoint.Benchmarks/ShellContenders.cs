@@ -14,13 +14,14 @@ internal static class ShellContenders
     /// The physical floor of a flush: the same bytes written with `dd oflag=direct conv=fsync bs=4M` into
     /// <paramref name="destination"/>, in <paramref name="streams"/> concurrent streams (one dd per file, or per
     /// range of a file when there are fewer files than streams), so the floor is the disk's and not one
-    /// stream's. The source is read the way the staging was left (page cache when warm, disk when cold), as
-    /// the sidecar must. With <paramref name="readBack"/> the floor of a read-back flush: the same write
+    /// stream's. The source is read from the page cache when the staging is warm, and with O_DIRECT
+    /// (`iflag=direct`, the cheapest way to read it from disk) when it is cold. With <paramref name="readBack"/> the floor of a read-back flush: the same write
     /// while the same number of streams read an equal amount with O_DIRECT from files already on disk (the
     /// staged files themselves: O_DIRECT never reads the page cache).
     /// </summary>
-    public static string Floor(IReadOnlyList<string> sources, Shape shape, string destination, int streams, bool readBack)
+    public static string Floor(IReadOnlyList<string> sources, Shape shape, Staging staging, string destination, int streams, bool readBack)
     {
+        var input = staging == Staging.Cold ? " iflag=direct" : "";
         var blocks = shape.FileMiB / 4;
         var rangesPerFile = Math.Min(blocks, Math.Max(1, (streams + shape.Files - 1) / shape.Files));
         var rangeBlocks = (blocks + rangesPerFile - 1) / rangesPerFile;
@@ -39,7 +40,7 @@ internal static class ShellContenders
             var mine = jobs.Where((_, i) => i % streams == stream).ToList();
             script.Append(" ( ")
                 .AppendJoin(" && ", mine.Select(j => string.Create(CultureInfo.InvariantCulture,
-                    $"dd if='{j.Source}' of='{destination}/{j.Name}' bs=4M skip={j.Skip} seek={j.Skip} count={j.Count} oflag=direct conv=notrunc,fsync status=none")))
+                    $"dd if='{j.Source}' of='{destination}/{j.Name}' bs=4M skip={j.Skip} seek={j.Skip} count={j.Count}{input} oflag=direct conv=notrunc,fsync status=none")))
                 .Append(" ) & pids+=($!);");
             if (readBack)
             {
