@@ -45,6 +45,13 @@ internal static class FlushReport
                     $"| {FlushBenchmark.Name(contender)} | {staging.ToString().ToLowerInvariant()} | {seconds:F2} | {shape.GiB / seconds:F2} | {floor:F2} | {copy:F2} | {cpu:F2} | {asIsColumns} |"));
             }
         }
+
+        Console.WriteLine();
+        var phases = from staging in new[] { Staging.Warm, Staging.Cold }
+                     from contender in new[] { Contender.SidecarReadBack, Contender.SidecarWriteHash }
+                     let measured = result.Runs[new Slot(contender, staging, true)]
+                     select Invariant($"{FlushBenchmark.Name(contender)} {staging.ToString().ToLowerInvariant()}: copy {Median(measured.Select(m => m.CopySeconds)):F2}, verify {Median(measured.Select(m => m.VerifySeconds)):F2}");
+        Console.WriteLine("sidecar phases as it reports them (median s): " + string.Join("; ", phases));
     }
 
     public static void Training(TrainingFigures training)

@@ -4,8 +4,11 @@ using Checkpoint.TrainerSdk;
 
 namespace Checkpoint.Benchmarks;
 
-/// <summary>What one timed contender took: wall seconds, and the CPU seconds (user + system) it spent doing it.</summary>
-internal readonly record struct Measurement(double Seconds, double CpuSeconds);
+/// <summary>
+/// What one timed contender took: wall seconds, and the CPU seconds (user + system) it spent doing it; for a
+/// sidecar also its own copy and verify phases (NaN for the others).
+/// </summary>
+internal readonly record struct Measurement(double Seconds, double CpuSeconds, double CopySeconds = double.NaN, double VerifySeconds = double.NaN);
 
 /// <summary>
 /// A published sidecar with one SDK client attached, flushing staged files. The files are hard-linked into
@@ -76,7 +79,8 @@ internal sealed class SidecarTarget : IAsyncDisposable
             throw new InvalidOperationException($"flush {dump.CheckpointId} did not commit: {outcome.Error}");
         }
 
-        return (new Measurement(elapsed, cpu), outcome);
+        var phases = outcome.Timings;
+        return (new Measurement(elapsed, cpu, phases?.Copy.TotalSeconds ?? double.NaN, phases?.Verify.TotalSeconds ?? double.NaN), outcome);
     }
 
     /// <summary>
