@@ -22,7 +22,7 @@ internal sealed class RunningSidecar : IAsyncDisposable
 
     private RunningSidecar(Process process) => _process = process;
 
-    public static RunningSidecar Launch(string binary, SidecarDirectories dirs, int keep)
+    public static RunningSidecar Launch(string binary, SidecarDirectories dirs, int keep, IReadOnlyDictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo(binary) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         info.Environment["CHECKPOINT_SOCKET_PATH"] = dirs.Socket;
@@ -31,6 +31,11 @@ internal sealed class RunningSidecar : IAsyncDisposable
         info.Environment["CHECKPOINT_METRICS_PORT"] = FreePort().ToString(CultureInfo.InvariantCulture);
         info.Environment["CHECKPOINT_KEEP"] = keep.ToString(CultureInfo.InvariantCulture);
         info.Environment["CHECKPOINT_KUBERNETES_ENABLED"] = "false";
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
+        {
+            info.Environment[name] = value;
+        }
+
         var process = Process.Start(info) ?? throw new InvalidOperationException($"{binary} did not start");
         process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, _) => { };
@@ -39,9 +44,9 @@ internal sealed class RunningSidecar : IAsyncDisposable
         return new RunningSidecar(process);
     }
 
-    public static async Task<RunningSidecar> StartAsync(string binary, SidecarDirectories dirs, int keep)
+    public static async Task<RunningSidecar> StartAsync(string binary, SidecarDirectories dirs, int keep, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var sidecar = Launch(binary, dirs, keep);
+        var sidecar = Launch(binary, dirs, keep, environment);
         var clock = Stopwatch.StartNew();
         while (!File.Exists(dirs.Socket))
         {
@@ -56,18 +61,36 @@ internal sealed class RunningSidecar : IAsyncDisposable
         return sidecar;
     }
 
-    public double ResidentMiB()
+    public double ResidentMiB() => StatusMiB("VmRSS:");
+
+    /// <summary>The most resident memory the process has had since it started (VmHWM).</summary>
+    public double PeakResidentMiB() => StatusMiB("VmHWM:");
+
+    /// <summary>User + system CPU seconds of the whole process so far (utime + stime of /proc/pid/stat, all threads).</summary>
+    public double CpuSeconds()
+    {
+        var stat = File.ReadAllText($"/proc/{_process.Id}/stat");
+        // Fields after the command name, which is in parentheses and may itself hold spaces.
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        var ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+        return ticks / (double)ClockTicksPerSecond;
+    }
+
+    // USER_HZ: 100 on every Linux architecture .NET runs on (sysconf(_SC_CLK_TCK)).
+    private const int ClockTicksPerSecond = 100;
+
+    private double StatusMiB(string field)
     {
         foreach (var line in File.ReadLines($"/proc/{_process.Id}/status"))
         {
-            if (line.StartsWith("VmRSS:", StringComparison.Ordinal))
+            if (line.StartsWith(field, StringComparison.Ordinal))
             {
                 var kib = long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
                 return kib / 1024.0;
             }
         }
 
-        throw new InvalidOperationException("VmRSS not found");
+        throw new InvalidOperationException(field + " not found");
     }
 
     public async ValueTask DisposeAsync()
