@@ -677,6 +677,8 @@ internal sealed class FlushCoordinator : BackgroundService
                 // reaches a blocked system call. The deadline or a newer checkpoint may decide the
                 // outcome first: then the writer moves on and the blocked call ends in the background.
                 await Task.WhenAny(sealing, session.Outcome).ConfigureAwait(false);
+                // The flush's garbage goes back to the OS now, not at a gen0 budget of up to 128 MB.
+                Hosting.MemoryTrim.Request();
                 lock (_gate)
                 {
                     _persisting = null;

@@ -101,6 +101,7 @@ internal sealed class StartupTasks(
         _ready = true;
         var metricsPort = BoundMetricsPort(settings.MetricsPort);
         HostingLog.Ready(logger, settings.SocketPath, metricsPort, store.Layout.JobDirectory, planner.GracePeriod.TotalSeconds);
+        MemoryTrim.Request();
     }
 
     /// <summary>The TCP port Kestrel bound: the configured one, or the free one it chose for port 0.</summary>
