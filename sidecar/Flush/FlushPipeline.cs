@@ -64,7 +64,7 @@ internal sealed class FlushPipeline(
             // Trainers that gave no world size are a single-pod job: their ranks (0..n-1, checked above) are the world.
             var world = session.World.Size > 0 ? session.World : new JobWorld(session.Reports.Count, "");
             var request = new ShardRequest(step, world, session.Reason.ToLabel(), files,
-                session.Reports.OrderBy(r => r.Rank).Select(r => new ManifestRank(r.Rank, r.Step, r.Metadata)).ToList());
+                session.Reports.OrderBy(r => r.Rank).Select(r => new ManifestRank(r.Rank, r.Step, r.Metadata)).ToList(), CopyPolicyFor(session));
             var shard = await target.WriteAsync(request, n => Interlocked.Add(ref session.BytesPersisted, n), cancellationToken).ConfigureAwait(false);
             written = shard.Name;
             // Verification overlaps the copy; the verify phase is what remains after the last file is on storage.
@@ -104,6 +104,20 @@ internal sealed class FlushPipeline(
             Discard(written, step);
             return new SealResult.Ended(session.FailedOutcome(FlushFailureCause.StorageError, StorageErrors.Describe(e)));
         }
+    }
+
+    /// <summary>
+    /// How this checkpoint's bytes are moved. Periodic checkpoints upload in the background
+    /// (CHECKPOINT_PERIODIC_*), so training keeps its CPU and disk; preemption and drill flushes race a
+    /// deadline, and a manual checkpoint is one the trainer usually waits for: those go at full speed.
+    /// </summary>
+    internal CopyPolicy CopyPolicyFor(CheckpointSession session)
+    {
+        var o = options.Value;
+        var pace = session.Reason == CheckpointReason.Periodic && !session.IsDrill
+            ? CopyPace.Background(o.PeriodicPace, time, logger, session.Id)
+            : CopyPace.FullSpeed();
+        return CopyPolicy.FullSpeed(o.ReadBack) with { Pace = session.UsePace(pace) };
     }
 
     /// <summary>

@@ -10,6 +10,8 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
     private readonly object _gate = new();
     private double _copyBytesPerSecond;
     private double _verifyBytesPerSecond;
+    private double _backgroundCopyBytesPerSecond;
+    private double _backgroundVerifyBytesPerSecond;
     private FlushTimings? _last;
     private TimeSpan _missedAfter;
 
@@ -35,9 +37,10 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
     public bool HasUsableBudget => GracePeriod > SafetyMargin;
 
     /// <summary>Remembers a committed flush (this pod's, or the previous pod's from its record) for prediction.</summary>
-    public void RecordFlush(FlushTimings timings)
+    /// <param name="fullSpeed">False for a copy that ran in the background (a periodic upload): see <see cref="RecordThroughput"/>.</param>
+    public void RecordFlush(FlushTimings timings, bool fullSpeed = true)
     {
-        RecordThroughput(timings.Bytes, timings.Copy, timings.Verify);
+        RecordThroughput(timings.Bytes, timings.Copy, timings.Verify, fullSpeed);
         lock (_gate)
         {
             _last = timings;
@@ -99,7 +102,12 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
     private const double NeverSeconds = 1000 * 365 * 86400.0;
 
     /// <summary>Folds a finished flush into the throughput estimate (the newest flush counts most).</summary>
-    public void RecordThroughput(long bytes, TimeSpan copy, TimeSpan verify)
+    /// <param name="fullSpeed">
+    /// False for a copy paced in the background: it is slower than a preemption flush would be, so it
+    /// is kept apart and only predicts until a full-speed flush has been measured (a pessimistic
+    /// stand-in beats none: most pods see only periodic uploads before their first preemption).
+    /// </param>
+    public void RecordThroughput(long bytes, TimeSpan copy, TimeSpan verify, bool fullSpeed = true)
     {
         if (bytes <= 0 || copy <= TimeSpan.Zero)
         {
@@ -108,25 +116,30 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
 
         lock (_gate)
         {
-            _copyBytesPerSecond = Blend(_copyBytesPerSecond, bytes / copy.TotalSeconds);
+            ref var copyRate = ref fullSpeed ? ref _copyBytesPerSecond : ref _backgroundCopyBytesPerSecond;
+            ref var verifyRate = ref fullSpeed ? ref _verifyBytesPerSecond : ref _backgroundVerifyBytesPerSecond;
+            copyRate = Blend(copyRate, bytes / copy.TotalSeconds);
             if (verify > TimeSpan.Zero)
             {
-                _verifyBytesPerSecond = Blend(_verifyBytesPerSecond, bytes / verify.TotalSeconds);
+                verifyRate = Blend(verifyRate, bytes / verify.TotalSeconds);
             }
         }
     }
 
-    /// <summary>Copy plus read-back of <paramref name="bytes"/>; null until a flush has been measured.</summary>
+    /// <summary>Copy plus read-back of <paramref name="bytes"/> at full speed; null until a flush has been measured.</summary>
     public TimeSpan? PredictPersistTime(long bytes)
     {
         lock (_gate)
         {
-            if (_copyBytesPerSecond <= 0)
+            var (copyRate, verifyRate) = _copyBytesPerSecond > 0
+                ? (_copyBytesPerSecond, _verifyBytesPerSecond)
+                : (_backgroundCopyBytesPerSecond, _backgroundVerifyBytesPerSecond);
+            if (copyRate <= 0)
             {
                 return null;
             }
 
-            var seconds = bytes / _copyBytesPerSecond + (_verifyBytesPerSecond > 0 ? bytes / _verifyBytesPerSecond : 0);
+            var seconds = bytes / copyRate + (verifyRate > 0 ? bytes / verifyRate : 0);
             // A throughput read from a previous pod's record may be absurdly low; beyond this a
             // TimeSpan overflows, and it means "never" just as well.
             return seconds < NeverSeconds ? TimeSpan.FromSeconds(seconds) : TimeSpan.FromSeconds(NeverSeconds);
