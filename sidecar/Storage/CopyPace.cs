@@ -128,12 +128,12 @@ public sealed class CopyPace
     {
         var background = IsBackground;
         var nice = background ? _background!.Nice : 0;
-        var tid = ThreadPriority.CurrentThreadId;
+        var tid = ThreadScheduling.CurrentThreadId;
 
         // Lowering nice is tried once per thread: refused once, it is refused for good.
         if (t_nice != nice && !(nice < t_nice && t_niceStuck))
         {
-            var errno = ThreadPriority.TrySetNice(tid, nice);
+            var errno = ThreadScheduling.TrySetNice(tid, nice);
             if (errno == 0)
             {
                 t_nice = nice;
@@ -147,12 +147,12 @@ public sealed class CopyPace
 
         // Raised, a worker goes back to the best-effort level of a nice-0 thread; one never lowered keeps what it inherited.
         var (ioClass, level) = background
-            ? (_background!.IoClass, _background.IoClass == IoPriorityClass.BestEffort ? ThreadPriority.LowestBestEffortLevel : 0)
-            : t_ioSet ? (IoPriorityClass.BestEffort, ThreadPriority.NormalBestEffortLevel) : (IoPriorityClass.None, 0);
+            ? (_background!.IoClass, _background.IoClass == IoPriorityClass.BestEffort ? ThreadScheduling.LowestBestEffortLevel : 0)
+            : t_ioSet ? (IoPriorityClass.BestEffort, ThreadScheduling.NormalBestEffortLevel) : (IoPriorityClass.None, 0);
         var io = ((int)ioClass << 8) | level;
         if (t_io != io && (ioClass != IoPriorityClass.None || t_ioSet))
         {
-            var errno = ThreadPriority.TrySetIoPriority(tid, ioClass, level);
+            var errno = ThreadScheduling.TrySetIoPriority(tid, ioClass, level);
             // Not retried on every chunk when refused: the copy goes on at whatever priority it has.
             t_io = io;
             t_ioSet = true;

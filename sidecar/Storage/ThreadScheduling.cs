@@ -15,7 +15,7 @@ public enum IoPriorityClass
 /// thread id and ioprio_set with IOPRIO_WHO_PROCESS and a thread id change that thread alone, so a copy
 /// worker can run in the background without touching the rest of the sidecar.
 /// </summary>
-internal static partial class ThreadPriority
+internal static partial class ThreadScheduling
 {
     private const int PrioProcess = 0;
     private const int IoprioWhoProcess = 1;
