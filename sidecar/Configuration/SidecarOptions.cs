@@ -1,3 +1,4 @@
+using Checkpoint.Sidecar.Storage;
 using Microsoft.Extensions.Configuration;
 
 namespace Checkpoint.Sidecar.Configuration;
@@ -75,6 +76,27 @@ public sealed class SidecarOptions
 
     public const string VerifyWriteHash = "write-hash";
 
+    /// <summary>
+    /// Periodic checkpoints upload in the background: their copy threads take this nice (0-19; 0
+    /// leaves it). Preemption, drill and manual checkpoints copy at full speed.
+    /// </summary>
+    [ConfigurationKeyName("CHECKPOINT_PERIODIC_NICE")]
+    public int PeriodicNice { get; set; } = 19;
+
+    /// <summary>The I/O class of a periodic upload's copy threads: <c>idle</c>, <c>best-effort</c> (its lowest level) or <c>none</c> (unchanged).</summary>
+    [ConfigurationKeyName("CHECKPOINT_PERIODIC_IO_CLASS")]
+    public string PeriodicIoClass { get; set; } = IoClassIdle;
+
+    public const string IoClassIdle = "idle";
+
+    public const string IoClassBestEffort = "best-effort";
+
+    public const string IoClassNone = "none";
+
+    /// <summary>At most this many MiB/s for a periodic upload (reads, writes and read-back together); 0: no limit.</summary>
+    [ConfigurationKeyName("CHECKPOINT_PERIODIC_RATE_MIB_PER_SECOND")]
+    public double PeriodicRateMiBPerSecond { get; set; }
+
     /// <summary>Names this pod's shards on shared storage; every pod of a job must have its own (the downward API's metadata.name).</summary>
     [ConfigurationKeyName("POD_NAME")]
     public string PodName { get; set; } = "";
@@ -143,6 +165,17 @@ public sealed class SidecarOptions
     public TimeSpan JobCommitTimeout => TimeSpan.FromSeconds(JobCommitTimeoutSeconds);
 
     public bool ReadBack => Verify != VerifyWriteHash;
+
+    /// <summary>The pace of a periodic upload, from the three CHECKPOINT_PERIODIC_* settings.</summary>
+    public BackgroundPace PeriodicPace => new(
+        PeriodicNice,
+        PeriodicIoClass switch
+        {
+            IoClassIdle => IoPriorityClass.Idle,
+            IoClassBestEffort => IoPriorityClass.BestEffort,
+            _ => IoPriorityClass.None,
+        },
+        (long)(PeriodicRateMiBPerSecond * 1024 * 1024));
 
     /// <summary>Zero: wait for the first trainer for ever.</summary>
     public TimeSpan FirstTrainerTimeout => TimeSpan.FromSeconds(

@@ -14,6 +14,9 @@ public sealed partial class SidecarOptionsValidator : IValidateOptions<SidecarOp
 
     public const double MaxFirstTrainerTimeoutSeconds = 86400;
 
+    /// <summary>1 TiB/s: beyond any storage, and far from where the byte count overflows.</summary>
+    public const double MaxPeriodicRateMiBPerSecond = 1024 * 1024;
+
     public ValidateOptionsResult Validate(string? name, SidecarOptions options)
     {
         var errors = new List<string>();
@@ -80,6 +83,22 @@ public sealed partial class SidecarOptionsValidator : IValidateOptions<SidecarOp
         if (options.FirstTrainerTimeoutSeconds is { } firstTrainer && !(firstTrainer >= 0 && firstTrainer <= MaxFirstTrainerTimeoutSeconds))
         {
             errors.Add($"CHECKPOINT_FIRST_TRAINER_TIMEOUT_SECONDS: {firstTrainer} must be between 0 (wait for ever) and {MaxFirstTrainerTimeoutSeconds} seconds.");
+        }
+
+        if (options.PeriodicNice is < 0 or > 19)
+        {
+            errors.Add($"CHECKPOINT_PERIODIC_NICE: {options.PeriodicNice} must be between 0 (periodic uploads at the sidecar's own priority) and 19 (the lowest).");
+        }
+
+        if (options.PeriodicIoClass is not (SidecarOptions.IoClassIdle or SidecarOptions.IoClassBestEffort or SidecarOptions.IoClassNone))
+        {
+            errors.Add($"CHECKPOINT_PERIODIC_IO_CLASS: {UserText.Quote(options.PeriodicIoClass)} must be '{SidecarOptions.IoClassIdle}', "
+                + $"'{SidecarOptions.IoClassBestEffort}' (its lowest level) or '{SidecarOptions.IoClassNone}' (unchanged).");
+        }
+
+        if (!double.IsFinite(options.PeriodicRateMiBPerSecond) || options.PeriodicRateMiBPerSecond is < 0 or (> 0 and < 1) || options.PeriodicRateMiBPerSecond > MaxPeriodicRateMiBPerSecond)
+        {
+            errors.Add($"CHECKPOINT_PERIODIC_RATE_MIB_PER_SECOND: {options.PeriodicRateMiBPerSecond} must be 0 (no limit) or a rate from 1 to {MaxPeriodicRateMiBPerSecond} MiB/s.");
         }
 
         if (options.Verify is not (SidecarOptions.VerifyReadBack or SidecarOptions.VerifyReadBackAlways or SidecarOptions.VerifyWriteHash))

@@ -56,6 +56,36 @@ internal sealed class CheckpointSession(
     /// </summary>
     public bool IsDrill { get; init; }
 
+    private CopyPace? _pace;
+    private int _fullSpeed;
+
+    /// <summary>
+    /// The pace the pipeline copies this checkpoint at; raised at once when the coordinator asked for
+    /// full speed before the copy began. The pipeline sets it and the coordinator raises it, each
+    /// outside the other's lock: both sides exchange with full fences, so a raise is never lost.
+    /// </summary>
+    public CopyPace UsePace(CopyPace pace)
+    {
+        Interlocked.Exchange(ref _pace, pace);
+        if (Volatile.Read(ref _fullSpeed) == 1)
+        {
+            pace.RaiseToFullSpeed();
+        }
+
+        return pace;
+    }
+
+    /// <summary>From now on this checkpoint copies at full speed (a preemption lets it finish).</summary>
+    /// <returns>True when a background copy was raised.</returns>
+    public bool RaiseToFullSpeed()
+    {
+        Interlocked.Exchange(ref _fullSpeed, 1);
+        return Volatile.Read(ref _pace)?.RaiseToFullSpeed() ?? false;
+    }
+
+    /// <summary>Its copy ran in the background, at least in part: its throughput is not the storage's full speed.</summary>
+    public bool CopiedInBackground => Volatile.Read(ref _pace)?.StartedInBackground ?? false;
+
     /// <summary>When this pod's shard was sealed on storage; the job commit is waited for from then.</summary>
     /// <remarks>Written by the publish loop, outside the coordinator's lock: nothing else writes it.</remarks>
     public DateTimeOffset? SealedAt { get; set; }

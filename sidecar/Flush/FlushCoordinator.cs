@@ -819,6 +819,8 @@ internal sealed class FlushCoordinator : BackgroundService
                 if (_planner.MayFinishInFlightUpload(left, session.TotalBytes, timeLeft))
                 {
                     FlushLog.InFlightKept(_logger, session.Id);
+                    // It must now finish before the deadline too: no longer in the background (the pace logs the raise).
+                    session.RaiseToFullSpeed();
                     continue;
                 }
             }
@@ -953,7 +955,7 @@ internal sealed class FlushCoordinator : BackgroundService
                     _metrics.RecordDrill("fits");
                 }
 
-                _planner.RecordFlush(t);
+                _planner.RecordFlush(t, fullSpeed: !session.CopiedInBackground);
                 _metrics.SetPrediction(_planner.Predict());
                 FlushLog.Committed(_logger, session.Id, reason, outcome.Step ?? 0, outcome.Directory!,
                     t.Notify.TotalSeconds, t.Dump.TotalSeconds, t.Copy.TotalSeconds, t.Verify.TotalSeconds,

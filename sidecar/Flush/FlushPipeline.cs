@@ -66,8 +66,7 @@ internal sealed class FlushPipeline(
             // A deadline (preemption, drill) may leave no time to read every file back: the budget decides file by file.
             var readBack = DeadlineReadBackBudget.For(options.Value, session.Deadline, planner, totalBytes, time);
             var request = new ShardRequest(step, world, session.Reason.ToLabel(), files,
-                session.Reports.OrderBy(r => r.Rank).Select(r => new ManifestRank(r.Rank, r.Step, r.Metadata)).ToList(),
-                Copy: new CopyPolicy(CopyPace.FullSpeed(), readBack));
+                session.Reports.OrderBy(r => r.Rank).Select(r => new ManifestRank(r.Rank, r.Step, r.Metadata)).ToList(), CopyPolicyFor(session, readBack));
             var shard = await target.WriteAsync(request, n => Interlocked.Add(ref session.BytesPersisted, n), cancellationToken).ConfigureAwait(false);
             written = shard.Name;
             (readBack as DeadlineReadBackBudget)?.LogIfDegraded(logger, session.Id);
@@ -108,6 +107,20 @@ internal sealed class FlushPipeline(
             Discard(written, step);
             return new SealResult.Ended(session.FailedOutcome(FlushFailureCause.StorageError, StorageErrors.Describe(e)));
         }
+    }
+
+    /// <summary>
+    /// How this checkpoint's bytes are moved. Periodic checkpoints upload in the background
+    /// (CHECKPOINT_PERIODIC_*), so training keeps its CPU and disk; preemption and drill flushes race a
+    /// deadline, and a manual checkpoint is one the trainer usually waits for: those go at full speed.
+    /// </summary>
+    internal CopyPolicy CopyPolicyFor(CheckpointSession session, IReadBackBudget readBack)
+    {
+        var o = options.Value;
+        var pace = session.Reason == CheckpointReason.Periodic && !session.IsDrill
+            ? CopyPace.Background(o.PeriodicPace, time, logger, session.Id)
+            : CopyPace.FullSpeed();
+        return new CopyPolicy(session.UsePace(pace), readBack);
     }
 
     /// <summary>

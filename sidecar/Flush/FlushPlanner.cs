@@ -10,6 +10,8 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
     private readonly object _gate = new();
     private double _copyBytesPerSecond;
     private double _verifyBytesPerSecond;
+    private double _backgroundCopyBytesPerSecond;
+    private double _backgroundVerifyBytesPerSecond;
     private FlushTimings? _last;
     private TimeSpan _missedAfter;
 
@@ -35,9 +37,10 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
     public bool HasUsableBudget => GracePeriod > SafetyMargin;
 
     /// <summary>Remembers a committed flush (this pod's, or the previous pod's from its record) for prediction.</summary>
-    public void RecordFlush(FlushTimings timings)
+    /// <param name="fullSpeed">False for a copy that ran in the background (a periodic upload): see <see cref="RecordThroughput"/>.</param>
+    public void RecordFlush(FlushTimings timings, bool fullSpeed = true)
     {
-        RecordThroughput(timings.Bytes, timings.Copy, timings.Verify, timings.ReadBackBytes);
+        RecordThroughput(timings.Bytes, timings.Copy, timings.Verify, timings.ReadBackBytes, fullSpeed);
         lock (_gate)
         {
             _last = timings;
@@ -104,7 +107,12 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
     /// recorded). A flush that read back only part, or nothing, says little about read-back
     /// throughput: its short verify phase would make the next deadline look easy.
     /// </param>
-    public void RecordThroughput(long bytes, TimeSpan copy, TimeSpan verify, long? readBackBytes = null)
+    /// <param name="fullSpeed">
+    /// False for a copy paced in the background: it is slower than a preemption flush would be, so it
+    /// is kept apart and only predicts until a full-speed flush has been measured (a pessimistic
+    /// stand-in beats none: most pods see only periodic uploads before their first preemption).
+    /// </param>
+    public void RecordThroughput(long bytes, TimeSpan copy, TimeSpan verify, long? readBackBytes = null, bool fullSpeed = true)
     {
         if (bytes <= 0 || copy <= TimeSpan.Zero)
         {
@@ -113,45 +121,55 @@ public sealed class FlushPlanner(TimeSpan gracePeriod, TimeSpan safetyMargin)
 
         lock (_gate)
         {
-            _copyBytesPerSecond = Blend(_copyBytesPerSecond, bytes / copy.TotalSeconds);
+            ref var copyRate = ref fullSpeed ? ref _copyBytesPerSecond : ref _backgroundCopyBytesPerSecond;
+            ref var verifyRate = ref fullSpeed ? ref _verifyBytesPerSecond : ref _backgroundVerifyBytesPerSecond;
+            copyRate = Blend(copyRate, bytes / copy.TotalSeconds);
             var readBack = readBackBytes ?? bytes;
             if (verify > TimeSpan.Zero && readBack > 0)
             {
-                _verifyBytesPerSecond = Blend(_verifyBytesPerSecond, readBack / verify.TotalSeconds);
+                verifyRate = Blend(verifyRate, readBack / verify.TotalSeconds);
             }
         }
     }
 
     /// <summary>
     /// The measured throughputs (bytes per second, blended over flushes), each null until measured:
-    /// what a preemption flush weighs its read-backs against the deadline with.
+    /// what a preemption flush weighs its read-backs against the deadline with. Full-speed figures
+    /// when there are any, else the background ones (slower: the budget then leans to skipping).
     /// </summary>
     public (double? Copy, double? ReadBack) Throughputs
     {
         get
         {
-            lock (_gate)
-            {
-                return (_copyBytesPerSecond > 0 ? _copyBytesPerSecond : null, _verifyBytesPerSecond > 0 ? _verifyBytesPerSecond : null);
-            }
+            var (copy, readBack) = Rates();
+            return (copy > 0 ? copy : null, readBack > 0 ? readBack : null);
         }
     }
 
-    /// <summary>Copy plus read-back of <paramref name="bytes"/>; null until a flush has been measured.</summary>
-    public TimeSpan? PredictPersistTime(long bytes)
+    /// <summary>Full-speed throughputs when measured, else the background ones; 0 = not measured.</summary>
+    private (double Copy, double ReadBack) Rates()
     {
         lock (_gate)
         {
-            if (_copyBytesPerSecond <= 0)
-            {
-                return null;
-            }
-
-            var seconds = bytes / _copyBytesPerSecond + (_verifyBytesPerSecond > 0 ? bytes / _verifyBytesPerSecond : 0);
-            // A throughput read from a previous pod's record may be absurdly low; beyond this a
-            // TimeSpan overflows, and it means "never" just as well.
-            return seconds < NeverSeconds ? TimeSpan.FromSeconds(seconds) : TimeSpan.FromSeconds(NeverSeconds);
+            return _copyBytesPerSecond > 0
+                ? (_copyBytesPerSecond, _verifyBytesPerSecond)
+                : (_backgroundCopyBytesPerSecond, _backgroundVerifyBytesPerSecond);
         }
+    }
+
+    /// <summary>Copy plus read-back of <paramref name="bytes"/> at full speed; null until a flush has been measured.</summary>
+    public TimeSpan? PredictPersistTime(long bytes)
+    {
+        var (copyRate, verifyRate) = Rates();
+        if (copyRate <= 0)
+        {
+            return null;
+        }
+
+        var seconds = bytes / copyRate + (verifyRate > 0 ? bytes / verifyRate : 0);
+        // A throughput read from a previous pod's record may be absurdly low; beyond this a
+        // TimeSpan overflows, and it means "never" just as well.
+        return seconds < NeverSeconds ? TimeSpan.FromSeconds(seconds) : TimeSpan.FromSeconds(NeverSeconds);
     }
 
     /// <summary>

@@ -75,7 +75,8 @@ internal sealed class StartupTasks(
         var timings = FlushRecordReporter.ToTimings(record);
         if (timings is not null)
         {
-            planner.RecordFlush(timings);
+            // The record does not say whether a periodic upload was paced; taking it for one only predicts slower.
+            planner.RecordFlush(timings, fullSpeed: timings.Reason != CheckpointReason.Periodic);
             metrics.RestoreLastFlush(timings, record.DeadlineMissed, record.EndedAt);
         }
         else

@@ -10,24 +10,6 @@ public sealed record CopyPolicy(CopyPace Pace, IReadBackBudget ReadBack)
     public static CopyPolicy FullSpeed(bool readBack) => new(CopyPace.FullSpeed(), readBack ? ReadBackBudget.All : ReadBackBudget.None);
 }
 
-/// <summary>
-/// The pace of one copy. Mutable while the copy runs: a preemption that lets a periodic upload
-/// finish raises it to full speed.
-/// </summary>
-public sealed class CopyPace
-{
-    public static CopyPace FullSpeed() => new();
-
-    /// <summary>
-    /// Called by a copy worker before each chunk it reads, writes or reads back, on the worker's own
-    /// thread (a dedicated thread that ends with the copy, so whatever priority it is given dies with
-    /// it): may lower or restore that thread's CPU and I/O priority, and wait to keep a rate.
-    /// </summary>
-    public void BeforeChunk(int bytes, CancellationToken cancellationToken)
-    {
-    }
-}
-
 /// <summary>Decides, file by file as each is on storage, whether it is read back before the commit.</summary>
 public interface IReadBackBudget
 {

@@ -128,6 +128,44 @@ public sealed class SidecarOptionsValidatorTests : IDisposable
         AssertFailsWith("CHECKPOINT_KEEP", o => o.Keep = 0);
 
     [Theory]
+    [InlineData(-1)]
+    [InlineData(20)]
+    public void Validate_PeriodicNiceOutOfRange_FailsNamingIt(int nice) =>
+        AssertFailsWith("CHECKPOINT_PERIODIC_NICE", o => o.PeriodicNice = nice);
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("Idle")]
+    [InlineData("realtime")]
+    public void Validate_UnknownPeriodicIoClass_FailsNamingIt(string ioClass) =>
+        AssertFailsWith("CHECKPOINT_PERIODIC_IO_CLASS", o => o.PeriodicIoClass = ioClass);
+
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(0.5)]
+    [InlineData(double.NaN)]
+    [InlineData(double.PositiveInfinity)]
+    [InlineData(2e6)]
+    public void Validate_BadPeriodicRate_FailsNamingIt(double mibPerSecond) =>
+        AssertFailsWith("CHECKPOINT_PERIODIC_RATE_MIB_PER_SECOND", o => o.PeriodicRateMiBPerSecond = mibPerSecond);
+
+    [Theory]
+    [InlineData(0, "none", 0)]
+    [InlineData(19, "best-effort", 1)]
+    [InlineData(5, "idle", 100)]
+    public void Validate_PeriodicPaceInRange_Succeeds(int nice, string ioClass, double mibPerSecond)
+    {
+        var options = ValidOptions();
+        options.PeriodicNice = nice;
+        options.PeriodicIoClass = ioClass;
+        options.PeriodicRateMiBPerSecond = mibPerSecond;
+
+        var result = _validator.Validate(null, options);
+
+        Assert.True(result.Succeeded, result.FailureMessage);
+    }
+
+    [Theory]
     [InlineData(0)]
     [InlineData(65)]
     public void Validate_ParallelismOutOfRange_FailsNamingIt(int parallelism) =>

@@ -111,6 +111,47 @@ public sealed class FlushPlannerTests
         Assert.Equal(TimeSpan.FromSeconds(2), planner.PredictPersistTime(2000));
     }
 
+    [Fact]
+    public void PredictPersistTime_BackgroundUploadAfterFullSpeedFlush_KeepsFullSpeedRate()
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+        planner.RecordThroughput(1000, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+
+        // A periodic upload paced in the background, ten times slower.
+        planner.RecordThroughput(1000, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10), fullSpeed: false);
+
+        Assert.Equal(TimeSpan.FromSeconds(2), planner.PredictPersistTime(1000));
+    }
+
+    [Fact]
+    public void PredictPersistTime_OnlyBackgroundUploads_PredictsFromThemUntilAFullSpeedFlush()
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+        planner.RecordThroughput(1000, TimeSpan.FromSeconds(10), TimeSpan.FromSeconds(10), fullSpeed: false);
+
+        // Pessimistic, but a prediction: the early warning works before the first preemption.
+        Assert.Equal(TimeSpan.FromSeconds(20), planner.PredictPersistTime(1000));
+
+        planner.RecordThroughput(1000, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+
+        Assert.Equal(TimeSpan.FromSeconds(2), planner.PredictPersistTime(1000));
+    }
+
+    [Fact]
+    public void RecordFlush_BackgroundPeriodic_DoesNotSlowTheFullSpeedPrediction()
+    {
+        var planner = new FlushPlanner(Grace, Margin);
+        planner.RecordFlush(Timings(CheckpointReason.Preemption, copySeconds: 1));
+
+        planner.RecordFlush(Timings(CheckpointReason.Periodic, copySeconds: 8), fullSpeed: false);
+
+        Assert.Equal(TimeSpan.FromSeconds(2), planner.PredictPersistTime(1000));
+    }
+
+    private static FlushTimings Timings(CheckpointReason reason, double copySeconds) => new(
+        "c", reason, TimeSpan.Zero, TimeSpan.Zero, TimeSpan.FromSeconds(copySeconds), TimeSpan.FromSeconds(1), TimeSpan.Zero,
+        TimeSpan.FromSeconds(copySeconds + 1), Grace, 1000);
+
     [Theory]
     [InlineData(0, 1.0)]
     [InlineData(1000, 0.0)]
