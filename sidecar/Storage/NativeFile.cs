@@ -24,10 +24,8 @@ internal static partial class NativeFile
     private const uint StatxSize = 0x200;
     private const int PosixFadvDontNeed = 4;
     private const int ORdOnly = 0;
-    private const int ODirectory = 0x10000;
     private const int OCloExec = 0x80000;
     private const int ONonBlock = 0x800;
-    private const int ONoFollow = 0x20000;
     private const int OPath = 0x200000;
     private const int AtEmptyPath = 0x1000;
     private const int AtRemoveDir = 0x200;
@@ -57,8 +55,22 @@ internal static partial class NativeFile
     private const int FGetFl = 3;
     private const int FSetFl = 4;
 
-    /// <summary>O_DIRECT differs by architecture: 040000 on x86-64, 0200000 on arm64.</summary>
-    private static readonly int ODirect = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 or Architecture.Arm ? 0x10000 : 0x4000;
+    private static readonly OpenFlags Flags = OpenFlagsFor(RuntimeInformation.ProcessArchitecture);
+    private static readonly int ODirectory = Flags.Directory;
+    private static readonly int ONoFollow = Flags.NoFollow;
+    private static readonly int ODirect = Flags.Direct;
+
+    /// <summary>
+    /// The open flags whose values differ by architecture (asm/fcntl.h): the image is built for
+    /// linux/amd64 and linux/arm64, and an x86-64 O_DIRECTORY (0x10000) is O_DIRECT on arm64, so a
+    /// wrong value would silently open directories with direct I/O and follow symlinks.
+    /// </summary>
+    internal static OpenFlags OpenFlagsFor(Architecture architecture) => architecture is Architecture.Arm64 or Architecture.Arm
+        ? new OpenFlags(Directory: 0x4000, NoFollow: 0x8000, Direct: 0x10000)
+        : new OpenFlags(Directory: 0x10000, NoFollow: 0x20000, Direct: 0x4000);
+
+    /// <summary>O_DIRECTORY, O_NOFOLLOW and O_DIRECT for one architecture.</summary>
+    internal readonly record struct OpenFlags(int Directory, int NoFollow, int Direct);
 
     public static void Fsync(SafeFileHandle handle, string pathForErrors)
     {
