@@ -83,6 +83,15 @@ for kind in passed failed error skipped; do
 done
 
 if [ ${#failed[@]} -gt 0 ]; then
+  # CI keeps only the end of a run's output: repeat each failed test's name, message and the top of
+  # its stack here, where it is still seen, instead of somewhere in thousands of passing lines.
+  if grep -qE '^ +Failed [^:]' "$log_dir/dotnet.log"; then
+    echo "run-tests: failed C# tests (name, message, top of the stack):" >&2
+    awk '/^ +Failed [^:]/ { shown = 0; inside = 1 }
+         /^ +(Passed|Skipped) / || /^Test Run / { inside = 0 }
+         inside && shown < 30 { print; shown++ }' "$log_dir/dotnet.log" >&2
+  fi
+  grep -E '^(FAILED|ERROR) ' "$log_dir/python.log" >&2 || true
   echo "run-tests: ${#failed[@]} step(s) failed:" >&2
   printf 'run-tests:   %s\n' "${failed[@]}" >&2
   echo "$passed passed, $failed_tests failed, $skipped skipped"
