@@ -15,6 +15,8 @@ internal abstract class RangeJob
     internal int ChunkCount;
     internal int NextClaim;
     internal int NextHash;
+    /// <summary>Workers whose current job this is (see <c>RangeWorkers.Claim</c>).</summary>
+    internal int Owners;
     internal bool Done;
     internal bool Opened;
     internal XxHash128 Hash = new();
@@ -49,10 +51,13 @@ internal abstract class RangeJob
 /// <summary>
 /// The copy workers of one flush (or one verification): dedicated threads, each with one aligned
 /// chunk buffer allocated when it starts and freed when it ends, so a flush holds at most
-/// workers x chunk bytes and nothing after. Each worker claims the next chunk of the first job
-/// (largest first) that has one left: a big file is written by every worker at once, at its
-/// offsets; small files go several at a time. Chunks are hashed in file order by whichever worker
-/// holds the next one; claims run at most one chunk per worker ahead, so the window is bounded.
+/// workers x chunk bytes and nothing after. A worker keeps to its file while that file has chunks
+/// left; otherwise it takes the first file (largest first) that no other worker is on, and only when
+/// there is none joins the first that still has chunks. With as many files as workers each worker
+/// streams its own file, like independent <c>dd</c>s, and none waits for another's chunk to hash its
+/// own; a big file, and the last files of a flush, get every worker at once, writing at their offsets.
+/// Chunks are hashed in file order by whichever worker holds the next one; claims run at most one
+/// chunk per worker ahead, so the window is bounded.
 /// </summary>
 internal sealed class RangeWorkers
 {
@@ -120,7 +125,8 @@ internal sealed class RangeWorkers
         try
         {
             buffer = new AlignedBuffer(ChunkSize);
-            while (Claim() is var (job, index) && job is not null)
+            RangeJob? current = null;
+            while (Claim(ref current) is var (job, index) && job is not null)
             {
                 if (!RunChunk(job, index, buffer))
                 {
@@ -142,10 +148,22 @@ internal sealed class RangeWorkers
         }
     }
 
-    private (RangeJob? Job, int Index) Claim()
+    /// <param name="current">The worker's job so far; updated to the job of the chunk claimed (null when none).</param>
+    private (RangeJob? Job, int Index) Claim(ref RangeJob? current)
     {
         lock (_gate)
         {
+            if (_failure is null && current is { Done: false } own && own.NextClaim < own.ChunkCount)
+            {
+                return (own, own.NextClaim++);
+            }
+
+            if (current is not null)
+            {
+                current.Owners--;
+                current = null;
+            }
+
             while (true)
             {
                 if (_failure is not null)
@@ -153,22 +171,15 @@ internal sealed class RangeWorkers
                     return (null, 0);
                 }
 
-                var allDone = true;
-                foreach (var job in _jobs)
+                var next = NextJob(_jobs);
+                if (next is not null)
                 {
-                    if (job.Done)
-                    {
-                        continue;
-                    }
-
-                    allDone = false;
-                    if (job.NextClaim < job.ChunkCount)
-                    {
-                        return (job, job.NextClaim++);
-                    }
+                    next.Owners++;
+                    current = next;
+                    return (next, next.NextClaim++);
                 }
 
-                if (allDone)
+                if (_jobs.All(j => j.Done))
                 {
                     return (null, 0);
                 }
@@ -177,6 +188,32 @@ internal sealed class RangeWorkers
                 Monitor.Wait(_gate);
             }
         }
+    }
+
+    /// <summary>
+    /// Where a worker without a file of its own (or whose file has no chunk left) goes next: the first job
+    /// (largest first) with a chunk left and no worker on it, else the first with a chunk left; null when
+    /// every chunk is claimed.
+    /// </summary>
+    internal static RangeJob? NextJob(IReadOnlyList<RangeJob> jobs)
+    {
+        RangeJob? joined = null;
+        foreach (var job in jobs)
+        {
+            if (job.Done || job.NextClaim >= job.ChunkCount)
+            {
+                continue;
+            }
+
+            if (job.Owners == 0)
+            {
+                return job;
+            }
+
+            joined ??= job;
+        }
+
+        return joined;
     }
 
     /// <returns>False when the run was stopped while this worker waited.</returns>
