@@ -66,7 +66,7 @@ public static class Program
                 FlushBenchmark.Delete(Path.Combine(work, "peak-staged"));
             }
 
-            var training = await TrainingSlowdown.RunAsync(sidecarBinary, work, options, equaliser);
+            var training = await TrainingSlowdown.RunAsync(sidecarBinary, work, options);
             FlushReport.Training(training);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  ({clock.Elapsed.TotalMinutes:F1} min so far)"));
             var memory = await MeasureMemoryAsync(sidecarBinary, work, options, peak.Value);

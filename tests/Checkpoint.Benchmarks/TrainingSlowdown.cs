@@ -12,8 +12,16 @@ internal sealed record TrainingFigures(List<double> Idle, List<double> Periodic,
 /// counting iterations and printing its rate every 0.25 s) is watched while nothing else runs, while the
 /// sidecar uploads a periodic checkpoint (<see cref="CheckpointReason.Periodic"/>, default verification),
 /// and while `cp -r` + `sync` copies the same bytes. A phase's rate is the mean of the windows that lie
-/// wholly inside it; the phases are interleaved in an order rotated per round, memory equalised before each.
+/// wholly inside it; the phases are interleaved in an order rotated per round.
 /// </summary>
+/// <remarks>
+/// Memory is not equalised here, unlike the flush table: on these VMs memory freed is handed back to the
+/// host about 2 s later by a kernel worker that takes a core for seconds (after 4 GiB freed, the loop ran
+/// at half its speed for 4.5 s, measured), so an equaliser run just before a phase put that worker inside
+/// the phase, and the rounds' ratios ranged 0.6-1.2 whatever ran. Instead every phase starts
+/// <see cref="ReportingWait"/> after the previous one ended (which freed memory: the copy deleted,
+/// the staged bytes re-read).
+/// </remarks>
 internal static class TrainingSlowdown
 {
     private const string Loop = """
@@ -32,7 +40,10 @@ internal static class TrainingSlowdown
 
     private static readonly TimeSpan Window = TimeSpan.FromSeconds(0.25);
 
-    public static async Task<TrainingFigures> RunAsync(string sidecarBinary, string work, BenchmarkOptions options, MemoryEqualiser equaliser)
+    /// <summary>Longer than the reporting delay plus the reporting of what one phase frees (2 GiB of page cache).</summary>
+    private static readonly TimeSpan ReportingWait = TimeSpan.FromSeconds(8);
+
+    public static async Task<TrainingFigures> RunAsync(string sidecarBinary, string work, BenchmarkOptions options)
     {
         var root = Path.Combine(work, "training");
         var figures = new TrainingFigures([], [], []);
@@ -84,7 +95,7 @@ internal static class TrainingSlowdown
                     {
                         var phase = (k + round) % phases.Length;
                         CheckpointData.Warm(staged);
-                        await equaliser.EqualiseAsync();
+                        await Task.Delay(ReportingWait);
                         var from = clock.Elapsed;
                         await phases[phase]();
                         var to = clock.Elapsed;
