@@ -5,12 +5,12 @@ namespace Checkpoint.Sidecar.Storage;
 /// <summary>
 /// Moves a checkpoint's bytes from staging into its <c>.partial</c> directory on storage, hashing
 /// while copying, and reads each file back to verify it. The copy workers (dedicated threads, see
-/// <see cref="RangeWorkers"/>) take the largest file first and write its chunks at their offsets all
-/// at once, then spill into the next files, so one big file is as fast as many small ones. Storage is
-/// written and read back with O_DIRECT from aligned buffers: no byte passes through the page cache
-/// (one user-space copy fewer, no cache to drop, and the read-back reads what storage holds); a file
-/// system that refuses O_DIRECT (at open or at the first write or read) gets the buffered path for
-/// that file, with the cache dropped after fsync as before.
+/// <see cref="RangeWorkers"/>) take files largest first, one each while there are files no worker is
+/// on, and otherwise join one, writing its chunks at their offsets at once, so one big file is as fast
+/// as many small ones. Storage is written and read back with O_DIRECT from aligned buffers: no byte
+/// passes through the page cache (one user-space copy fewer, no cache to drop, and the read-back reads
+/// what storage holds); a file system that refuses O_DIRECT (at open or at the first write or read)
+/// gets the buffered path for that file, with the cache dropped after fsync as before.
 /// </summary>
 /// <param name="parallelism">Copy workers; each holds one chunk buffer (see <see cref="RangeWorkers.ChunkSizeFor"/>).</param>
 /// <param name="readBack">Re-read every file from storage (CHECKPOINT_VERIFY=read-back); else the hash taken while writing and the fsync are trusted.</param>
