@@ -175,13 +175,30 @@ public sealed class CopyEngineTests : IDisposable
         long bytes = 0;
         var poolThreads = 0;
         var threads = new HashSet<int>();
+        // The first worker to report holds on until a second one reports too (bounded): on two
+        // loaded cores one worker can otherwise copy every file before the others are first
+        // scheduled, and the test would fail though the engine is right. A copier that runs one
+        // worker at a time never releases it, and the assertion below fails.
+        using var secondWorker = new ManualResetEventSlim();
+        var held = 0;
         void OnBytes(long n)
         {
             Interlocked.Add(ref bytes, n);
+            bool first;
             lock (threads)
             {
                 threads.Add(Environment.CurrentManagedThreadId);
                 poolThreads += Thread.CurrentThread.IsThreadPoolThread ? 1 : 0;
+                first = threads.Count == 1 && held++ == 0;
+                if (threads.Count > 1)
+                {
+                    secondWorker.Set();
+                }
+            }
+
+            if (first)
+            {
+                secondWorker.Wait(TimeSpan.FromSeconds(30));
             }
         }
 
@@ -193,7 +210,7 @@ public sealed class CopyEngineTests : IDisposable
         Assert.Equal(sizes.Sum(s => (long)s), bytes);
         Assert.Equal(0, poolThreads);
         Assert.False(budget.CalledOnPoolThread);
-        // The largest file's ranges went to more than one worker.
+        // Workers copy side by side on threads of their own.
         Assert.True(threads.Count > 1, $"one worker copied everything ({threads.Count})");
         Assert.Equal(sizes.Length, budget.Calls.Count);
         Assert.Equal(0, budget.Calls.Min(c => c.StillToCopy));
