@@ -42,11 +42,11 @@ internal sealed class FlushCoordinator : BackgroundService
     private CheckpointSession? _jobPreemption;
     private CheckpointSession? _drill;
     private const string DrillLabel = "drill";
-    private ITimer? _drillTimer;
+    private DeadlineTimer? _drillTimer;
     private CheckpointSession? _persisting;
     private CancellationToken _stopping;
     private Task _housekeeping = Task.CompletedTask;
-    private ITimer? _deadlineTimer;
+    private DeadlineTimer? _deadlineTimer;
 
     public FlushCoordinator(
         FlushPlanner planner,
@@ -207,7 +207,7 @@ internal sealed class FlushCoordinator : BackgroundService
             }
 
             session.NotifiedAt = _time.GetUtcNow();
-            ScheduleDeadline(session, now);
+            ScheduleDeadline(session);
             FlushLog.PreemptionStarted(_logger, session.Id, cause, deadline, (deadline - now).TotalSeconds,
                 _planner.GracePeriod.TotalSeconds, _trainers.Count);
             var started = new PreemptionStarted(session.Id, cause, now, deadline, _planner.GracePeriod, _trainers.Count);
@@ -233,7 +233,7 @@ internal sealed class FlushCoordinator : BackgroundService
         {
             FlushLog.DeadlineTightened(_logger, job.Id, own);
             job.Deadline = own;
-            ScheduleDeadline(job, now);
+            ScheduleDeadline(job);
         }
 
         var started = new PreemptionStarted(job.Id, cause, now, job.Deadline!.Value, _planner.GracePeriod, job.ExpectedRanks.Count);
@@ -444,7 +444,7 @@ internal sealed class FlushCoordinator : BackgroundService
             session.Cause = JobPreemptionCause;
             _jobPreemption = session;
             SupersedeOlderThan(session, due - now);
-            ScheduleDeadline(session, now);
+            ScheduleDeadline(session);
             FlushLog.JobPreemptionStarted(_logger, id, trainer.Rank, step, due);
             return new DumpCommand(session.Id, session.Reason, due, session.StagingPath);
         }
@@ -519,7 +519,7 @@ internal sealed class FlushCoordinator : BackgroundService
             session.NotifiedAt = _time.GetUtcNow();
             // A timer of its own: the preemption timer belongs to a real preemption, which may start meanwhile.
             _drillTimer?.Dispose();
-            _drillTimer = _time.CreateTimer(_ => OnDeadline(session), null, Max(deadline - now, TimeSpan.Zero), Timeout.InfiniteTimeSpan);
+            _drillTimer = new DeadlineTimer(_time, deadline, () => OnDeadline(session));
             FlushLog.DrillStarted(_logger, id, deadline, (deadline - now).TotalSeconds, _planner.GracePeriod.TotalSeconds, _trainers.Count);
             return new DrillTicket(id, now, deadline, _planner.GracePeriod, _planner.SafetyMargin);
         }
@@ -848,15 +848,15 @@ internal sealed class FlushCoordinator : BackgroundService
             {
                 FlushLog.DeadlineTightened(_logger, session.Id, deadline);
                 session.Deadline = deadline;
-                ScheduleDeadline(session, now);
+                ScheduleDeadline(session);
             }
         }
     }
 
-    private void ScheduleDeadline(CheckpointSession session, DateTimeOffset now)
+    private void ScheduleDeadline(CheckpointSession session)
     {
         _deadlineTimer?.Dispose();
-        _deadlineTimer = _time.CreateTimer(_ => OnDeadline(session), null, Max(session.Deadline!.Value - now, TimeSpan.Zero), Timeout.InfiniteTimeSpan);
+        _deadlineTimer = new DeadlineTimer(_time, session.Deadline!.Value, () => OnDeadline(session));
     }
 
     private void OnDeadline(CheckpointSession session)
@@ -1041,8 +1041,6 @@ internal sealed class FlushCoordinator : BackgroundService
 
     private static CheckpointOutcome Failed(CheckpointSession session, FlushFailureCause cause, string error) =>
         session.FailedOutcome(cause, error);
-
-    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 }
 
 /// <summary>The drill a <c>drill</c> request started or joined, and the budget it is measured against.</summary>
