@@ -260,7 +260,7 @@ public sealed partial class CheckpointClient
             Attachment next;
             try
             {
-                await Task.Delay(delay, options.TimeProvider, lifetime.Token).ConfigureAwait(false);
+                await BackOffAsync(delay).ConfigureAwait(false);
                 next = await AttachOnceAsync(lifetime.Token).ConfigureAwait(false);
             }
             catch (Exception) when (lifetime.IsCancellationRequested)
@@ -281,6 +281,22 @@ public sealed partial class CheckpointClient
 
             return;
         }
+    }
+
+    // Waits before the next attempt. Once SIGTERM has come the sidecar is awaited for a few seconds only
+    // (NotifyTerminationTimeout): the wait under way ends at once and the next ones stay at the shortest,
+    // so a sidecar back 3 s after SIGTERM is not missed by a 2 s backoff.
+    private async Task BackOffAsync(TimeSpan delay)
+    {
+        var terminating = terminationStarted.Task;
+        if (terminating.IsCompleted)
+        {
+            await Task.Delay(FirstReattachDelay, options.TimeProvider, lifetime.Token).ConfigureAwait(false);
+            return;
+        }
+
+        await Task.WhenAny(Task.Delay(delay, options.TimeProvider, lifetime.Token), terminating).ConfigureAwait(false);
+        lifetime.Token.ThrowIfCancellationRequested();
     }
 
     // The trainer id to send with a call that needs the attachment; fails fast while detached.

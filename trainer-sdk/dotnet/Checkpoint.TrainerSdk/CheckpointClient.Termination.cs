@@ -20,6 +20,9 @@ public sealed partial class CheckpointClient
     private DateTimeOffset? watchdogDeadline;
     private Task<CheckpointOutcome>? preemptionOutcome;
     private int terminationSignalled;
+    // Completed at the first SIGTERM: wakes a reattachment backing off, for the sidecar is awaited only
+    // NotifyTerminationTimeout from then on.
+    private readonly TaskCompletionSource terminationStarted = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int terminationNotified;
     private int preemptionDumpSeen;
     private int exiting;
@@ -59,6 +62,7 @@ public sealed partial class CheckpointClient
             return;
         }
 
+        terminationStarted.TrySetResult();
         Log("SIGTERM received: asking the checkpoint sidecar to start the preemption checkpoint");
         var giveUpAt = options.TimeProvider.GetUtcNow() + NotifyTerminationTimeout;
         while (true)
