@@ -112,8 +112,9 @@ internal static class Program
     {
         try
         {
+            // A drill under way when this checkpoint was due is the checkpoint the sidecar hands back: it is written as that.
             var dump = await client.BeginCheckpointAsync(model.Step, CheckpointReason.Periodic);
-            await SubmitAsync(client, dump, model, arguments, "periodic");
+            await SubmitAsync(client, dump, model, arguments, dump.Drill ? "drill" : "periodic");
         }
         catch (CheckpointException exception)
         {
