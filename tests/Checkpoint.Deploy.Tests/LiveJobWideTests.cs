@@ -58,7 +58,10 @@ public sealed class LiveJobWideTests
         await using var rank1 = await ConnectAsync(pod1, rank: 1);
 
         // Step 10: train-0 seals first and waits for the straggler train-1; both commit the same step.
+        // The straggler starts its dump a delay after train-0 has sealed (not after it started: on a
+        // loaded machine train-0's dump, copy and seal may take most of the delay).
         var sealedFirst = TrainerFiles.CheckpointAsync(rank0, 10, 0, ("model.bin", 1 << 20));
+        await pod0.Process.WaitForLineAsync(@"is sealed; waiting for rank\(s\) 1 \(1 of 2\)");
         await Task.Delay(StragglerDelay);
         var sealedLast = await TrainerFiles.CheckpointAsync(rank1, 10, 1, ("model.bin", 1 << 20)).WaitAsync(Bound);
         var waited = await sealedFirst.WaitAsync(Bound);

@@ -80,7 +80,9 @@ public sealed class PodCostTests
         for (var i = 1; i < patches.Count; i++)
         {
             var gap = patches[i].At - patches[i - 1].At;
-            Assert.True(gap >= TimeSpan.FromSeconds(interval - 0.5), $"patch {i} came {gap.TotalSeconds:F1} s after the previous one");
+            // Half the interval: a loaded machine may delay one patch's sending or arrival by seconds;
+            // patches not held back at all come within milliseconds of each other.
+            Assert.True(gap >= TimeSpan.FromSeconds(interval / 2.0), $"patch {i} came {gap.TotalSeconds:F1} s after the previous one");
         }
 
         Assert.True(patches.Count <= 1 + (int)Math.Ceiling(committedIn.TotalSeconds / interval), $"{patches.Count} patches in {committedIn.TotalSeconds:F1} s");

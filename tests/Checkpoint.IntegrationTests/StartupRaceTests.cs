@@ -124,14 +124,15 @@ public sealed class StartupRaceTests
     public async Task SidecarWithoutTrainer_GivesUpAfterFirstTrainerTimeout_Exit3NamingWhatToCheck()
     {
         using var dirs = new TestDirectories();
-        await using var sidecar = await SidecarProcess.StartAsync(dirs, overrides: new Dictionary<string, string>
-        {
-            ["CHECKPOINT_EXIT_WHEN_TRAINERS_DONE"] = "true",
-            ["CHECKPOINT_FIRST_TRAINER_TIMEOUT_SECONDS"] = "1",
-        });
+        var environment = SidecarProcess.Environment(dirs);
+        environment["CHECKPOINT_EXIT_WHEN_TRAINERS_DONE"] = "true";
+        environment["CHECKPOINT_FIRST_TRAINER_TIMEOUT_SECONDS"] = "1";
+        // Not SidecarProcess.StartAsync, which waits for the ready line: the second counts from start,
+        // and on a loaded machine it may run out before the server is ready.
+        await using var sidecar = ObservedProcess.Start("sidecar", RepoPaths.SidecarBinary, [], environment);
 
-        Assert.Equal(3, await sidecar.Process.WaitForExitAsync());
-        var line = await sidecar.Process.WaitForLineAsync("No trainer attached within 1 s of start.*");
+        Assert.Equal(3, await sidecar.WaitForExitAsync());
+        var line = await sidecar.WaitForLineAsync("No trainer attached within 1 s of start.*");
         Assert.Contains("CHECKPOINT_FIRST_TRAINER_TIMEOUT_SECONDS", line.Value, StringComparison.Ordinal);
         Assert.Contains(dirs.SocketPath, line.Value, StringComparison.Ordinal);
     }

@@ -32,6 +32,9 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
     public FakeKubernetesApi(V1Pod pod)
     {
         _pod = pod;
+        // The first serialisation of a pod builds the serializer (a second or more on a loaded
+        // machine): done here, before any request waits on it.
+        _ = KubernetesJson.Serialize(pod);
         (_listener, Port) = Listen();
         _serving = Task.Run(ServeAsync);
     }
@@ -361,6 +364,8 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
     /// </summary>
     private async Task PatchAsync(HttpListenerRequest request, HttpListenerResponse response)
     {
+        // When the patch came, not when this server got round to applying it.
+        var arrived = DateTimeOffset.UtcNow;
         if (request.ContentType?.Split(';')[0].Trim() != "application/merge-patch+json")
         {
             await RespondAsync(response, 415, """{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"UnsupportedMediaType","code":415}""");
@@ -394,7 +399,7 @@ internal sealed class FakeKubernetesApi : IAsyncDisposable
 
             _pod.Metadata.ResourceVersion = (++_resourceVersion).ToString(CultureInfo.InvariantCulture);
             json = KubernetesJson.Serialize(_pod);
-            applied = new AnnotationPatch(DateTimeOffset.UtcNow, annotations.ToDictionary(a => a.Key, a => a.Value?.GetValue<string>()),
+            applied = new AnnotationPatch(arrived, annotations.ToDictionary(a => a.Key, a => a.Value?.GetValue<string>()),
                 new Dictionary<string, string>(_pod.Metadata.Annotations));
         }
 
