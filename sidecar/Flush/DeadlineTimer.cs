@@ -6,8 +6,9 @@ namespace Checkpoint.Sidecar.Flush;
 /// </summary>
 /// <remarks>
 /// Runtime timers count whole milliseconds on a monotonic clock, so they may fire before a wall-clock
-/// deadline (measured on the build machine: 111 of 200 timers early, by up to 0.8 ms). A deadline declared passed before it has passed fails a flush that still had time, and tells
-/// a drill's report it had time to spare when it failed. So when it fires early, it waits out the rest.
+/// deadline (measured on the build machine: 111 of 200 timers early, by up to 0.8 ms). A deadline
+/// declared passed before it has passed fails a flush that still had time, and tells a drill's report
+/// it had time to spare when it failed. So when it fires early, it waits out the rest.
 /// </remarks>
 internal sealed class DeadlineTimer : IDisposable
 {
